@@ -1,0 +1,75 @@
+//! RFC 4648 base32, lowercase, without padding: for fingerprints in relay
+//! addresses (case-insensitive on input, so a person may type either case).
+
+const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+pub(crate) fn encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
+    let mut acc: u16 = 0;
+    let mut bits = 0u32;
+    for &b in bytes {
+        acc = (acc << 8) | u16::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(char::from(ALPHABET[usize::from((acc >> bits) & 31)]));
+        }
+        acc &= (1 << bits) - 1;
+    }
+    if bits > 0 {
+        out.push(char::from(ALPHABET[usize::from((acc << (5 - bits)) & 31)]));
+    }
+    out
+}
+
+/// Decodes exactly `N` bytes. Rejects other lengths, characters outside the
+/// alphabet and non-zero padding bits (so every value has one encoding).
+pub(crate) fn decode<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != N * 8 / 5 + usize::from(N * 8 % 5 != 0) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    let mut acc: u16 = 0;
+    let mut bits = 0u32;
+    let mut i = 0;
+    for c in text.bytes() {
+        let v = match c.to_ascii_lowercase() {
+            c @ b'a'..=b'z' => c - b'a',
+            c @ b'2'..=b'7' => c - b'2' + 26,
+            _ => return None,
+        };
+        acc = (acc << 5) | u16::from(v);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            *out.get_mut(i)? = (acc >> bits) as u8;
+            i += 1;
+            acc &= (1 << bits) - 1;
+        }
+    }
+    (acc == 0 && i == N).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc4648_vectors() {
+        assert_eq!(encode(b"foobar"), "mzxw6ytboi");
+        assert_eq!(encode(b"fo"), "mzxq");
+        assert_eq!(decode::<6>("MZXW6YTBOI"), Some(*b"foobar"));
+        assert_eq!(decode::<2>("mzxq"), Some(*b"fo"));
+        assert_eq!(decode::<2>("mzxr"), None, "non-zero padding bits");
+        assert_eq!(decode::<2>("mzx1"), None);
+        assert_eq!(decode::<2>("mzxqa"), None);
+    }
+
+    #[test]
+    fn round_trip_32() {
+        let bytes: [u8; 32] = std::array::from_fn(|i| (i * 37 + 11) as u8);
+        let text = encode(&bytes);
+        assert_eq!(text.len(), 52);
+        assert_eq!(decode::<32>(&text), Some(bytes));
+    }
+}

@@ -1,0 +1,768 @@
+//! The client-relay command set (the mailbox model of `docs/protocol.md`).
+//!
+//! Every message is one frame payload: a tag byte, then fixed-size fields.
+//! [`Request`]s go from client to relay, [`Response`]s from relay to client.
+//!
+//! Recipient commands (create, secure, subscribe, ack, delete) are
+//! [`Signed`] with the mailbox's recipient key over
+//! `"enlace/v1/recipient-command" || 0x00 || binding || command bytes`, where
+//! `binding` is a [`ConnectionBinding`] supplied by the transport (for QUIC, a
+//! TLS exporter value). A captured command therefore does not verify on any
+//! other connection.
+//!
+//! Both enums are `#[non_exhaustive]`: later versions add relay-to-relay
+//! forwarding tags (0x10..=0x1f are reserved for it) without a new format.
+
+use std::fmt;
+
+use crate::codec::Reader;
+use crate::delivery::{MAX_SEALED_LEN, SEAL_NONCE_LEN, SEAL_TAG_LEN};
+use crate::envelope::{Envelope, MailboxId, MessageId};
+use crate::keys::{PublicKey, SIGNATURE_LEN, Signature, SigningKeyPair, labels};
+use crate::limits::ENVELOPE_OVERHEAD;
+use crate::{DecodeError, Error, PROTOCOL_VERSION};
+
+/// Request tags.
+mod tag {
+    pub(super) const HELLO: u8 = 0x01;
+    pub(super) const CREATE: u8 = 0x02;
+    pub(super) const SECURE: u8 = 0x03;
+    pub(super) const SEND: u8 = 0x04;
+    pub(super) const SUBSCRIBE: u8 = 0x05;
+    pub(super) const ACK: u8 = 0x06;
+    pub(super) const DELETE: u8 = 0x07;
+
+    pub(super) const OK: u8 = 0x40;
+    pub(super) const HELLO_OK: u8 = 0x41;
+    pub(super) const CREATED: u8 = 0x42;
+    pub(super) const STORED: u8 = 0x43;
+    pub(super) const DELIVER: u8 = 0x44;
+    pub(super) const ENDED: u8 = 0x45;
+    pub(super) const ERROR: u8 = 0x7f;
+}
+
+/// A 32-byte value both ends of one connection know and no one else can
+/// choose: for QUIC, the TLS exporter output for label
+/// `"EXPORTER-enlace-v1-connection-binding"` with an empty context.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionBinding(pub [u8; 32]);
+
+impl fmt::Debug for ConnectionBinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConnectionBinding(..)")
+    }
+}
+
+/// The TLS exporter label a QUIC transport uses for [`ConnectionBinding`].
+pub const BINDING_EXPORTER_LABEL: &[u8] = b"EXPORTER-enlace-v1-connection-binding";
+
+/// A recipient command with its signature and the exact bytes it covers.
+///
+/// The command's fields can be read before verification (the relay needs the
+/// receive id to find the key), but nothing should act on them until
+/// [`Signed::verify`] succeeds.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Signed<T> {
+    command: T,
+    /// Tag and fields, exactly as received or encoded.
+    signed: Vec<u8>,
+    signature: Signature,
+}
+
+impl<T> Signed<T> {
+    /// The command, not yet verified.
+    pub fn unverified(&self) -> &T {
+        &self.command
+    }
+
+    /// Verifies the signature for this connection and returns the command.
+    pub fn verify(&self, binding: &ConnectionBinding, key: &PublicKey) -> Result<&T, Error> {
+        key.verify_parts(
+            labels::RECIPIENT_COMMAND,
+            &[&binding.0, &self.signed],
+            &self.signature,
+        )?;
+        Ok(&self.command)
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.signed);
+        out.extend_from_slice(&self.signature.0);
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Signed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Signed").field(&self.command).finish()
+    }
+}
+
+/// Creates a mailbox owned by `recipient_key`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateMailbox {
+    /// The per-mailbox recipient key that signs later commands (and this one,
+    /// proving possession).
+    pub recipient_key: PublicKey,
+    /// The recipient's X25519 key for the delivery key (see [`crate::delivery`]).
+    pub recipient_dh: [u8; 32],
+}
+
+/// Registers the sender key: from now on only envelopes it signed are accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Secure {
+    /// The mailbox, by receive id.
+    pub receive_id: MailboxId,
+    /// The per-mailbox sender key.
+    pub sender_key: PublicKey,
+}
+
+/// Starts delivery of the mailbox's envelopes on this stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscribe {
+    /// The mailbox, by receive id.
+    pub receive_id: MailboxId,
+}
+
+/// Acknowledges (and so deletes) one delivered envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// The mailbox, by receive id.
+    pub receive_id: MailboxId,
+    /// The envelope's message id.
+    pub message_id: MessageId,
+}
+
+/// Deletes the mailbox and everything in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delete {
+    /// The mailbox, by receive id.
+    pub receive_id: MailboxId,
+}
+
+/// A client-to-relay message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Request {
+    /// First message of a connection: the versions the client speaks.
+    Hello {
+        /// Lowest supported version.
+        min_version: u16,
+        /// Highest supported version.
+        max_version: u16,
+    },
+    /// Create a mailbox.
+    CreateMailbox(Signed<CreateMailbox>),
+    /// Secure a mailbox with the sender key.
+    Secure(Signed<Secure>),
+    /// Deposit an envelope (addressed by its send id).
+    Send(Envelope),
+    /// Subscribe to a mailbox.
+    Subscribe(Signed<Subscribe>),
+    /// Acknowledge a delivered envelope.
+    Ack(Signed<Ack>),
+    /// Delete a mailbox.
+    Delete(Signed<Delete>),
+}
+
+impl Request {
+    /// A hello for the versions this crate speaks.
+    pub fn hello() -> Self {
+        Self::Hello {
+            min_version: PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+        }
+    }
+
+    /// A signed create-mailbox command.
+    pub fn create_mailbox(
+        recipient: &SigningKeyPair,
+        recipient_dh: [u8; 32],
+        binding: &ConnectionBinding,
+    ) -> Self {
+        let mut bytes = vec![tag::CREATE];
+        bytes.extend_from_slice(recipient.public().as_bytes());
+        bytes.extend_from_slice(&recipient_dh);
+        let command = CreateMailbox {
+            recipient_key: *recipient.public(),
+            recipient_dh,
+        };
+        Self::CreateMailbox(sign(command, bytes, recipient, binding))
+    }
+
+    /// A signed secure command.
+    pub fn secure(
+        receive_id: MailboxId,
+        sender_key: PublicKey,
+        recipient: &SigningKeyPair,
+        binding: &ConnectionBinding,
+    ) -> Self {
+        let mut bytes = vec![tag::SECURE];
+        bytes.extend_from_slice(&receive_id.0);
+        bytes.extend_from_slice(sender_key.as_bytes());
+        Self::Secure(sign(
+            Secure {
+                receive_id,
+                sender_key,
+            },
+            bytes,
+            recipient,
+            binding,
+        ))
+    }
+
+    /// A signed subscribe command.
+    pub fn subscribe(
+        receive_id: MailboxId,
+        recipient: &SigningKeyPair,
+        binding: &ConnectionBinding,
+    ) -> Self {
+        let mut bytes = vec![tag::SUBSCRIBE];
+        bytes.extend_from_slice(&receive_id.0);
+        Self::Subscribe(sign(Subscribe { receive_id }, bytes, recipient, binding))
+    }
+
+    /// A signed ack command.
+    pub fn ack(
+        receive_id: MailboxId,
+        message_id: MessageId,
+        recipient: &SigningKeyPair,
+        binding: &ConnectionBinding,
+    ) -> Self {
+        let mut bytes = vec![tag::ACK];
+        bytes.extend_from_slice(&receive_id.0);
+        bytes.extend_from_slice(&message_id.0);
+        Self::Ack(sign(
+            Ack {
+                receive_id,
+                message_id,
+            },
+            bytes,
+            recipient,
+            binding,
+        ))
+    }
+
+    /// A signed delete command.
+    pub fn delete(
+        receive_id: MailboxId,
+        recipient: &SigningKeyPair,
+        binding: &ConnectionBinding,
+    ) -> Self {
+        let mut bytes = vec![tag::DELETE];
+        bytes.extend_from_slice(&receive_id.0);
+        Self::Delete(sign(Delete { receive_id }, bytes, recipient, binding))
+    }
+
+    /// Appends the frame payload.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Hello {
+                min_version,
+                max_version,
+            } => {
+                out.push(tag::HELLO);
+                out.extend_from_slice(&min_version.to_be_bytes());
+                out.extend_from_slice(&max_version.to_be_bytes());
+            }
+            Self::CreateMailbox(s) => s.encode(out),
+            Self::Secure(s) => s.encode(out),
+            Self::Send(env) => {
+                out.push(tag::SEND);
+                out.extend_from_slice(env.as_bytes());
+            }
+            Self::Subscribe(s) => s.encode(out),
+            Self::Ack(s) => s.encode(out),
+            Self::Delete(s) => s.encode(out),
+        }
+    }
+
+    /// The frame payload as a new vector.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+
+    /// Decodes one frame payload.
+    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(payload);
+        let request = match r.u8()? {
+            tag::HELLO => Self::Hello {
+                min_version: r.u16()?,
+                max_version: r.u16()?,
+            },
+            tag::CREATE => {
+                let recipient_key = PublicKey::from_bytes(&r.array()?)?;
+                let recipient_dh = r.array()?;
+                Self::CreateMailbox(signed_tail(
+                    CreateMailbox {
+                        recipient_key,
+                        recipient_dh,
+                    },
+                    payload,
+                    &mut r,
+                )?)
+            }
+            tag::SECURE => {
+                let receive_id = MailboxId(r.array()?);
+                let sender_key = PublicKey::from_bytes(&r.array()?)?;
+                Self::Secure(signed_tail(
+                    Secure {
+                        receive_id,
+                        sender_key,
+                    },
+                    payload,
+                    &mut r,
+                )?)
+            }
+            tag::SEND => Self::Send(Envelope::decode_from(&mut r)?),
+            tag::SUBSCRIBE => {
+                let receive_id = MailboxId(r.array()?);
+                Self::Subscribe(signed_tail(Subscribe { receive_id }, payload, &mut r)?)
+            }
+            tag::ACK => {
+                let receive_id = MailboxId(r.array()?);
+                let message_id = MessageId(r.array()?);
+                Self::Ack(signed_tail(
+                    Ack {
+                        receive_id,
+                        message_id,
+                    },
+                    payload,
+                    &mut r,
+                )?)
+            }
+            tag::DELETE => {
+                let receive_id = MailboxId(r.array()?);
+                Self::Delete(signed_tail(Delete { receive_id }, payload, &mut r)?)
+            }
+            other => return Err(DecodeError::UnknownTag(other)),
+        };
+        r.finish()?;
+        Ok(request)
+    }
+}
+
+fn sign<T>(
+    command: T,
+    signed: Vec<u8>,
+    key: &SigningKeyPair,
+    binding: &ConnectionBinding,
+) -> Signed<T> {
+    let signature = key.sign_parts(labels::RECIPIENT_COMMAND, &[&binding.0, &signed]);
+    Signed {
+        command,
+        signed,
+        signature,
+    }
+}
+
+/// Reads the trailing signature and keeps the bytes before it, as received.
+fn signed_tail<T>(
+    command: T,
+    payload: &[u8],
+    r: &mut Reader<'_>,
+) -> Result<Signed<T>, DecodeError> {
+    let signed_len = payload.len() - r.remaining();
+    let signed = payload
+        .get(..signed_len)
+        .ok_or(DecodeError::Truncated)?
+        .to_vec();
+    let signature = Signature(r.array::<SIGNATURE_LEN>()?);
+    Ok(Signed {
+        command,
+        signed,
+        signature,
+    })
+}
+
+/// Why a subscription ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// Another connection subscribed to the same mailbox and took over.
+    TakenOver,
+    /// The mailbox was deleted.
+    Deleted,
+    /// A reason code from a newer relay.
+    Other(u8),
+}
+
+impl EndReason {
+    fn code(self) -> u8 {
+        match self {
+            Self::TakenOver => 1,
+            Self::Deleted => 2,
+            Self::Other(c) => c,
+        }
+    }
+
+    fn from_code(code: u8) -> Self {
+        match code {
+            1 => Self::TakenOver,
+            2 => Self::Deleted,
+            c => Self::Other(c),
+        }
+    }
+}
+
+/// An error the relay reports to a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// The request could not be decoded.
+    #[error("malformed request")]
+    Malformed,
+    /// No version in the client's range is supported.
+    #[error("unsupported protocol version (relay speaks {min} to {max})")]
+    UnsupportedVersion {
+        /// Lowest version the relay speaks.
+        min: u16,
+        /// Highest version the relay speaks.
+        max: u16,
+    },
+    /// A signature did not verify (wrong key, wrong connection, or an
+    /// unsigned send to a secured mailbox).
+    #[error("not authorized")]
+    Auth,
+    /// No such mailbox.
+    #[error("unknown mailbox")]
+    UnknownMailbox,
+    /// The mailbox holds its maximum number of envelopes.
+    #[error("mailbox quota exceeded")]
+    Quota,
+    /// The request is larger than the relay accepts.
+    #[error("request too large")]
+    TooLarge,
+    /// The relay's storage is full.
+    #[error("relay storage is full")]
+    StorageFull,
+    /// Too many requests: retry after the given number of seconds.
+    #[error("rate limited, retry in {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds to wait before retrying.
+        retry_after_secs: u32,
+    },
+    /// The relay failed internally; the request was not performed.
+    #[error("relay internal error")]
+    Internal,
+    /// The request tag is unknown to this relay.
+    #[error("unknown command")]
+    UnknownCommand,
+    /// An error code from a newer relay.
+    #[error("relay error {0}")]
+    Other(u16),
+}
+
+impl RelayError {
+    /// The wire code.
+    pub fn code(&self) -> u16 {
+        match self {
+            Self::Malformed => 1,
+            Self::UnsupportedVersion { .. } => 2,
+            Self::Auth => 3,
+            Self::UnknownMailbox => 4,
+            Self::Quota => 5,
+            Self::TooLarge => 6,
+            Self::StorageFull => 7,
+            Self::RateLimited { .. } => 8,
+            Self::Internal => 9,
+            Self::UnknownCommand => 10,
+            Self::Other(c) => *c,
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.code().to_be_bytes());
+        match self {
+            Self::UnsupportedVersion { min, max } => {
+                out.extend_from_slice(&min.to_be_bytes());
+                out.extend_from_slice(&max.to_be_bytes());
+            }
+            Self::RateLimited { retry_after_secs } => {
+                out.extend_from_slice(&retry_after_secs.to_be_bytes())
+            }
+            _ => {}
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(match r.u16()? {
+            1 => Self::Malformed,
+            2 => Self::UnsupportedVersion {
+                min: r.u16()?,
+                max: r.u16()?,
+            },
+            3 => Self::Auth,
+            4 => Self::UnknownMailbox,
+            5 => Self::Quota,
+            6 => Self::TooLarge,
+            7 => Self::StorageFull,
+            8 => Self::RateLimited {
+                retry_after_secs: r.u32()?,
+            },
+            9 => Self::Internal,
+            10 => Self::UnknownCommand,
+            0 => return Err(DecodeError::InvalidField("error code 0")),
+            other => {
+                // A newer relay may attach details we cannot interpret.
+                r.rest();
+                Self::Other(other)
+            }
+        })
+    }
+}
+
+/// The relay's answer to a decode failure.
+impl From<DecodeError> for RelayError {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::UnknownTag(_) => Self::UnknownCommand,
+            DecodeError::FrameTooLarge(_) => Self::TooLarge,
+            DecodeError::UnsupportedVersion(_) => Self::UnsupportedVersion {
+                min: PROTOCOL_VERSION,
+                max: PROTOCOL_VERSION,
+            },
+            _ => Self::Malformed,
+        }
+    }
+}
+
+/// The relay's choice of version for a client's hello range.
+pub fn negotiate_version(min_version: u16, max_version: u16) -> Result<u16, RelayError> {
+    if (min_version..=max_version).contains(&PROTOCOL_VERSION) {
+        Ok(PROTOCOL_VERSION)
+    } else {
+        Err(RelayError::UnsupportedVersion {
+            min: PROTOCOL_VERSION,
+            max: PROTOCOL_VERSION,
+        })
+    }
+}
+
+/// A relay-to-client message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Response {
+    /// The command succeeded (secure, subscribe, ack, delete).
+    Ok,
+    /// The version chosen for this connection.
+    Hello {
+        /// The negotiated version.
+        version: u16,
+    },
+    /// A new mailbox.
+    MailboxCreated {
+        /// The recipient's id for the mailbox.
+        receive_id: MailboxId,
+        /// The id senders use.
+        send_id: MailboxId,
+        /// The relay's X25519 key for the delivery key.
+        relay_dh: [u8; 32],
+    },
+    /// The envelope is on the relay's disk (fsynced).
+    Stored,
+    /// An envelope pushed on a subscription, sealed under the delivery key;
+    /// open with [`crate::delivery::DeliveryKey::open`].
+    Deliver(Vec<u8>),
+    /// The subscription on this stream ended.
+    SubscriptionEnded(EndReason),
+    /// The command failed.
+    Error(RelayError),
+}
+
+impl Response {
+    /// Appends the frame payload.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Ok => out.push(tag::OK),
+            Self::Hello { version } => {
+                out.push(tag::HELLO_OK);
+                out.extend_from_slice(&version.to_be_bytes());
+            }
+            Self::MailboxCreated {
+                receive_id,
+                send_id,
+                relay_dh,
+            } => {
+                out.push(tag::CREATED);
+                out.extend_from_slice(&receive_id.0);
+                out.extend_from_slice(&send_id.0);
+                out.extend_from_slice(relay_dh);
+            }
+            Self::Stored => out.push(tag::STORED),
+            Self::Deliver(sealed) => {
+                out.push(tag::DELIVER);
+                out.extend_from_slice(sealed);
+            }
+            Self::SubscriptionEnded(reason) => {
+                out.push(tag::ENDED);
+                out.push(reason.code());
+            }
+            Self::Error(e) => {
+                out.push(tag::ERROR);
+                e.encode(out);
+            }
+        }
+    }
+
+    /// The frame payload as a new vector.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+
+    /// Decodes one frame payload.
+    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(payload);
+        let response = match r.u8()? {
+            tag::OK => Self::Ok,
+            tag::HELLO_OK => Self::Hello { version: r.u16()? },
+            tag::CREATED => Self::MailboxCreated {
+                receive_id: MailboxId(r.array()?),
+                send_id: MailboxId(r.array()?),
+                relay_dh: r.array()?,
+            },
+            tag::STORED => Self::Stored,
+            tag::DELIVER => {
+                let sealed = r.rest();
+                let min = SEAL_NONCE_LEN + ENVELOPE_OVERHEAD + SEAL_TAG_LEN;
+                if sealed.len() < min {
+                    return Err(DecodeError::Truncated);
+                }
+                if sealed.len() > MAX_SEALED_LEN {
+                    return Err(DecodeError::FrameTooLarge(sealed.len() as u64));
+                }
+                Self::Deliver(sealed.to_vec())
+            }
+            tag::ENDED => Self::SubscriptionEnded(EndReason::from_code(r.u8()?)),
+            tag::ERROR => Self::Error(RelayError::decode(&mut r)?),
+            other => return Err(DecodeError::UnknownTag(other)),
+        };
+        r.finish()?;
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::CoarseTime;
+    use crate::limits::BODY_SMALL;
+
+    fn key(seed: u8) -> SigningKeyPair {
+        SigningKeyPair::from_secret_bytes(&[seed; 32])
+    }
+
+    fn all_requests(binding: &ConnectionBinding) -> Vec<Request> {
+        let k = key(1);
+        let rid = MailboxId([2; 16]);
+        let env = Envelope::sign(
+            &key(4),
+            MailboxId([3; 16]),
+            MessageId([5; 16]),
+            CoarseTime(7),
+            &[0; BODY_SMALL],
+        )
+        .unwrap();
+        vec![
+            Request::hello(),
+            Request::create_mailbox(&k, [9; 32], binding),
+            Request::secure(rid, *key(4).public(), &k, binding),
+            Request::Send(env),
+            Request::subscribe(rid, &k, binding),
+            Request::ack(rid, MessageId([5; 16]), &k, binding),
+            Request::delete(rid, &k, binding),
+        ]
+    }
+
+    #[test]
+    fn requests_round_trip_and_reject_truncation_and_trailing() {
+        let binding = ConnectionBinding([7; 32]);
+        for req in all_requests(&binding) {
+            let bytes = req.to_bytes();
+            assert_eq!(Request::decode(&bytes).unwrap(), req);
+            for cut in 0..bytes.len() {
+                assert!(
+                    Request::decode(&bytes[..cut]).is_err(),
+                    "{req:?} cut at {cut}"
+                );
+            }
+            let mut long = bytes.clone();
+            long.push(0);
+            assert_eq!(Request::decode(&long), Err(DecodeError::TrailingBytes(1)));
+        }
+    }
+
+    #[test]
+    fn signed_commands_are_bound_to_the_connection() {
+        let binding = ConnectionBinding([7; 32]);
+        let other = ConnectionBinding([8; 32]);
+        let k = key(1);
+        for req in all_requests(&binding) {
+            let decoded = Request::decode(&req.to_bytes()).unwrap();
+            let check = |b: &ConnectionBinding, pk: &PublicKey| match &decoded {
+                Request::CreateMailbox(s) => s.verify(b, pk).map(|_| ()),
+                Request::Secure(s) => s.verify(b, pk).map(|_| ()),
+                Request::Subscribe(s) => s.verify(b, pk).map(|_| ()),
+                Request::Ack(s) => s.verify(b, pk).map(|_| ()),
+                Request::Delete(s) => s.verify(b, pk).map(|_| ()),
+                _ => Ok(()),
+            };
+            check(&binding, k.public()).unwrap();
+            if !matches!(decoded, Request::Hello { .. } | Request::Send(_)) {
+                assert_eq!(check(&other, k.public()), Err(Error::VerificationFailed));
+                assert_eq!(
+                    check(&binding, key(2).public()),
+                    Err(Error::VerificationFailed)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let responses = [
+            Response::Ok,
+            Response::Hello { version: 1 },
+            Response::MailboxCreated {
+                receive_id: MailboxId([1; 16]),
+                send_id: MailboxId([2; 16]),
+                relay_dh: [3; 32],
+            },
+            Response::Stored,
+            Response::Deliver(vec![
+                4;
+                SEAL_NONCE_LEN
+                    + ENVELOPE_OVERHEAD
+                    + BODY_SMALL
+                    + SEAL_TAG_LEN
+            ]),
+            Response::SubscriptionEnded(EndReason::TakenOver),
+            Response::SubscriptionEnded(EndReason::Deleted),
+            Response::Error(RelayError::Quota),
+            Response::Error(RelayError::UnsupportedVersion { min: 1, max: 1 }),
+            Response::Error(RelayError::RateLimited {
+                retry_after_secs: 30,
+            }),
+            Response::Error(RelayError::Other(999)),
+        ];
+        for resp in responses {
+            let bytes = resp.to_bytes();
+            assert_eq!(Response::decode(&bytes).unwrap(), resp, "{resp:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_tags_and_versions() {
+        assert_eq!(Request::decode(&[0x10]), Err(DecodeError::UnknownTag(0x10)));
+        assert_eq!(Response::decode(&[0x00]), Err(DecodeError::UnknownTag(0)));
+        assert_eq!(Request::decode(&[]), Err(DecodeError::Truncated));
+        assert_eq!(negotiate_version(1, 3), Ok(1));
+        assert_eq!(
+            negotiate_version(2, 3),
+            Err(RelayError::UnsupportedVersion { min: 1, max: 1 })
+        );
+    }
+}

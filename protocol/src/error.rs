@@ -1,0 +1,55 @@
+use thiserror::Error;
+
+/// Why bytes could not be decoded. Returned by every decoder in this crate.
+///
+/// Decoding never panics and never allocates beyond a length it has
+/// checked against the limits in [`crate::limits`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The input ended before the value was complete.
+    #[error("input is truncated")]
+    Truncated,
+    /// Bytes were left over after a complete value.
+    #[error("{0} unexpected trailing bytes")]
+    TrailingBytes(usize),
+    /// A frame's length prefix exceeds [`crate::limits::MAX_FRAME_LEN`].
+    #[error("frame length {0} exceeds the maximum")]
+    FrameTooLarge(u64),
+    /// A message tag this version does not know.
+    #[error("unknown message tag {0:#04x}")]
+    UnknownTag(u8),
+    /// A version byte this implementation does not speak.
+    #[error("unsupported version {0}")]
+    UnsupportedVersion(u16),
+    /// An envelope body size class that is not one of the fixed sizes.
+    #[error("invalid body size class {0}")]
+    InvalidBodySize(u8),
+    /// A field holds a value outside its domain (an invalid public key, a
+    /// zero-length frame, an unknown reason code).
+    #[error("invalid field: {0}")]
+    InvalidField(&'static str),
+}
+
+/// Errors of the protocol crate.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bytes could not be decoded.
+    #[error("malformed input: {0}")]
+    Decode(#[from] DecodeError),
+    /// A signature, MAC or AEAD tag did not verify. Deliberately coarse: the
+    /// caller learns nothing about which check failed.
+    #[error("verification failed")]
+    VerificationFailed,
+    /// An envelope body was not one of the fixed sizes.
+    #[error("envelope body must be 2048, 16384 or 65536 bytes, got {0}")]
+    BodySize(usize),
+    /// A relay address could not be parsed.
+    #[error("invalid relay address: {0}")]
+    Address(&'static str),
+    /// A key agreement produced a non-contributory (all-zero) secret: the
+    /// peer sent a low-order point.
+    #[error("peer sent a weak public key")]
+    WeakKey,
+}

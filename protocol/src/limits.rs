@@ -1,0 +1,47 @@
+//! Every bound the protocol enforces, each with the reason for its value.
+//!
+//! Relays and clients must reject input beyond these bounds before they
+//! allocate for it.
+
+use crate::envelope::BodySize;
+
+/// Size of an ordinary chat envelope body: room for about 1,900 bytes of
+/// text after the end-to-end overhead, small enough that a relay holding
+/// 128 envelopes per mailbox for thousands of mailboxes stays in memory
+/// budgets of a small VPS. Every chat message uses exactly this size.
+pub const BODY_SMALL: usize = 2048;
+
+/// Size of a medium envelope body: the session handshake (an ML-KEM-768
+/// ciphertext is 1,088 bytes) and short documents.
+pub const BODY_MEDIUM: usize = 16 * 1024;
+
+/// Size of the largest envelope body: file chunks. 64 KiB keeps one frame
+/// well inside QUIC flow-control windows.
+pub const BODY_LARGE: usize = 64 * 1024;
+
+/// Bytes of an envelope around its body: version, send id, message id,
+/// timestamp, size class and signature.
+pub const ENVELOPE_OVERHEAD: usize = 1 + 16 + 16 + 4 + 1 + 64;
+
+/// The largest envelope on the wire.
+pub const MAX_ENVELOPE_LEN: usize = ENVELOPE_OVERHEAD + BODY_LARGE;
+
+/// Largest frame payload accepted from the network: the largest envelope
+/// plus 1 KiB for command headers and one more sealing layer (relay
+/// forwarding wraps a send in an extra AEAD layer). Frames claiming more are
+/// rejected before any allocation.
+pub const MAX_FRAME_LEN: usize = MAX_ENVELOPE_LEN + 1024;
+
+/// Bytes of the frame length prefix (big-endian `u32`).
+pub const FRAME_HEADER_LEN: usize = 4;
+
+/// Longest relay host name accepted in an address: the DNS limit (RFC 1035).
+pub const MAX_HOST_LEN: usize = 253;
+
+/// Iterations of SHA-512 per identity when computing a safety number: the
+/// same work factor as Signal's numeric fingerprints, which makes searching
+/// for a colliding key costly while staying instant for a person.
+pub const SAFETY_NUMBER_ITERATIONS: u32 = 5200;
+
+const _: () = assert!(BodySize::Large.len() == BODY_LARGE);
+const _: () = assert!(crate::delivery::MAX_SEALED_LEN + 1 <= MAX_FRAME_LEN);

@@ -44,7 +44,7 @@ pub const MAX_HOST_LEN: usize = 253;
 pub const SAFETY_NUMBER_ITERATIONS: u32 = 5200;
 
 const _: () = assert!(BodySize::Large.len() == BODY_LARGE);
-const _: () = assert!(crate::delivery::MAX_SEALED_LEN + 1 <= MAX_FRAME_LEN);
+const _: () = assert!(crate::delivery::MAX_SEALED_LEN < MAX_FRAME_LEN);
 
 /// Message keys a receiver derives ahead in one chain to reach a counter it
 /// has not seen: out-of-order delivery over a store-and-forward relay rarely

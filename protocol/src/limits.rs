@@ -60,6 +60,11 @@ pub const MAX_FORWARD_JUMPS: u32 = 1000;
 /// the oldest keys are dropped first.
 pub const MAX_SKIPPED_KEYS: usize = 2000;
 
+/// Ratchet steps whose skipped keys are kept: a message delayed past 32
+/// changes of speaker is given up. Bounds the header keys tried on each
+/// incoming message (one AEAD open of 41 bytes each). libsignal keeps 5.
+pub const MAX_SKIPPED_CHAINS: usize = 32;
+
 /// Longest invitation code accepted as text, including separators: a
 /// maximal binary invitation is about 2,600 base32 characters, and a person
 /// may add a space or dash after every character. Longer input is refused

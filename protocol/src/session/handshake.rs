@@ -100,12 +100,12 @@ impl std::fmt::Debug for Accepted {
     }
 }
 
-/// The keys a handshake derives.
-struct Derived {
-    root: Secret,
-    accepter_header: Secret,
-    inviter_header: Secret,
-    ad: [u8; 32],
+/// The keys a handshake derives (checked by the test vectors).
+pub(crate) struct Derived {
+    pub(crate) root: Secret,
+    pub(crate) accepter_header: Secret,
+    pub(crate) inviter_header: Secret,
+    pub(crate) ad: [u8; 32],
 }
 
 /// The public values both sides put in the transcript, in order.
@@ -209,6 +209,21 @@ pub fn accept(
     payload: &[u8],
     now: u64,
 ) -> Result<(Session, Vec<u8>), Error> {
+    accept_inner(
+        rng, identity, invitation, reply_to, sender_key, payload, now,
+    )
+    .map(|(session, message, _)| (session, message))
+}
+
+pub(crate) fn accept_inner(
+    rng: &mut impl CryptoRng,
+    identity: &SigningKeyPair,
+    invitation: &Invitation,
+    reply_to: &ReplyAddress,
+    sender_key: &PublicKey,
+    payload: &[u8],
+    now: u64,
+) -> Result<(Session, Vec<u8>, Derived), Error> {
     invitation.check_expiry(now)?;
     let mut hello = Vec::with_capacity(MAX_HELLO_FIXED + payload.len());
     reply_to.relay.encode(&mut hello);
@@ -254,8 +269,8 @@ pub fn accept(
         rng,
         &keys.root,
         *invitation.dh(),
-        keys.accepter_header,
-        keys.inviter_header,
+        keys.accepter_header.clone(),
+        keys.inviter_header.clone(),
     )?;
 
     let mut message = Vec::with_capacity(BodySize::Medium.len());
@@ -265,7 +280,7 @@ pub fn accept(
     message.extend_from_slice(&ratchet.encrypt(rng, &keys.ad, &hello, FIRST_RATCHET_LEN)?);
     debug_assert_eq!(message.len(), BodySize::Medium.len());
     let session = Session::new(*identity.public(), *invitation.identity(), keys.ad, ratchet);
-    Ok((session, message))
+    Ok((session, message, keys))
 }
 
 impl PendingInvitation {
@@ -294,15 +309,16 @@ impl PendingInvitation {
             return Err(Error::VerificationFailed);
         }
         self.complete_inner(rng, identity, first_message)
+            .map(|(session, accepted, _)| (session, accepted))
             .map_err(|_| Error::VerificationFailed)
     }
 
-    fn complete_inner(
+    pub(crate) fn complete_inner(
         &self,
         rng: &mut impl CryptoRng,
         identity: &SigningKeyPair,
         first_message: &[u8],
-    ) -> Result<(Session, Accepted), Error> {
+    ) -> Result<(Session, Accepted, Derived), Error> {
         let invitation = self.invitation();
         let mut r = Reader::new(first_message);
         let ephemeral: [u8; 32] = r.array()?;
@@ -344,8 +360,12 @@ impl PendingInvitation {
         let dh2 = identity_dh(identity).agree(&ephemeral)?;
         let keys = derive([&dh1, &dh2, &dh3], ss.as_slice(), &transcript);
         let own_dh = DhKeyPair::from_secret_bytes(*self.dh().secret_bytes());
-        let mut ratchet =
-            Ratchet::init_receiver(own_dh, keys.root, keys.inviter_header, keys.accepter_header);
+        let mut ratchet = Ratchet::init_receiver(
+            own_dh,
+            keys.root.clone(),
+            keys.inviter_header.clone(),
+            keys.accepter_header.clone(),
+        );
         let hello = ratchet.decrypt(rng, &keys.ad, ratchet_message)?;
         let mut h = Reader::new(&hello);
         let relay = RelayAddress::decode_from(&mut h)?;
@@ -353,14 +373,184 @@ impl PendingInvitation {
         let sender_key = PublicKey::from_bytes(&h.array()?)?;
         let payload = Zeroizing::new(h.rest().to_vec());
         let session = Session::new(*invitation.identity(), accepter, keys.ad, ratchet);
-        Ok((
-            session,
-            Accepted {
-                identity: accepter,
-                reply_to: ReplyAddress { relay, send_id },
-                sender_key,
-                payload,
-            },
-        ))
+        let accepted = Accepted {
+            identity: accepter,
+            reply_to: ReplyAddress { relay, send_id },
+            sender_key,
+            payload,
+        };
+        Ok((session, accepted, keys))
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Setup {
+        ana: SigningKeyPair,
+        ben: SigningKeyPair,
+        pending: PendingInvitation,
+        reply: ReplyAddress,
+        sender: SigningKeyPair,
+    }
+
+    fn setup() -> Setup {
+        let mut rng = rand::rng();
+        let ana = SigningKeyPair::generate(&mut rng);
+        let fp = SigningKeyPair::generate(&mut rng)
+            .public()
+            .relay_fingerprint();
+        let relay = RelayAddress::new(fp, "relay.example.org", 4433).unwrap();
+        let pending =
+            PendingInvitation::create(&mut rng, &ana, relay.clone(), MailboxId([1; 16]), 100);
+        Setup {
+            ana,
+            ben: SigningKeyPair::generate(&mut rng),
+            pending,
+            reply: ReplyAddress {
+                relay,
+                send_id: MailboxId([2; 16]),
+            },
+            sender: SigningKeyPair::generate(&mut rng),
+        }
+    }
+
+    fn accept_now(s: &Setup, now: u64) -> Result<(Session, Vec<u8>), Error> {
+        accept(
+            &mut rand::rng(),
+            &s.ben,
+            s.pending.invitation(),
+            &s.reply,
+            s.sender.public(),
+            b"hello from ben",
+            now,
+        )
+    }
+
+    #[test]
+    fn both_sides_agree() {
+        let s = setup();
+        let mut rng = rand::rng();
+        let (mut ben, first) = accept_now(&s, 100).unwrap();
+        assert_eq!(first.len(), BodySize::Medium.len());
+        let (_, _, ben_keys) = {
+            // The same exchange again, to see the derived keys of both sides.
+            let mut r1 = rand::rngs::StdRng::from_seed([5; 32]);
+            let (sess, msg, keys) = accept_inner(
+                &mut r1,
+                &s.ben,
+                s.pending.invitation(),
+                &s.reply,
+                s.sender.public(),
+                b"",
+                0,
+            )
+            .unwrap();
+            let (_, _, ana_keys) = s.pending.complete_inner(&mut rng, &s.ana, &msg).unwrap();
+            assert_eq!(*ana_keys.root, *keys.root);
+            assert_eq!(ana_keys.ad, keys.ad);
+            assert_eq!(*ana_keys.accepter_header, *keys.accepter_header);
+            assert_eq!(*ana_keys.inviter_header, *keys.inviter_header);
+            (sess, msg, keys)
+        };
+        assert_ne!(*ben_keys.accepter_header, *ben_keys.inviter_header);
+
+        let (mut ana, accepted) = s.pending.complete(&mut rng, &s.ana, &first, 100).unwrap();
+        assert_eq!(&accepted.identity, s.ben.public());
+        assert_eq!(accepted.reply_to, s.reply);
+        assert_eq!(&accepted.sender_key, s.sender.public());
+        assert_eq!(&accepted.payload[..], b"hello from ben");
+        assert_eq!(ana.remote_identity(), s.ben.public());
+        assert_eq!(ben.remote_identity(), s.ana.public());
+        let m = ana.encrypt(&mut rng, b"hi").unwrap();
+        assert_eq!(&*ben.decrypt(&mut rng, &m).unwrap(), b"hi");
+        let m = ben.encrypt(&mut rng, b"hey").unwrap();
+        assert_eq!(&*ana.decrypt(&mut rng, &m).unwrap(), b"hey");
+        // Nothing secret in debug output.
+        let debug = format!("{ana:?} {accepted:?} {:?}", s.pending);
+        assert!(!debug.contains("hello from ben"));
+        assert!(!debug.contains(&format!("{:?}", &s.pending.dh().secret_bytes()[..4])));
+    }
+
+    #[test]
+    fn tampered_first_message_fails_with_one_error() {
+        let s = setup();
+        let mut rng = rand::rng();
+        let (_, first) = accept_now(&s, 0).unwrap();
+        let positions = (0..PREFIX_LEN).chain((PREFIX_LEN..first.len()).step_by(97));
+        for i in positions.chain([first.len() - 1]) {
+            let mut bad = first.clone();
+            bad[i] ^= 0x40;
+            assert_eq!(
+                s.pending.complete(&mut rng, &s.ana, &bad, 0).err(),
+                Some(Error::VerificationFailed),
+                "byte {i}"
+            );
+        }
+        assert_eq!(
+            s.pending
+                .complete(&mut rng, &s.ana, &first[..first.len() - 1], 0)
+                .err(),
+            Some(Error::VerificationFailed)
+        );
+        // The wrong inviter key, and another invitation's pending state.
+        assert_eq!(
+            s.pending.complete(&mut rng, &s.ben, &first, 0).err(),
+            Some(Error::VerificationFailed)
+        );
+        let other = setup();
+        assert_eq!(
+            other
+                .pending
+                .complete(&mut rng, &other.ana, &first, 0)
+                .err(),
+            Some(Error::VerificationFailed)
+        );
+        assert!(s.pending.complete(&mut rng, &s.ana, &first, 0).is_ok());
+    }
+
+    #[test]
+    fn expiry_and_payload_bounds() {
+        let s = setup();
+        assert_eq!(accept_now(&s, 101).err(), Some(Error::InvitationExpired));
+        let (_, first) = accept_now(&s, 100).unwrap();
+        assert_eq!(
+            s.pending
+                .complete(&mut rand::rng(), &s.ana, &first, 101)
+                .err(),
+            Some(Error::InvitationExpired)
+        );
+        let big = vec![7u8; MAX_ACCEPT_PAYLOAD_LEN];
+        let (_, first) = accept(
+            &mut rand::rng(),
+            &s.ben,
+            s.pending.invitation(),
+            &s.reply,
+            s.sender.public(),
+            &big,
+            0,
+        )
+        .unwrap();
+        let (_, accepted) = s
+            .pending
+            .complete(&mut rand::rng(), &s.ana, &first, 0)
+            .unwrap();
+        assert_eq!(&accepted.payload[..], &big[..]);
+        let too_big = vec![7u8; FIRST_RATCHET_LEN];
+        assert!(matches!(
+            accept(
+                &mut rand::rng(),
+                &s.ben,
+                s.pending.invitation(),
+                &s.reply,
+                s.sender.public(),
+                &too_big,
+                0,
+            ),
+            Err(Error::MessageTooLong { .. })
+        ));
+    }
+
+    use rand::SeedableRng;
 }

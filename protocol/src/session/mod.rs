@@ -150,11 +150,22 @@ impl Session {
         rng: &mut impl CryptoRng,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, Error> {
-        self.ratchet
-            .encrypt(rng, &self.ad, plaintext, BodySize::Small.len())
+        self.encrypt_sized(rng, plaintext, BodySize::Small)
     }
 
-    /// Decrypts the body of an envelope from the contact. Messages may come
+    /// Encrypts into a body of exactly `size` bytes, for content larger
+    /// than a chat message (up to `size.len() - MESSAGE_OVERHEAD` bytes).
+    pub fn encrypt_sized(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        plaintext: &[u8],
+        size: BodySize,
+    ) -> Result<Vec<u8>, Error> {
+        self.ratchet.encrypt(rng, &self.ad, plaintext, size.len())
+    }
+
+    /// Decrypts the body of an envelope from the contact (of any of the
+    /// fixed sizes). Messages may come
     /// out of order within [`MAX_FORWARD_JUMPS`](crate::limits::MAX_FORWARD_JUMPS);
     /// each decrypts at most once. Any failure (tampered, replayed, too far
     /// ahead, another session's) is [`Error::VerificationFailed`] and leaves
@@ -165,7 +176,7 @@ impl Session {
         rng: &mut impl CryptoRng,
         body: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, Error> {
-        if body.len() != BodySize::Small.len() {
+        if BodySize::fitting(body.len()).is_none_or(|s| s.len() != body.len()) {
             return Err(Error::VerificationFailed);
         }
         self.ratchet.decrypt(rng, &self.ad, body)

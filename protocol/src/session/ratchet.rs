@@ -26,7 +26,7 @@ use zeroize::Zeroizing;
 use crate::codec::{Reader, domain_separated};
 use crate::delivery::DhKeyPair;
 use crate::keys::labels;
-use crate::limits::{MAX_FORWARD_JUMPS, MAX_SKIPPED_KEYS};
+use crate::limits::{MAX_FORWARD_JUMPS, MAX_SKIPPED_CHAINS, MAX_SKIPPED_KEYS};
 use crate::{DecodeError, Error};
 
 /// A 32-byte secret that is zeroized on drop.
@@ -554,7 +554,8 @@ fn decode_optional(r: &mut Reader<'_>) -> Result<Option<Secret>, DecodeError> {
 
 /// Skipped message keys, grouped by the header key of their chain, oldest
 /// chain first and ascending counters within a chain. At most
-/// [`MAX_SKIPPED_KEYS`] in total; the oldest are dropped first.
+/// [`MAX_SKIPPED_KEYS`] in total over at most [`MAX_SKIPPED_CHAINS`]
+/// chains; the oldest are dropped first.
 #[derive(Default)]
 struct Skipped {
     chains: VecDeque<SkippedChain>,
@@ -582,6 +583,11 @@ impl Skipped {
                 header_key: header_key.clone(),
                 keys: keys.into(),
             }),
+        }
+        while self.chains.len() > MAX_SKIPPED_CHAINS {
+            if let Some(oldest) = self.chains.pop_front() {
+                self.total -= oldest.keys.len();
+            }
         }
         while self.total > MAX_SKIPPED_KEYS {
             let Some(oldest) = self.chains.front_mut() else {
@@ -623,7 +629,7 @@ impl Skipped {
     fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let mut skipped = Self::default();
         let chains = usize::from(r.u16()?);
-        if chains > MAX_SKIPPED_KEYS {
+        if chains > MAX_SKIPPED_CHAINS {
             return Err(DecodeError::InvalidField("skipped key count"));
         }
         for _ in 0..chains {
@@ -745,6 +751,17 @@ mod tests {
         let back = Skipped::decode_from(&mut r).unwrap();
         r.finish().unwrap();
         assert_eq!(back.total, s.total);
+        for chain in 0..MAX_SKIPPED_CHAINS as u32 + 3 {
+            s.insert(
+                &Zeroizing::new([chain as u8; 32]),
+                vec![(chain, Zeroizing::new([0; 32]))],
+            );
+        }
+        assert_eq!(s.chains.len(), MAX_SKIPPED_CHAINS);
+        assert_eq!(
+            s.total,
+            s.chains.iter().map(|c| c.keys.len()).sum::<usize>()
+        );
     }
 
     #[test]

@@ -112,16 +112,7 @@ impl Invitation {
     /// The invitation code: `enlace1-` and groups of five characters joined
     /// by dashes, for pasting into a chat or reading aloud.
     pub fn to_text(&self) -> String {
-        let symbols = to_symbols(&self.bytes);
-        let mut out = String::with_capacity(TEXT_PREFIX.len() + symbols.len() * 6 / 5 + 16);
-        out.push_str(TEXT_PREFIX);
-        for (i, &s) in symbols.iter().enumerate() {
-            if i % GROUP == 0 {
-                out.push('-');
-            }
-            out.push(char::from(symbol_char(s)));
-        }
-        out
+        bytes_to_text(&self.bytes)
     }
 
     /// The invitation code as a QR code drawn with Unicode half blocks, two
@@ -333,6 +324,20 @@ fn kem_public_key(seed: &[u8; 64]) -> [u8; KEM_PUBLIC_KEY_LEN] {
         .encapsulation_key()
         .to_bytes()
         .into()
+}
+
+/// The text form of invitation bytes (see [`Invitation::to_text`]).
+pub(crate) fn bytes_to_text(bytes: &[u8]) -> String {
+    let symbols = to_symbols(bytes);
+    let mut out = String::with_capacity(TEXT_PREFIX.len() + symbols.len() * 6 / 5 + 16);
+    out.push_str(TEXT_PREFIX);
+    for (i, &s) in symbols.iter().enumerate() {
+        if i % GROUP == 0 {
+            out.push('-');
+        }
+        out.push(char::from(symbol_char(s)));
+    }
+    out
 }
 
 fn symbol_char(symbol: u8) -> u8 {

@@ -101,6 +101,8 @@ use crate::keys::{PUBLIC_KEY_LEN, PublicKey, SafetyNumber};
 mod handshake;
 mod invitation;
 mod ratchet;
+#[cfg(test)]
+mod vectors;
 
 pub use handshake::{Accepted, MAX_ACCEPT_PAYLOAD_LEN, ReplyAddress, accept};
 pub use invitation::{

@@ -394,14 +394,14 @@ fn advance(chain: &Secret, from: u32, steps: u32) -> (Secret, Secret, Vec<(u32, 
     (next, key, skipped)
 }
 
-/// `KDF_RK_HE`: HKDF-SHA256 with the root key as salt and the DH output as
-/// input key material; 96 bytes split into root key, chain key and next
-/// header key.
+/// `KDF_RK_HE`: HKDF-SHA256 with the root key as salt, the DH output as
+/// input key material and `label || 0x00` as info; 96 bytes split into root
+/// key, chain key and next header key.
 pub(crate) fn kdf_root(root: &[u8; 32], dh: &[u8; 32]) -> (Secret, Secret, Secret) {
     let mut okm = Zeroizing::new([0u8; 96]);
     // 96 bytes is far below HKDF-SHA256's limit of 8,160.
-    let _ =
-        Hkdf::<Sha256>::new(Some(root), dh).expand(labels::RATCHET_ROOT.as_bytes(), okm.as_mut());
+    let info = domain_separated(labels::RATCHET_ROOT, &[]);
+    let _ = Hkdf::<Sha256>::new(Some(root), dh).expand(&info, okm.as_mut());
     split3(&okm)
 }
 
@@ -439,13 +439,13 @@ fn hmac_byte(key: &[u8; 32], byte: u8) -> Secret {
     Zeroizing::new(mac.finalize().into_bytes().into())
 }
 
-/// The body cipher and nonce of a message key: HKDF-SHA256 (no salt) expands
-/// it into a 32-byte ChaCha20-Poly1305 key and a 12-byte nonce. Each message
+/// The body cipher and nonce of a message key: HKDF-SHA256 (no salt, info
+/// `label || 0x00`) expands it into a 32-byte ChaCha20-Poly1305 key and a 12-byte nonce. Each message
 /// key seals exactly one body, so the nonce never repeats under a key.
 fn body_cipher(message_key: &[u8; 32]) -> (ChaCha20Poly1305, Nonce) {
     let mut okm = Zeroizing::new([0u8; 44]);
-    let _ = Hkdf::<Sha256>::new(None, message_key)
-        .expand(labels::RATCHET_MESSAGE_KEY.as_bytes(), okm.as_mut());
+    let info = domain_separated(labels::RATCHET_MESSAGE_KEY, &[]);
+    let _ = Hkdf::<Sha256>::new(None, message_key).expand(&info, okm.as_mut());
     let mut key: Secret = Zeroizing::new([0u8; 32]);
     let mut nonce = [0u8; 12];
     copy_prefix(key.as_mut(), okm.as_ref());

@@ -57,8 +57,9 @@ impl SigningKeyPair {
         &self.public
     }
 
-    /// The X25519 secret scalar bound to this ed25519 key (the clamped
-    /// SHA-512 expansion of the seed, RFC 8032 section 5.1.5). Its public
+    /// The X25519 secret bound to this ed25519 key: the first half of the
+    /// SHA-512 expansion of the seed (RFC 8032 section 5.1.5), which X25519
+    /// clamps to the scalar ed25519 signs with. Its public
     /// key is [`PublicKey::to_x25519`]; sessions use the pair for the
     /// identity-bound Diffie-Hellman of the handshake.
     pub(crate) fn x25519_secret(&self) -> Zeroizing<[u8; 32]> {

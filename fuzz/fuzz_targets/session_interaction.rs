@@ -63,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
     // [0]: the accepter, [1]: the inviter. queues[k]: messages towards side k.
     let mut sides = [Session::from_bytes(a).unwrap(), Session::from_bytes(i).unwrap()];
     let mut queues: [Vec<InFlight>; 2] = [Vec::new(), Vec::new()];
-    let mut next = |ops: &mut &[u8]| -> u8 {
+    let next = |ops: &mut &[u8]| -> u8 {
         let (b, rest) = ops.split_first().map_or((0, &[][..]), |(b, r)| (*b, r));
         *ops = rest;
         b

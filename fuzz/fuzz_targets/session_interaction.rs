@@ -30,14 +30,27 @@ fn initial() -> &'static (Vec<u8>, Vec<u8>) {
         let mut rng = StdRng::seed_from_u64(1);
         let inviter = SigningKeyPair::generate(&mut rng);
         let accepter = SigningKeyPair::generate(&mut rng);
-        let fp = SigningKeyPair::generate(&mut rng).public().relay_fingerprint();
+        let fp = SigningKeyPair::generate(&mut rng)
+            .public()
+            .relay_fingerprint();
         let relay = RelayAddress::new(fp, "relay.example.org", 4433).unwrap();
-        let pending = PendingInvitation::create(&mut rng, &inviter, relay.clone(), MailboxId([1; 16]), 10);
-        let reply = ReplyAddress { relay, send_id: MailboxId([2; 16]) };
+        let pending =
+            PendingInvitation::create(&mut rng, &inviter, relay.clone(), MailboxId([1; 16]), 10);
+        let reply = ReplyAddress {
+            relay,
+            send_id: MailboxId([2; 16]),
+        };
         let sender = SigningKeyPair::generate(&mut rng);
-        let (a, first) =
-            session::accept(&mut rng, &accepter, pending.invitation(), &reply, sender.public(), b"", 0)
-                .unwrap();
+        let (a, first) = session::accept(
+            &mut rng,
+            &accepter,
+            pending.invitation(),
+            &reply,
+            sender.public(),
+            b"",
+            0,
+        )
+        .unwrap();
         let (i, _) = pending.complete(&mut rng, &inviter, &first, 0).unwrap();
         (a.to_bytes().to_vec(), i.to_bytes().to_vec())
     })
@@ -50,7 +63,9 @@ struct InFlight {
 }
 
 fn pick(queue: &[InFlight], delivered: bool, index: u8) -> Option<usize> {
-    let candidates: Vec<usize> = (0..queue.len()).filter(|&k| queue[k].delivered == delivered).collect();
+    let candidates: Vec<usize> = (0..queue.len())
+        .filter(|&k| queue[k].delivered == delivered)
+        .collect();
     (!candidates.is_empty()).then(|| candidates[usize::from(index) % candidates.len()])
 }
 
@@ -61,7 +76,10 @@ fuzz_target!(|data: &[u8]| {
     let mut rng = StdRng::seed_from_u64(u64::from_le_bytes(*seed));
     let (a, i) = initial();
     // [0]: the accepter, [1]: the inviter. queues[k]: messages towards side k.
-    let mut sides = [Session::from_bytes(a).unwrap(), Session::from_bytes(i).unwrap()];
+    let mut sides = [
+        Session::from_bytes(a).unwrap(),
+        Session::from_bytes(i).unwrap(),
+    ];
     let mut queues: [Vec<InFlight>; 2] = [Vec::new(), Vec::new()];
     let next = |ops: &mut &[u8]| -> u8 {
         let (b, rest) = ops.split_first().map_or((0, &[][..]), |(b, r)| (*b, r));
@@ -83,7 +101,11 @@ fuzz_target!(|data: &[u8]| {
                 plain.resize(len.max(4), 0xa5);
                 let body = sides[side].encrypt(&mut rng, &plain).unwrap();
                 assert_eq!(body.len(), 2048);
-                queues[1 - side].push(InFlight { body, plain, delivered: false });
+                queues[1 - side].push(InFlight {
+                    body,
+                    plain,
+                    delivered: false,
+                });
             }
             1 => {
                 if let Some(k) = pick(&queues[side], false, next(&mut ops)) {
@@ -95,7 +117,12 @@ fuzz_target!(|data: &[u8]| {
             }
             2 => {
                 if let Some(k) = pick(&queues[side], true, next(&mut ops)) {
-                    assert!(sides[side].decrypt(&mut rng, &queues[side][k].body).is_err(), "replay accepted");
+                    assert!(
+                        sides[side]
+                            .decrypt(&mut rng, &queues[side][k].body)
+                            .is_err(),
+                        "replay accepted"
+                    );
                 }
             }
             3 => {
@@ -104,12 +131,22 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             4 => {
-                let (index, hi, lo, bit) = (next(&mut ops), next(&mut ops), next(&mut ops), next(&mut ops));
+                let (index, hi, lo, bit) = (
+                    next(&mut ops),
+                    next(&mut ops),
+                    next(&mut ops),
+                    next(&mut ops),
+                );
                 if !queues[side].is_empty() {
-                    let mut bad = queues[side][usize::from(index) % queues[side].len()].body.clone();
+                    let mut bad = queues[side][usize::from(index) % queues[side].len()]
+                        .body
+                        .clone();
                     let pos = usize::from(u16::from_be_bytes([hi, lo])) % bad.len();
                     bad[pos] ^= 1 << (bit % 8);
-                    assert!(sides[side].decrypt(&mut rng, &bad).is_err(), "tampered message accepted");
+                    assert!(
+                        sides[side].decrypt(&mut rng, &bad).is_err(),
+                        "tampered message accepted"
+                    );
                 }
             }
             _ => {

@@ -34,17 +34,36 @@ fn fixture() -> &'static Fixture {
         let mut rng = StdRng::seed_from_u64(2);
         let inviter = SigningKeyPair::generate(&mut rng);
         let accepter = SigningKeyPair::generate(&mut rng);
-        let fp = SigningKeyPair::generate(&mut rng).public().relay_fingerprint();
+        let fp = SigningKeyPair::generate(&mut rng)
+            .public()
+            .relay_fingerprint();
         let relay = RelayAddress::new(fp, "relay.example.org", 4433).unwrap();
-        let pending = PendingInvitation::create(&mut rng, &inviter, relay.clone(), MailboxId([1; 16]), 10);
-        let reply = ReplyAddress { relay, send_id: MailboxId([2; 16]) };
+        let pending =
+            PendingInvitation::create(&mut rng, &inviter, relay.clone(), MailboxId([1; 16]), 10);
+        let reply = ReplyAddress {
+            relay,
+            send_id: MailboxId([2; 16]),
+        };
         let sender = SigningKeyPair::generate(&mut rng);
-        let (mut a, first) =
-            session::accept(&mut rng, &accepter, pending.invitation(), &reply, sender.public(), b"hi", 0)
-                .unwrap();
+        let (mut a, first) = session::accept(
+            &mut rng,
+            &accepter,
+            pending.invitation(),
+            &reply,
+            sender.public(),
+            b"hi",
+            0,
+        )
+        .unwrap();
         let (i, _) = pending.complete(&mut rng, &inviter, &first, 0).unwrap();
         let message = a.encrypt(&mut rng, b"hello").unwrap();
-        Fixture { inviter, pending, first, inviter_state: i.to_bytes().to_vec(), message }
+        Fixture {
+            inviter,
+            pending,
+            first,
+            inviter_state: i.to_bytes().to_vec(),
+            message,
+        }
     })
 }
 
@@ -95,7 +114,11 @@ fuzz_target!(|data: &[u8]| {
         4 => {
             let message = overlay(&f.first, rest);
             let result = f.pending.complete(&mut rng, &f.inviter, &message, 0);
-            assert_eq!(result.is_ok(), message == f.first, "tampered first message accepted");
+            assert_eq!(
+                result.is_ok(),
+                message == f.first,
+                "tampered first message accepted"
+            );
         }
         5 => {
             let mut s = Session::from_bytes(&f.inviter_state).unwrap();
@@ -105,7 +128,11 @@ fuzz_target!(|data: &[u8]| {
             let mut s = Session::from_bytes(&f.inviter_state).unwrap();
             let message = overlay(&f.message, rest);
             let result = s.decrypt(&mut rng, &message);
-            assert_eq!(result.is_ok(), message == f.message, "tampered message accepted");
+            assert_eq!(
+                result.is_ok(),
+                message == f.message,
+                "tampered message accepted"
+            );
         }
     }
 });

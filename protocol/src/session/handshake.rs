@@ -385,6 +385,8 @@ impl PendingInvitation {
 
 #[cfg(test)]
 mod tests {
+    use rand::SeedableRng;
+
     use super::*;
 
     struct Setup {
@@ -434,27 +436,24 @@ mod tests {
         let mut rng = rand::rng();
         let (mut ben, first) = accept_now(&s, 100).unwrap();
         assert_eq!(first.len(), BodySize::Medium.len());
-        let (_, _, ben_keys) = {
-            // The same exchange again, to see the derived keys of both sides.
-            let mut r1 = rand::rngs::StdRng::from_seed([5; 32]);
-            let (sess, msg, keys) = accept_inner(
-                &mut r1,
-                &s.ben,
-                s.pending.invitation(),
-                &s.reply,
-                s.sender.public(),
-                b"",
-                0,
-            )
-            .unwrap();
-            let (_, _, ana_keys) = s.pending.complete_inner(&mut rng, &s.ana, &msg).unwrap();
-            assert_eq!(*ana_keys.root, *keys.root);
-            assert_eq!(ana_keys.ad, keys.ad);
-            assert_eq!(*ana_keys.accepter_header, *keys.accepter_header);
-            assert_eq!(*ana_keys.inviter_header, *keys.inviter_header);
-            (sess, msg, keys)
-        };
+        // Both sides derive the same keys.
+        let (_, msg, ben_keys) = accept_inner(
+            &mut rand::rngs::StdRng::from_seed([5; 32]),
+            &s.ben,
+            s.pending.invitation(),
+            &s.reply,
+            s.sender.public(),
+            b"",
+            0,
+        )
+        .unwrap();
+        let (_, _, ana_keys) = s.pending.complete_inner(&mut rng, &s.ana, &msg).unwrap();
+        assert_eq!(*ana_keys.root, *ben_keys.root);
+        assert_eq!(ana_keys.ad, ben_keys.ad);
+        assert_eq!(*ana_keys.accepter_header, *ben_keys.accepter_header);
+        assert_eq!(*ana_keys.inviter_header, *ben_keys.inviter_header);
         assert_ne!(*ben_keys.accepter_header, *ben_keys.inviter_header);
+        assert_ne!(*ben_keys.root, *ben_keys.accepter_header);
 
         let (mut ana, accepted) = s.pending.complete(&mut rng, &s.ana, &first, 100).unwrap();
         assert_eq!(&accepted.identity, s.ben.public());
@@ -551,6 +550,4 @@ mod tests {
             Err(Error::MessageTooLong { .. })
         ));
     }
-
-    use rand::SeedableRng;
 }

@@ -20,7 +20,7 @@
 //! public key and ciphertext, each tagged with its type. The first ratchet
 //! message, under keys from that HKDF, authenticates the whole exchange and
 //! carries the accepter's reply address and mailbox sender key.
-//! Construction details: `docs/sessions.md`.
+//! Construction details: `docs/protocol.md` section 11.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};

@@ -29,7 +29,7 @@
 //! Specifications: Signal's X3DH and PQXDH (the handshake is in their
 //! style, not wire compatible), the Double Ratchet (revision 4) with header
 //! encryption, FIPS 203 (ML-KEM-768), RFC 7748, RFC 5869, RFC 2104 and
-//! RFC 8439. The exact construction is in `docs/sessions.md`.
+//! RFC 8439. The exact construction is in `docs/protocol.md` section 11.
 //!
 //! # Embedding the protocol crate
 //!
@@ -201,7 +201,7 @@ impl Session {
 
     /// Serializes the whole state (including secret keys) for the client's
     /// encrypted store: version u8, local identity [32], remote identity
-    /// [32], associated data [32], ratchet state (`docs/sessions.md`).
+    /// [32], associated data [32], ratchet state (`docs/protocol.md` section 11).
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(Vec::with_capacity(512));
         out.push(SESSION_STATE_VERSION);

@@ -9,7 +9,7 @@
 //! ratchet keys nor counters. The body is the padded plaintext sealed with
 //! ChaCha20-Poly1305 under a key and nonce expanded from the message key;
 //! its associated data binds the session and the header ciphertext as
-//! received. Construction details: `docs/sessions.md`.
+//! received. Construction details: `docs/protocol.md` section 11.
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -437,7 +437,12 @@ impl Subscription {
     /// ack is returned as an error.
     pub async fn next(&mut self) -> Result<SubscriptionEvent, TransportError> {
         loop {
-            match self.frames.next().await?.ok_or(TransportError::StreamClosed)? {
+            match self
+                .frames
+                .next()
+                .await?
+                .ok_or(TransportError::StreamClosed)?
+            {
                 Response::Deliver(sealed) => {
                     let env = self
                         .delivery_key
@@ -456,6 +461,30 @@ impl Subscription {
                 Response::Error(e) => return Err(TransportError::Relay(e)),
                 _ => return Err(TransportError::Unexpected),
             }
+        }
+    }
+
+    /// Ends the subscription cleanly: finishes the stream, then reads the
+    /// relay's remaining answers until it finishes too, so every ack sent
+    /// with [`Subscription::ack`] has been processed when this returns.
+    /// Deliveries read here are dropped (they stay unacked and come again).
+    pub async fn finish(mut self) -> Result<(), TransportError> {
+        let _ = self.send.finish();
+        let mut refused = None;
+        while let Some(resp) = self.frames.next().await? {
+            match resp {
+                Response::Ok if self.acks_pending > 0 => self.acks_pending -= 1,
+                Response::Error(e) if self.acks_pending > 0 => {
+                    self.acks_pending -= 1;
+                    refused.get_or_insert(e);
+                }
+                Response::Deliver(_) | Response::SubscriptionEnded(_) => {}
+                _ => return Err(TransportError::Unexpected),
+            }
+        }
+        match refused {
+            Some(e) => Err(TransportError::Relay(e)),
+            None => Ok(()),
         }
     }
 

@@ -177,8 +177,8 @@ impl Settings {
     pub fn resolve(self) -> Result<Config, ConfigError> {
         let file = match &self.config {
             Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.clone(), e))?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::Read(path.clone(), e))?;
                 toml::from_str::<Settings>(&text)
                     .map_err(|e| ConfigError::Parse(path.clone(), e.to_string()))?
             }
@@ -272,7 +272,11 @@ mod tests {
     fn file_then_flags() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.toml");
-        std::fs::write(&path, "quota = 7\nttl_secs = 60\nlisten = \"127.0.0.1:5000\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "quota = 7\nttl_secs = 60\nlisten = \"127.0.0.1:5000\"\n",
+        )
+        .unwrap();
         let cli = Cli::parse_from([
             "enlace-relay",
             "--config",

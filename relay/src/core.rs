@@ -542,10 +542,7 @@ mod tests {
 
     #[test]
     fn nothing_before_hello() {
-        let core = Core::new(
-            Arc::new(RedbStore::in_memory().unwrap()),
-            Limits::default(),
-        );
+        let core = Core::new(Arc::new(RedbStore::in_memory().unwrap()), Limits::default());
         let conn = ConnState::new(ConnectionBinding([1; 32]), NOW);
         let k = SigningKeyPair::from_secret_bytes(&[1; 32]);
         let req = Request::create_mailbox(&k, [9; 32], &conn.binding);
@@ -581,9 +578,19 @@ mod tests {
             .unwrap();
         assert_eq!(d.len(), 1);
         assert_ne!(d[0].sealed, env.as_bytes());
-        assert!(!d[0].sealed.windows(64).any(|win| env.as_bytes().ends_with(win)));
+        assert!(
+            !d[0]
+                .sealed
+                .windows(64)
+                .any(|win| env.as_bytes().ends_with(win))
+        );
         assert_eq!(w.key.open(&w.receive_id, &d[0].sealed).unwrap(), env);
-        let ack = Request::ack(w.receive_id, env.message_id(), &w.recipient, &w.conn.binding);
+        let ack = Request::ack(
+            w.receive_id,
+            env.message_id(),
+            &w.recipient,
+            &w.conn.binding,
+        );
         assert_eq!(w.core.handle_now(&w.conn, ack, NOW).0, Response::Ok);
         assert!(
             w.core
@@ -635,7 +642,10 @@ mod tests {
             })
         );
         let later = NOW + FIRST_CONTACT_REFILL_SECS;
-        assert_eq!(send(&w, envelope(&w, &w.sender, 51), later), Response::Stored);
+        assert_eq!(
+            send(&w, envelope(&w, &w.sender, 51), later),
+            Response::Stored
+        );
     }
 
     #[test]
@@ -659,7 +669,10 @@ mod tests {
             &[0; BODY_SMALL],
         )
         .unwrap();
-        assert_eq!(send(&w, other, NOW), Response::Error(RelayError::UnknownMailbox));
+        assert_eq!(
+            send(&w, other, NOW),
+            Response::Error(RelayError::UnknownMailbox)
+        );
     }
 
     #[test]
@@ -692,9 +705,15 @@ mod tests {
         });
         secure(&w);
         assert_eq!(send(&w, envelope(&w, &w.sender, 1), NOW), Response::Stored);
-        assert_eq!(send(&w, envelope(&w, &w.sender, 2), NOW + 50), Response::Stored);
+        assert_eq!(
+            send(&w, envelope(&w, &w.sender, 2), NOW + 50),
+            Response::Stored
+        );
         let at = NOW + 120;
-        let d = w.core.deliveries(&w.receive_id, &w.key, None, at, 10).unwrap();
+        let d = w
+            .core
+            .deliveries(&w.receive_id, &w.key, None, at, 10)
+            .unwrap();
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].message_id, MessageId([2; 16]));
         let out = w.core.store().apply(&[w.core.expiry_op(at, 100)]).unwrap();

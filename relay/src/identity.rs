@@ -14,8 +14,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use enlace_protocol::keys::{Fingerprint, PublicKey, SigningKeyPair};
-use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use pkcs8::pkcs8_v1;
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
 /// File name of the key (the 32-byte ed25519 seed).
 pub const KEY_FILE: &str = "relay.key";

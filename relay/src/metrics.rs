@@ -73,7 +73,10 @@ impl Metrics {
         use std::fmt::Write;
         let mut out = String::new();
         let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         };
         gauge(
             "enlace_connections",

@@ -302,7 +302,10 @@ struct Shared {
 }
 
 /// Builds the rustls and quinn server configuration.
-pub fn server_config(identity: &Identity, idle_timeout_secs: u64) -> anyhow_free::Result<quinn::ServerConfig> {
+pub fn server_config(
+    identity: &Identity,
+    idle_timeout_secs: u64,
+) -> anyhow_free::Result<quinn::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -368,8 +371,12 @@ pub async fn run(
     .map_err(|e| format!("cannot listen on UDP {}: {e}", config.listen))?;
     let local_addr = endpoint.local_addr().map_err(anyhow_free::msg)?;
     let port = config.public_port.unwrap_or(local_addr.port());
-    let address = RelayAddress::new(identity.fingerprint(), &config.address_host(&local_addr), port)
-        .map_err(|e| format!("{e} (check --public-host)"))?;
+    let address = RelayAddress::new(
+        identity.fingerprint(),
+        &config.address_host(&local_addr),
+        port,
+    )
+    .map_err(|e| format!("{e} (check --public-host)"))?;
 
     let metrics = Arc::new(Metrics::default());
     let writer = Writer::spawn(store.clone()).map_err(|e| format!("cannot start writer: {e}"))?;
@@ -478,7 +485,10 @@ struct ConnSlot {
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
-        self.shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+        self.shared
+            .metrics
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
         let mut per_ip = self.shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = per_ip.get_mut(&self.ip) {
             *c -= 1;
@@ -629,8 +639,9 @@ impl StreamTask {
                 Handled::Continue => {}
                 Handled::Close => return,
                 Handled::Subscribe(id, key) => {
-                    self.subscription(id, key).await;
-                    return;
+                    if !self.subscription(id, key).await {
+                        return;
+                    }
                 }
             }
         }
@@ -719,7 +730,11 @@ impl StreamTask {
         response
     }
 
-    async fn subscription(&mut self, id: MailboxId, key: DeliveryKey) {
+    /// Pushes deliveries until the subscription ends. Returns true if the
+    /// stream goes on as a plain request stream: after `SubscriptionEnded`
+    /// the relay still answers requests (acks) the client already sent on
+    /// it, until the client finishes the stream.
+    async fn subscription(&mut self, id: MailboxId, key: DeliveryKey) -> bool {
         let shared = self.shared.clone();
         let sub = shared.registry.subscribe(id);
         let mut shutdown = shared.shutdown.clone();
@@ -731,9 +746,9 @@ impl StreamTask {
                 (st.ended, std::mem::take(&mut st.acked))
             };
             if let Some(reason) = ended {
-                write(&mut self.send, &Response::SubscriptionEnded(reason)).await;
-                let _ = self.send.finish();
-                break;
+                let ok = write(&mut self.send, &Response::SubscriptionEnded(reason)).await;
+                shared.registry.unsubscribe(&id, &sub);
+                return ok;
             }
             for m in acked {
                 in_flight.remove(&m);
@@ -746,7 +761,7 @@ impl StreamTask {
                         for d in batch {
                             if !write(&mut self.send, &Response::Deliver(d.sealed)).await {
                                 shared.registry.unsubscribe(&id, &sub);
-                                return;
+                                return false;
                             }
                             shared.metrics.deliveries.fetch_add(1, Ordering::Relaxed);
                             in_flight.insert(d.message_id);
@@ -788,6 +803,7 @@ impl StreamTask {
             }
         }
         shared.registry.unsubscribe(&id, &sub);
+        false
     }
 }
 

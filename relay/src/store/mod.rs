@@ -328,7 +328,10 @@ fn msgid_key(id: &MailboxId, msg: &MessageId) -> Vec<u8> {
 }
 
 fn expiry_key(arrival: u64, id: &MailboxId, seq: u64) -> Vec<u8> {
-    key(P_EXPIRY, &[&arrival.to_be_bytes(), &id.0, &seq.to_be_bytes()])
+    key(
+        P_EXPIRY,
+        &[&arrival.to_be_bytes(), &id.0, &seq.to_be_bytes()],
+    )
 }
 
 fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -389,6 +392,9 @@ fn encode_stats(s: &Stats) -> Vec<u8> {
     v
 }
 
+/// Key-value pairs in key order.
+pub(crate) type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The ordered key-value operations a backend offers inside one write
 /// transaction. Reads see the transaction's own earlier writes.
 pub(crate) trait KvTxn {
@@ -396,11 +402,7 @@ pub(crate) trait KvTxn {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
     fn del(&mut self, key: &[u8]) -> Result<(), StoreError>;
     /// Up to `limit` entries whose keys start with `prefix`, in key order.
-    fn scan_prefix(
-        &mut self,
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan_prefix(&mut self, prefix: &[u8], limit: usize) -> Result<Entries, StoreError>;
 }
 
 /// Applies a batch over a transaction: the mailbox logic shared by all
@@ -579,12 +581,7 @@ fn remove_envelope(
 pub(crate) trait KvRead {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Up to `limit` entries with keys in `[from, ..)` that start with `prefix`.
-    fn scan_from(
-        &self,
-        prefix: &[u8],
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan_from(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Entries, StoreError>;
 }
 
 pub(crate) fn read_mailbox(
@@ -755,10 +752,7 @@ pub(crate) mod conformance {
         assert_eq!((stats.mailboxes, stats.envelopes, stats.bytes), (1, 3, 300));
 
         let all = store.pending(&rid, None, 0, 10).unwrap();
-        assert_eq!(
-            all.iter().map(|e| e.seq).collect::<Vec<_>>(),
-            vec![0, 1, 2]
-        );
+        assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![0, 1, 2]);
         assert_eq!(all[2].bytes, vec![5; 100]);
         assert_eq!(all[2].arrival, 200);
         assert_eq!(store.pending(&rid, Some(0), 0, 1).unwrap()[0].seq, 1);

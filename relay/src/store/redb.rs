@@ -9,8 +9,8 @@ use redb::{
 };
 
 use super::{
-    KvRead, KvTxn, MailboxRecord, Stats, Store, StoreError, StoredEnvelope, WriteOp, WriteOutcome,
-    apply_ops, read_by_send_id, read_mailbox, read_pending, read_stats,
+    Entries, KvRead, KvTxn, MailboxRecord, Stats, Store, StoreError, StoredEnvelope, WriteOp,
+    WriteOutcome, apply_ops, read_by_send_id, read_mailbox, read_pending, read_stats,
 };
 
 const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> =
@@ -58,7 +58,11 @@ struct Txn<'a> {
 
 impl KvTxn for Txn<'_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.table.get(key).map_err(err)?.map(|v| v.value().to_vec()))
+        Ok(self
+            .table
+            .get(key)
+            .map_err(err)?
+            .map(|v| v.value().to_vec()))
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
@@ -71,11 +75,7 @@ impl KvTxn for Txn<'_> {
         Ok(())
     }
 
-    fn scan_prefix(
-        &mut self,
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_prefix(&mut self, prefix: &[u8], limit: usize) -> Result<Entries, StoreError> {
         let mut out = Vec::new();
         for entry in self.table.range::<&[u8]>(prefix..).map_err(err)? {
             let (k, v) = entry.map_err(err)?;
@@ -144,12 +144,7 @@ impl KvRead for RedbStore {
         Ok(table.get(key).map_err(err)?.map(|v| v.value().to_vec()))
     }
 
-    fn scan_from(
-        &self,
-        prefix: &[u8],
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_from(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Entries, StoreError> {
         let txn = self.db.begin_read().map_err(err)?;
         let table = txn.open_table(TABLE).map_err(err)?;
         let mut out = Vec::new();

@@ -15,8 +15,8 @@ use std::path::Path;
 use enlace_protocol::envelope::MailboxId;
 
 use super::{
-    KvRead, KvTxn, MailboxRecord, Stats, Store, StoreError, StoredEnvelope, WriteOp, WriteOutcome,
-    apply_ops, read_by_send_id, read_mailbox, read_pending, read_stats,
+    Entries, KvRead, KvTxn, MailboxRecord, Stats, Store, StoreError, StoredEnvelope, WriteOp,
+    WriteOutcome, apply_ops, read_by_send_id, read_mailbox, read_pending, read_stats,
 };
 
 /// A sled database directory.
@@ -64,11 +64,7 @@ impl KvTxn for Overlay<'_> {
         Ok(())
     }
 
-    fn scan_prefix(
-        &mut self,
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_prefix(&mut self, prefix: &[u8], limit: usize) -> Result<Entries, StoreError> {
         // Merge the committed tree with the overlay: overlay entries win.
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let mut from_tree = 0;
@@ -144,12 +140,7 @@ impl KvRead for SledStore {
         Ok(self.db.get(key).map_err(err)?.map(|v| v.to_vec()))
     }
 
-    fn scan_from(
-        &self,
-        prefix: &[u8],
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_from(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Entries, StoreError> {
         let mut out = Vec::new();
         for entry in self.db.range(from..) {
             let (k, v) = entry.map_err(err)?;

@@ -21,7 +21,10 @@ async fn requests_before_hello_are_refused() {
     };
     assert_eq!(
         raw_exchange(&conn, &frame(&bad)).await,
-        Some(Response::Error(RelayError::UnsupportedVersion { min: 1, max: 1 }))
+        Some(Response::Error(RelayError::UnsupportedVersion {
+            min: 1,
+            max: 1
+        }))
     );
     assert_eq!(
         raw_exchange(&conn, &frame(&Request::hello())).await,
@@ -83,14 +86,21 @@ async fn oversized_prefix_and_garbage_do_not_disturb_another_client() {
     }
     // Past the malformed-stream limit the relay closes this connection.
     let closed = tokio::time::timeout(WAIT, attacker.closed()).await.unwrap();
-    assert!(matches!(closed, quinn::ConnectionError::ApplicationClosed(_)), "{closed:?}");
+    assert!(
+        matches!(closed, quinn::ConnectionError::ApplicationClosed(_)),
+        "{closed:?}"
+    );
 
     // The honest client's round trip still works, on its old connection and
     // on a new one.
     let env = envelope(&sender, mb.send_id);
     let other = relay.connect().await;
     other.send(&env).await.unwrap();
-    match tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap() {
+    match tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
         SubscriptionEvent::Envelope(got) => assert_eq!(got, env),
         e => panic!("{e:?}"),
     }

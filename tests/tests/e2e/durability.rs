@@ -37,7 +37,11 @@ async fn envelopes_survive_kill_9_and_restart() {
         .await
         .unwrap();
     for env in &sent {
-        match tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap() {
+        match tokio::time::timeout(WAIT, sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             SubscriptionEvent::Envelope(got) => assert_eq!(&got, env),
             e => panic!("{e:?}"),
         }
@@ -106,7 +110,11 @@ async fn sigterm_with_deposits_in_flight_loses_nothing_answered_stored() {
         .unwrap();
     let mut missing = stored.clone();
     while !missing.is_empty() {
-        match tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap() {
+        match tokio::time::timeout(WAIT, sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             SubscriptionEvent::Envelope(got) => {
                 missing.remove(&got.message_id());
                 sub.ack(got.message_id(), &recipient).await.unwrap();
@@ -159,7 +167,11 @@ async fn ttl_expiry_uses_the_relays_arrival_time() {
         .await
         .unwrap();
     // Arrival order would put `old` first if it were still there.
-    match tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap() {
+    match tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
         SubscriptionEvent::Envelope(got) => assert_eq!(got, fresh),
         e => panic!("{e:?}"),
     }

@@ -73,7 +73,9 @@ async fn load_durable_deposits_and_idle_rss() {
     endpoint.set_default_client_config(
         enlace_client::transport::client_config(*relay.address.fingerprint()).unwrap(),
     );
-    let remote = format!("127.0.0.1:{}", relay.address.port()).parse().unwrap();
+    let remote = format!("127.0.0.1:{}", relay.address.port())
+        .parse()
+        .unwrap();
     let mut idle = Vec::new();
     for _ in 0..1000 {
         let conn = endpoint

@@ -2,6 +2,7 @@
 
 use enlace_client::transport::{SubscriptionEvent, TransportError};
 use enlace_protocol::command::{EndReason, RelayError, Request, Response};
+use enlace_protocol::delivery::DeliveryKey;
 use enlace_protocol::envelope::MessageId;
 
 use crate::support::{WAIT, envelope, key, start};
@@ -9,7 +10,11 @@ use crate::support::{WAIT, envelope, key, start};
 async fn next_envelope(
     sub: &mut enlace_client::transport::Subscription,
 ) -> enlace_protocol::envelope::Envelope {
-    match tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap() {
+    match tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
         SubscriptionEvent::Envelope(e) => e,
         other => panic!("expected an envelope, got {other:?}"),
     }
@@ -24,6 +29,7 @@ async fn create_secure_send_subscribe_ack_round_trip() {
     let (recipient, sender) = (key(), key());
     let mb = recipient_conn.create_mailbox(&recipient).await.unwrap();
     assert_ne!(mb.receive_id, mb.send_id);
+    let key_bytes = *mb.delivery_key.to_bytes();
 
     // First contact before securing, then secure with the sender's key.
     let first = envelope(&sender, mb.send_id);
@@ -53,30 +59,41 @@ async fn create_secure_send_subscribe_ack_round_trip() {
     let live = envelope(&sender, mb.send_id);
     sender_conn.send(&live).await.unwrap();
     assert_eq!(next_envelope(&mut sub).await, live);
-    // The recipient downloads other bytes than the sender uploaded (the
-    // delivery was sealed; `next_envelope` opened it).
     for env in got.iter().chain([&live]) {
         sub.ack(env.message_id(), &recipient).await.unwrap();
     }
-    // Ack answers are consumed by next(); a new envelope proves the stream
-    // is still in order afterwards.
+    // Finishing the subscription waits for the relay to process every
+    // pipelined ack.
+    sub.finish().await.unwrap();
+
+    // Acked envelopes are gone: a new subscription starts with a new one.
     let after = envelope(&sender, mb.send_id);
     sender_conn.send(&after).await.unwrap();
+    let dk = DeliveryKey::from_bytes(key_bytes);
+    let mut sub = recipient_conn
+        .subscribe(mb.receive_id, &recipient, dk)
+        .await
+        .unwrap();
     assert_eq!(next_envelope(&mut sub).await, after);
     recipient_conn
         .ack(mb.receive_id, after.message_id(), &recipient)
         .await
         .unwrap();
 
-    // Delete: the sender learns the mailbox is gone; the subscriber is told.
+    // Delete: the subscriber is told; senders learn the mailbox is gone.
     recipient_conn
         .delete(mb.receive_id, &recipient)
         .await
         .unwrap();
-    match tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap() {
+    match tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
         SubscriptionEvent::Ended(EndReason::Deleted) => {}
         other => panic!("{other:?}"),
     }
+    sub.finish().await.unwrap();
     assert!(matches!(
         sender_conn.send(&envelope(&sender, mb.send_id)).await,
         Err(TransportError::Relay(RelayError::UnknownMailbox))
@@ -115,12 +132,16 @@ async fn unacked_are_redelivered_acked_are_gone_and_takeover_is_announced() {
 
     // A second connection subscribes: it takes over, the first is told.
     let second_conn = relay.connect().await;
-    let dk = enlace_protocol::delivery::DeliveryKey::from_bytes(key_bytes);
+    let dk = DeliveryKey::from_bytes(key_bytes);
     let mut second = second_conn
         .subscribe(mb.receive_id, &recipient, dk)
         .await
         .unwrap();
-    match tokio::time::timeout(WAIT, first.next()).await.unwrap().unwrap() {
+    match tokio::time::timeout(WAIT, first.next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
         SubscriptionEvent::Ended(EndReason::TakenOver) => {}
         other => panic!("{other:?}"),
     }

@@ -1,7 +1,14 @@
 //! End-to-end tests: real `enlace-relay` processes on 127.0.0.1, real QUIC
 //! with pinned fingerprints, temporary data directories.
 
-#![allow(missing_docs, unreachable_pub)]
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 mod abuse;
 mod durability;

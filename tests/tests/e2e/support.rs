@@ -149,7 +149,9 @@ pub async fn raw_connect(relay: &Relay) -> (quinn::Endpoint, quinn::Connection) 
     endpoint.set_default_client_config(
         enlace_client::transport::client_config(*relay.address.fingerprint()).unwrap(),
     );
-    let remote = format!("127.0.0.1:{}", relay.address.port()).parse().unwrap();
+    let remote = format!("127.0.0.1:{}", relay.address.port())
+        .parse()
+        .unwrap();
     let conn = endpoint
         .connect(remote, "enlace-relay")
         .unwrap()

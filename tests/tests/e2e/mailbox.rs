@@ -100,6 +100,23 @@ async fn create_secure_send_subscribe_ack_round_trip() {
     ));
     recipient_conn.close().await;
     sender_conn.close().await;
+
+    // The default-level log names no client address, mailbox id or key.
+    let log = std::fs::read_to_string(&relay.log).unwrap();
+    assert!(log.contains("listening"), "{log}");
+    for secret in [
+        "127.0.0.1".to_owned(),
+        mb.receive_id.to_hex(),
+        mb.send_id.to_hex(),
+        hex(recipient.public().as_bytes()),
+        hex(&key_bytes),
+    ] {
+        assert!(!log.contains(&secret), "log reveals {secret}:\n{log}");
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test]

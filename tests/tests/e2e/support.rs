@@ -32,6 +32,8 @@ pub fn relay_bin() -> PathBuf {
 pub struct Relay {
     pub child: Child,
     pub address: RelayAddress,
+    /// The relay's standard error (its log at the default level).
+    pub log: PathBuf,
     _stdout: BufReader<ChildStdout>,
 }
 
@@ -64,6 +66,7 @@ pub async fn start(data_dir: &Path, extra: &[&str]) -> Relay {
     Relay {
         child,
         address,
+        log: data_dir.with_extension("log"),
         _stdout: stdout,
     }
 }

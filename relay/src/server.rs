@@ -837,3 +837,177 @@ async fn sweep(shared: Arc<Shared>, interval_secs: u64) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc as std_mpsc;
+
+    use enlace_protocol::envelope::{MailboxId, MessageId};
+
+    use super::*;
+    use crate::store::redb::RedbStore;
+    use crate::store::{MailboxRecord, Stats, StoredEnvelope};
+
+    /// A store whose first commit waits for a signal, recording batch sizes.
+    struct Gated {
+        inner: RedbStore,
+        gate: Mutex<Option<std_mpsc::Receiver<()>>>,
+        entered: Mutex<Option<std_mpsc::Sender<()>>>,
+        batches: Mutex<Vec<usize>>,
+    }
+
+    impl Store for Gated {
+        fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
+            if let Some(gate) = self.gate.lock().unwrap().take() {
+                if let Some(entered) = self.entered.lock().unwrap().take() {
+                    entered.send(()).unwrap();
+                }
+                gate.recv().unwrap();
+            }
+            self.batches.lock().unwrap().push(ops.len());
+            self.inner.apply(ops)
+        }
+        fn mailbox(&self, id: &MailboxId) -> Result<Option<MailboxRecord>, StoreError> {
+            self.inner.mailbox(id)
+        }
+        fn mailbox_by_send_id(
+            &self,
+            id: &MailboxId,
+        ) -> Result<Option<(MailboxId, MailboxRecord)>, StoreError> {
+            self.inner.mailbox_by_send_id(id)
+        }
+        fn pending(
+            &self,
+            id: &MailboxId,
+            after: Option<u64>,
+            not_before: u64,
+            limit: usize,
+        ) -> Result<Vec<StoredEnvelope>, StoreError> {
+            self.inner.pending(id, after, not_before, limit)
+        }
+        fn stats(&self) -> Result<Stats, StoreError> {
+            self.inner.stats()
+        }
+    }
+
+    #[tokio::test]
+    async fn deposits_queued_during_a_commit_share_the_next_one() {
+        let (open, gate) = std_mpsc::channel();
+        let (entered_tx, entered) = std_mpsc::channel();
+        let store = Arc::new(Gated {
+            inner: RedbStore::in_memory().unwrap(),
+            gate: Mutex::new(Some(gate)),
+            entered: Mutex::new(Some(entered_tx)),
+            batches: Mutex::new(Vec::new()),
+        });
+        let writer = Writer::spawn(store.clone()).unwrap();
+        let rid = MailboxId([1; 16]);
+        let record = MailboxRecord {
+            send_id: MailboxId([2; 16]),
+            recipient_key: [3; 32],
+            sender_key: None,
+            delivery_key: [4; 32],
+            first_contact: 0,
+            next_seq: 0,
+            stored: 0,
+        };
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                writer
+                    .submit(WriteOp::Create {
+                        receive_id: rid,
+                        record: Box::new(record),
+                    })
+                    .await
+            }
+        });
+        // The create is being committed (and held) before any deposit queues.
+        tokio::task::spawn_blocking(move || entered.recv_timeout(Duration::from_secs(60)))
+            .await
+            .unwrap()
+            .unwrap();
+        let n = 200;
+        let mut deposits = Vec::new();
+        for i in 0..n {
+            let writer = writer.clone();
+            deposits.push(tokio::spawn(async move {
+                let op = WriteOp::Deposit {
+                    receive_id: rid,
+                    message_id: MessageId([i as u8; 16]),
+                    bytes: vec![i as u8; 10],
+                    arrival: 1,
+                    verified_with: None,
+                    quota: 1000,
+                    first_contact_limit: 1000,
+                };
+                writer.submit(op).await
+            }));
+        }
+        // Release the first commit once every deposit is queued behind it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while writer.tx.max_capacity() - writer.tx.capacity() < n {
+            assert!(std::time::Instant::now() < deadline, "deposits not queued");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        open.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), WriteOutcome::Done);
+        let mut stored = 0;
+        for d in deposits {
+            match d.await.unwrap().unwrap() {
+                WriteOutcome::Stored { .. } | WriteOutcome::Duplicate => stored += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(stored, n);
+        // One commit for the create, one for all 200 deposits.
+        assert_eq!(*store.batches.lock().unwrap(), vec![1, n]);
+        writer.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_every_waiter() {
+        struct Broken;
+        impl Store for Broken {
+            fn apply(&self, _: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
+                Err(StoreError::Full)
+            }
+            fn mailbox(&self, _: &MailboxId) -> Result<Option<MailboxRecord>, StoreError> {
+                Ok(None)
+            }
+            fn mailbox_by_send_id(
+                &self,
+                _: &MailboxId,
+            ) -> Result<Option<(MailboxId, MailboxRecord)>, StoreError> {
+                Ok(None)
+            }
+            fn pending(
+                &self,
+                _: &MailboxId,
+                _: Option<u64>,
+                _: u64,
+                _: usize,
+            ) -> Result<Vec<StoredEnvelope>, StoreError> {
+                Ok(Vec::new())
+            }
+            fn stats(&self) -> Result<Stats, StoreError> {
+                Ok(Stats::default())
+            }
+        }
+        let writer = Writer::spawn(Arc::new(Broken)).unwrap();
+        let then = Then::Deposited {
+            receive_id: MailboxId([1; 16]),
+        };
+        let out = writer
+            .submit(WriteOp::Delete {
+                receive_id: MailboxId([1; 16]),
+            })
+            .await;
+        assert!(matches!(out, Err(StoreError::Full)));
+        assert_eq!(
+            Core::<dyn Store>::finish(&then, out),
+            Response::Error(RelayError::StorageFull)
+        );
+        writer.stop().await;
+    }
+}

@@ -294,6 +294,17 @@ mod tests {
     }
 
     #[test]
+    fn example_config_in_contrib_is_valid() {
+        let text = include_str!("../../contrib/relay.toml");
+        let file: Settings = toml::from_str(text).unwrap();
+        let c = file.resolve().unwrap();
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/enlace-relay"));
+        assert_eq!(c.backend, Backend::Redb);
+    }
+
+    #[test]
     fn metrics_must_be_loopback() {
         let cli = Cli::parse_from(["enlace-relay", "--metrics", "0.0.0.0:9464"]);
         assert!(cli.settings.resolve().is_err());

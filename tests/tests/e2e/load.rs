@@ -20,10 +20,24 @@ fn vm_rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// CPU seconds (user + system) the process has used.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall, in clock ticks (100 per second on Linux).
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "load run that prints figures; takes about 20 s"]
 async fn load_durable_deposits_and_idle_rss() {
-    let senders: usize = 50;
+    let senders: usize = std::env::var("LOAD_SENDERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
     let secs: u64 = std::env::var("LOAD_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -48,6 +62,7 @@ async fn load_durable_deposits_and_idle_rss() {
             .unwrap();
         conns.push((conn, sender, mb.send_id));
     }
+    let cpu_before = cpu_secs(relay.pid());
     let start_at = Instant::now();
     let deadline = start_at + Duration::from_secs(secs);
     let mut tasks = Vec::new();
@@ -67,6 +82,7 @@ async fn load_durable_deposits_and_idle_rss() {
     let elapsed = start_at.elapsed().as_secs_f64();
     let n = count.load(Ordering::Relaxed);
     let rss_after_load = vm_rss_kib(relay.pid());
+    let relay_cpu = cpu_secs(relay.pid()) - cpu_before;
 
     // 1,000 idle connections from one client endpoint, each past hello.
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -94,6 +110,10 @@ async fn load_durable_deposits_and_idle_rss() {
     println!(
         "LOAD: {senders} senders, {n} durable deposits in {elapsed:.1} s = {:.0} envelopes/s (2 KiB bodies, stored answered after fsync)",
         n as f64 / elapsed
+    );
+    println!(
+        "CPU: the relay used {relay_cpu:.1} CPU-seconds during the run ({:.0} µs per deposit)",
+        relay_cpu * 1e6 / n as f64
     );
     println!(
         "RSS: idle {rss_idle} KiB, after load {rss_after_load} KiB, with 1000 idle connections {rss_1000} KiB"

@@ -305,20 +305,19 @@ struct Shared {
 pub fn server_config(
     identity: &Identity,
     idle_timeout_secs: u64,
-) -> anyhow_free::Result<quinn::ServerConfig> {
+) -> Result<quinn::ServerConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(anyhow_free::msg)?
+        .map_err(msg)?
         .with_no_client_auth()
         .with_single_cert(
             vec![identity.cert().clone()],
             rustls::pki_types::PrivateKeyDer::Pkcs8(identity.pkcs8()),
         )
-        .map_err(anyhow_free::msg)?;
+        .map_err(msg)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto =
-        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(anyhow_free::msg)?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(msg)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport
@@ -329,21 +328,15 @@ pub fn server_config(
         .send_window(SEND_WINDOW)
         .datagram_receive_buffer_size(None)
         .max_idle_timeout(Some(
-            quinn::IdleTimeout::try_from(Duration::from_secs(idle_timeout_secs))
-                .map_err(anyhow_free::msg)?,
+            quinn::IdleTimeout::try_from(Duration::from_secs(idle_timeout_secs)).map_err(msg)?,
         ));
     config.transport_config(Arc::new(transport));
     Ok(config)
 }
 
-/// Small error plumbing for setup code (no anyhow in the dependency graph).
-pub mod anyhow_free {
-    /// A setup error as text.
-    pub type Result<T> = std::result::Result<T, String>;
-    /// Converts any displayable error.
-    pub fn msg(e: impl std::fmt::Display) -> String {
-        e.to_string()
-    }
+/// Setup errors are reported to the operator as one line of text.
+fn msg(e: impl std::fmt::Display) -> String {
+    e.to_string()
 }
 
 /// A running relay, for the binary and for in-process tools.
@@ -369,7 +362,7 @@ pub async fn run(
         config.listen,
     )
     .map_err(|e| format!("cannot listen on UDP {}: {e}", config.listen))?;
-    let local_addr = endpoint.local_addr().map_err(anyhow_free::msg)?;
+    let local_addr = endpoint.local_addr().map_err(msg)?;
     let port = config.public_port.unwrap_or(local_addr.port());
     let address = RelayAddress::new(
         identity.fingerprint(),

@@ -550,3 +550,70 @@ impl ResponseFrames {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rustls::pki_types::PrivatePkcs8KeyDer;
+
+    use super::*;
+
+    fn ed25519_cert(key: &SigningKeyPair) -> CertificateDer<'static> {
+        let mut der = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        der.extend_from_slice(&*key.secret_bytes());
+        let pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+            &PrivatePkcs8KeyDer::from(der.as_slice()),
+            &rcgen::PKCS_ED25519,
+        )
+        .unwrap();
+        let params = rcgen::CertificateParams::new(vec!["enlace-relay".to_owned()]).unwrap();
+        params.self_signed(&pair).unwrap().der().clone()
+    }
+
+    fn verify(verifier: &PinnedRelayVerifier, cert: &CertificateDer<'_>) -> bool {
+        verifier
+            .verify_server_cert(
+                cert,
+                &[],
+                &ServerName::try_from("enlace-relay").unwrap(),
+                &[],
+                UnixTime::now(),
+            )
+            .is_ok()
+    }
+
+    #[test]
+    fn pins_the_key_fingerprint() {
+        let provider = rustls::crypto::ring::default_provider();
+        let relay = SigningKeyPair::generate(&mut rand::rng());
+        let cert = ed25519_cert(&relay);
+        assert_eq!(certificate_key(&cert), Some(*relay.public()));
+        let right = PinnedRelayVerifier::new(relay.public().relay_fingerprint(), &provider);
+        assert!(verify(&right, &cert));
+        // The identity fingerprint of the same key is a different pin.
+        let wrong_role = PinnedRelayVerifier::new(relay.public().identity_fingerprint(), &provider);
+        assert!(!verify(&wrong_role, &cert));
+        let other = SigningKeyPair::generate(&mut rand::rng());
+        let wrong = PinnedRelayVerifier::new(other.public().relay_fingerprint(), &provider);
+        assert!(!verify(&wrong, &cert));
+        assert_eq!(
+            right.supported_verify_schemes(),
+            vec![rustls::SignatureScheme::ED25519]
+        );
+    }
+
+    #[test]
+    fn refuses_non_ed25519_and_unparsable_certificates() {
+        let provider = rustls::crypto::ring::default_provider();
+        let p256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let params = rcgen::CertificateParams::new(vec!["enlace-relay".to_owned()]).unwrap();
+        let cert = params.self_signed(&p256).unwrap().der().clone();
+        assert_eq!(certificate_key(&cert), None);
+        let any = SigningKeyPair::generate(&mut rand::rng());
+        let verifier = PinnedRelayVerifier::new(any.public().relay_fingerprint(), &provider);
+        assert!(!verify(&verifier, &cert));
+        assert!(!verify(&verifier, &CertificateDer::from(vec![0x30, 0x00])));
+    }
+}

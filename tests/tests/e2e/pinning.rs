@@ -49,16 +49,10 @@ fn pkcs8(seed: &[u8; 32]) -> Vec<u8> {
     der
 }
 
-#[tokio::test]
-async fn impostor_with_the_real_certificate_but_another_key_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("relay");
-    let relay = start(&data, &[]).await;
-    let cert = CertificateDer::from(std::fs::read(data.join("relay.crt")).unwrap());
-
+/// A QUIC server presenting `cert` and signing handshakes with `seed`.
+fn server_with(cert: CertificateDer<'static>, seed: &[u8; 32]) -> quinn::Endpoint {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let other = key();
-    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8(&other.secret_bytes())));
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8(seed)));
     let signer = provider.key_provider.load_private_key(der).unwrap();
     let certified = Arc::new(rustls::sign::CertifiedKey::new(vec![cert], signer));
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
@@ -73,21 +67,55 @@ async fn impostor_with_the_real_certificate_but_another_key_is_refused() {
         "127.0.0.1:0".parse().unwrap(),
     )
     .unwrap();
-    let port = server.local_addr().unwrap().port();
-    let accept = tokio::spawn(async move {
-        // Drive handshakes; the impostor "succeeds" only if the client lets it.
-        while let Some(incoming) = server.accept().await {
-            if let Ok(conn) = incoming.await {
-                return Some(conn);
-            }
+    let accepting = server.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = accepting.accept().await {
+            tokio::spawn(async move {
+                if let Ok(conn) = incoming.await {
+                    conn.closed().await;
+                }
+            });
         }
-        None
     });
+    server
+}
 
+/// Handshake only, with the pinned verifier.
+async fn handshake(port: u16, pin: &RelayAddress) -> Result<(), quinn::ConnectionError> {
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(
+        enlace_client::transport::client_config(*pin.fingerprint()).unwrap(),
+    );
+    let remote = format!("127.0.0.1:{port}").parse().unwrap();
+    let conn = endpoint.connect(remote, "enlace-relay").unwrap().await?;
+    conn.close(0u32.into(), b"");
+    Ok(())
+}
+
+#[tokio::test]
+async fn impostor_with_the_real_certificate_but_another_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let relay = start(&data, &[]).await;
+    let cert = CertificateDer::from(std::fs::read(data.join("relay.crt")).unwrap());
+    let real_seed: [u8; 32] = std::fs::read(data.join("relay.key"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+
+    // Control: the same test server with the real key passes the pin, so
+    // the refusal below is about the key alone.
+    let genuine = server_with(cert.clone(), &real_seed);
+    handshake(genuine.local_addr().unwrap().port(), &relay.address)
+        .await
+        .unwrap();
+
+    let impostor = server_with(cert, &key().secret_bytes());
+    let port = impostor.local_addr().unwrap().port();
+    assert!(handshake(port, &relay.address).await.is_err());
     let fake = RelayAddress::new(*relay.address.fingerprint(), "127.0.0.1", port).unwrap();
     assert!(matches!(
         RelayConnection::connect(&fake).await,
         Err(TransportError::Untrusted)
     ));
-    accept.abort();
 }

@@ -50,6 +50,10 @@ pub enum TransportError {
     /// The relay did not prove it holds the pinned key.
     #[error("the relay is not the one in the address (fingerprint or key mismatch)")]
     Untrusted,
+    /// The relay refused the connection (it is at its connection limit for
+    /// this address or in total): try again later.
+    #[error("the relay refused the connection (too many connections): try again later")]
+    Refused,
     /// The attempt timed out.
     #[error("the relay did not answer in time")]
     Timeout,
@@ -81,6 +85,11 @@ fn from_connection_error(e: quinn::ConnectionError) -> TransportError {
             if (0x100..0x200).contains(&u64::from(t.code)) =>
         {
             TransportError::Untrusted
+        }
+        quinn::ConnectionError::ConnectionClosed(c)
+            if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+        {
+            TransportError::Refused
         }
         _ => TransportError::Connection(e),
     }

@@ -111,3 +111,37 @@ async fn oversized_prefix_and_garbage_do_not_disturb_another_client() {
     other.close().await;
     honest.close().await;
 }
+
+#[tokio::test]
+async fn connections_per_ip_are_limited_and_slots_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = start(
+        &dir.path().join("relay"),
+        &["--max-connections-per-ip", "2"],
+    )
+    .await;
+    let a = relay.connect().await;
+    let b = relay.connect().await;
+    let refused = enlace_client::transport::RelayConnection::connect(&relay.address).await;
+    assert!(
+        matches!(
+            refused,
+            Err(enlace_client::transport::TransportError::Refused)
+        ),
+        "{refused:?}"
+    );
+    // Closing one frees its slot (the relay notices the close).
+    a.close().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let c = loop {
+        match enlace_client::transport::RelayConnection::connect(&relay.address).await {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "{e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    c.close().await;
+    b.close().await;
+}

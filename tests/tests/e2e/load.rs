@@ -51,6 +51,34 @@ async fn load_durable_deposits_and_idle_rss() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_idle = vm_rss_kib(relay.pid());
 
+    // 1,000 idle connections from one client endpoint, each past hello.
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(
+        enlace_client::transport::client_config(*relay.address.fingerprint()).unwrap(),
+    );
+    let remote = format!("127.0.0.1:{}", relay.address.port())
+        .parse()
+        .unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        let conn = endpoint
+            .connect(remote, "enlace-relay")
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(
+            raw_exchange(&conn, &frame(&Request::hello())).await,
+            Some(Response::Hello { version: 1 })
+        );
+        idle.push(conn);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_1000 = vm_rss_kib(relay.pid());
+    for c in &idle {
+        c.close(0u32.into(), b"");
+    }
+    endpoint.wait_idle().await;
+
     let count = Arc::new(AtomicU64::new(0));
     let mut conns = Vec::new();
     for _ in 0..senders {
@@ -84,29 +112,6 @@ async fn load_durable_deposits_and_idle_rss() {
     let rss_after_load = vm_rss_kib(relay.pid());
     let relay_cpu = cpu_secs(relay.pid()) - cpu_before;
 
-    // 1,000 idle connections from one client endpoint, each past hello.
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(
-        enlace_client::transport::client_config(*relay.address.fingerprint()).unwrap(),
-    );
-    let remote = format!("127.0.0.1:{}", relay.address.port())
-        .parse()
-        .unwrap();
-    let mut idle = Vec::new();
-    for _ in 0..1000 {
-        let conn = endpoint
-            .connect(remote, "enlace-relay")
-            .unwrap()
-            .await
-            .unwrap();
-        assert_eq!(
-            raw_exchange(&conn, &frame(&Request::hello())).await,
-            Some(Response::Hello { version: 1 })
-        );
-        idle.push(conn);
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_1000 = vm_rss_kib(relay.pid());
     println!(
         "LOAD: {senders} senders, {n} durable deposits in {elapsed:.1} s = {:.0} envelopes/s (2 KiB bodies, stored answered after fsync)",
         n as f64 / elapsed
@@ -116,9 +121,6 @@ async fn load_durable_deposits_and_idle_rss() {
         relay_cpu * 1e6 / n as f64
     );
     println!(
-        "RSS: idle {rss_idle} KiB, after load {rss_after_load} KiB, with 1000 idle connections {rss_1000} KiB"
+        "RSS: idle {rss_idle} KiB, with 1000 idle connections {rss_1000} KiB, after the load run {rss_after_load} KiB"
     );
-    for c in &idle {
-        c.close(0u32.into(), b"");
-    }
 }

@@ -264,6 +264,18 @@ mod tests {
     }
 
     #[test]
+    fn refuses_a_key_others_can_read() {
+        let dir = tempfile::tempdir().unwrap();
+        Identity::load_or_create(dir.path()).unwrap();
+        let key = dir.path().join(KEY_FILE);
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            Identity::load_or_create(dir.path()),
+            Err(IdentityError::KeyPermissions(_))
+        ));
+    }
+
+    #[test]
     fn refuses_a_cert_for_another_key() {
         let dir = tempfile::tempdir().unwrap();
         let other = tempfile::tempdir().unwrap();

@@ -30,6 +30,12 @@ pub const FIRST_CONTACT_LIMIT: u32 = 8;
 pub const FIRST_CONTACT_BURST: u32 = 4;
 /// Seconds to earn one more unsigned send on a connection.
 pub const FIRST_CONTACT_REFILL_SECS: u64 = 15;
+/// Mailboxes one connection may create in a burst: a new member sets up a
+/// handful (one per contact and a spare relay), not thousands.
+pub const CREATE_BURST: u32 = 16;
+/// Seconds to earn one more mailbox creation on a connection; with the
+/// burst this bounds how fast one connection can grow the database.
+pub const CREATE_REFILL_SECS: u64 = 10;
 
 /// Limits the core enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,8 +68,44 @@ pub struct ConnState {
 #[derive(Debug)]
 struct ConnInner {
     hello: bool,
+    first_contact: Bucket,
+    creates: Bucket,
+}
+
+/// A token bucket over whole seconds.
+#[derive(Debug)]
+struct Bucket {
     tokens: u32,
+    burst: u32,
+    refill_secs: u64,
     refilled_at: u64,
+}
+
+impl Bucket {
+    fn new(burst: u32, refill_secs: u64, now: u64) -> Self {
+        Self {
+            tokens: burst,
+            burst,
+            refill_secs,
+            refilled_at: now,
+        }
+    }
+
+    /// Takes a token, or says how many seconds to wait for one.
+    fn take(&mut self, now: u64) -> Result<(), u32> {
+        let earned = now.saturating_sub(self.refilled_at) / self.refill_secs;
+        if earned > 0 {
+            let earned = u32::try_from(earned).unwrap_or(u32::MAX);
+            self.tokens = self.tokens.saturating_add(earned).min(self.burst);
+            self.refilled_at = now;
+        }
+        if self.tokens == 0 {
+            let wait = (self.refilled_at + self.refill_secs).saturating_sub(now);
+            return Err(u32::try_from(wait).unwrap_or(u32::MAX).max(1));
+        }
+        self.tokens -= 1;
+        Ok(())
+    }
 }
 
 impl ConnState {
@@ -73,8 +115,8 @@ impl ConnState {
             binding,
             inner: Mutex::new(ConnInner {
                 hello: false,
-                tokens: FIRST_CONTACT_BURST,
-                refilled_at: now,
+                first_contact: Bucket::new(FIRST_CONTACT_BURST, FIRST_CONTACT_REFILL_SECS, now),
+                creates: Bucket::new(CREATE_BURST, CREATE_REFILL_SECS, now),
             }),
         }
     }
@@ -91,19 +133,12 @@ impl ConnState {
 
     /// Takes one unsigned-send token, or says how long to wait.
     fn take_first_contact_token(&self, now: u64) -> Result<(), u32> {
-        let mut inner = self.lock();
-        let earned = now.saturating_sub(inner.refilled_at) / FIRST_CONTACT_REFILL_SECS;
-        if earned > 0 {
-            let earned = u32::try_from(earned).unwrap_or(u32::MAX);
-            inner.tokens = inner.tokens.saturating_add(earned).min(FIRST_CONTACT_BURST);
-            inner.refilled_at = now;
-        }
-        if inner.tokens == 0 {
-            let wait = (inner.refilled_at + FIRST_CONTACT_REFILL_SECS).saturating_sub(now);
-            return Err(u32::try_from(wait).unwrap_or(u32::MAX).max(1));
-        }
-        inner.tokens -= 1;
-        Ok(())
+        self.lock().first_contact.take(now)
+    }
+
+    /// Takes one mailbox-creation token, or says how long to wait.
+    fn take_create_token(&self, now: u64) -> Result<(), u32> {
+        self.lock().creates.take(now)
     }
 }
 
@@ -256,6 +291,8 @@ impl<S: Store + ?Sized> Core<S> {
                 let cmd = signed
                     .verify(binding, &cmd.recipient_key)
                     .map_err(|_| RelayError::Auth)?;
+                conn.take_create_token(now)
+                    .map_err(|retry_after_secs| RelayError::RateLimited { retry_after_secs })?;
                 let mut rng = rand::rng();
                 let (delivery_key, relay_dh) = DeliveryKey::for_relay(&mut rng, &cmd.recipient_dh)
                     .map_err(|_| RelayError::Malformed)?;
@@ -646,6 +683,33 @@ mod tests {
             send(&w, envelope(&w, &w.sender, 51), later),
             Response::Stored
         );
+    }
+
+    #[test]
+    fn mailbox_creation_is_rate_limited_per_connection() {
+        let core = Core::new(Arc::new(RedbStore::in_memory().unwrap()), Limits::default());
+        let conn = ConnState::new(ConnectionBinding([1; 32]), NOW);
+        core.handle_now(&conn, Request::hello(), NOW);
+        let create = |now| {
+            let k = SigningKeyPair::generate(&mut rand::rng());
+            let dh = DhKeyPair::generate(&mut rand::rng());
+            let req = Request::create_mailbox(&k, *dh.public(), &conn.binding);
+            core.handle_now(&conn, req, now).0
+        };
+        for _ in 0..CREATE_BURST {
+            assert!(matches!(create(NOW), Response::MailboxCreated { .. }));
+        }
+        assert_eq!(
+            create(NOW),
+            Response::Error(RelayError::RateLimited {
+                retry_after_secs: CREATE_REFILL_SECS as u32
+            })
+        );
+        assert!(matches!(
+            create(NOW + CREATE_REFILL_SECS),
+            Response::MailboxCreated { .. }
+        ));
+        assert_eq!(core.store().stats().unwrap().mailboxes, 17);
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub struct Relay {
 }
 
 /// Starts a relay on 127.0.0.1 with an ephemeral port, reading the address
-/// line it prints.
+/// line it prints. `ENLACE_E2E_RELAY_ARGS` adds arguments to every relay
+/// (e.g. `--backend sled` to run the suite against the sled backend).
 pub async fn start(data_dir: &Path, extra: &[&str]) -> Relay {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -50,6 +51,11 @@ pub async fn start(data_dir: &Path, extra: &[&str]) -> Relay {
         .arg(data_dir)
         .args(["--listen", "127.0.0.1:0"])
         .args(extra)
+        .args(
+            std::env::var("ENLACE_E2E_RELAY_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .kill_on_drop(true)

@@ -473,6 +473,26 @@ mod tests {
     }
 
     #[test]
+    fn stored_state_is_written_without_reallocating() {
+        // A growing Vec frees its old buffer without zeroizing it: that
+        // buffer would hold the root key, chain keys and the DH secret.
+        let s = setup();
+        let mut rng = rand::rng();
+        let (mut ben, first) = accept_now(&s, 0).unwrap();
+        let (mut ana, _) = s.pending.complete(&mut rng, &s.ana, &first, 0).unwrap();
+        let msgs: Vec<_> = (0..40)
+            .map(|_| ben.encrypt(&mut rng, b"x").unwrap())
+            .collect();
+        ana.decrypt(&mut rng, &msgs[39]).unwrap();
+        assert_eq!(ana.skipped_keys(), 39);
+        for session in [&ana, &ben] {
+            let bytes = session.to_bytes();
+            assert_eq!(bytes.capacity(), bytes.len());
+            assert_eq!(*Session::from_bytes(&bytes).unwrap().to_bytes(), *bytes);
+        }
+    }
+
+    #[test]
     fn tampered_first_message_fails_with_one_error() {
         let s = setup();
         let mut rng = rand::rng();

@@ -320,6 +320,24 @@ impl Ratchet {
         self.skipped.encode(out);
     }
 
+    /// Bytes [`Ratchet::encode`] writes.
+    pub(crate) fn encoded_len(&self) -> usize {
+        let optionals = [
+            self.dh_remote.is_some(),
+            self.send_chain.is_some(),
+            self.send_header.is_some(),
+            self.recv_chain.is_some(),
+            self.recv_header.is_some(),
+        ];
+        4 * 32
+            + optionals
+                .iter()
+                .map(|&some| if some { 33 } else { 1 })
+                .sum::<usize>()
+            + 3 * 4
+            + self.skipped.encoded_len()
+    }
+
     pub(crate) fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let dh_self = DhKeyPair::from_secret_bytes(r.array()?);
         let root = Zeroizing::new(r.array()?);
@@ -611,6 +629,14 @@ impl Skipped {
                 self.chains.remove(chain_index);
             }
         }
+    }
+
+    fn encoded_len(&self) -> usize {
+        2 + self
+            .chains
+            .iter()
+            .map(|c| 32 + 2 + c.keys.len() * (4 + 32))
+            .sum::<usize>()
     }
 
     fn encode(&self, out: &mut Vec<u8>) {

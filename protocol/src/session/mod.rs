@@ -171,7 +171,9 @@ impl Session {
     /// out of order within [`MAX_FORWARD_JUMPS`](crate::limits::MAX_FORWARD_JUMPS);
     /// each decrypts at most once. Any failure (tampered, replayed, too far
     /// ahead, another session's) is [`Error::VerificationFailed`] and leaves
-    /// the session unchanged. Draws 32 bytes from `rng` when the contact has
+    /// the session unchanged; only an authentic message of a header version
+    /// this crate does not speak is [`Error::UnsupportedVersion`] (also
+    /// leaving it unchanged). Draws 32 bytes from `rng` when the contact has
     /// started a new ratchet step.
     pub fn decrypt(
         &mut self,

@@ -249,12 +249,18 @@ impl Ratchet {
             }
             _ => Vec::new(),
         };
+        // A low-order ratchet key is one more authentic but bad message.
+        let weak = |_| Error::VerificationFailed;
         let (root, recv_chain, next_recv_header) =
-            kdf_root(&self.root, &*self.dh_self.agree(&header.dh)?);
+            kdf_root(&self.root, &*self.dh_self.agree(&header.dh).map_err(weak)?);
         let (next_chain, message_key, new_skipped) = advance(&recv_chain, 0, new_steps);
         let plain = open_body(&message_key, ad, header_ct, body)?;
+        // The sending half of the step, before anything is committed.
+        let dh_self = DhKeyPair::generate(rng);
+        let (root, send_chain, next_send_header) =
+            kdf_root(&root, &*dh_self.agree(&header.dh).map_err(weak)?);
 
-        // Authentic: commit the step, then the sending half of it.
+        // Authentic: commit the step.
         if let Some(old_hk) = self.recv_header.take() {
             self.skipped.insert(&old_hk, old_skipped);
         }
@@ -269,8 +275,6 @@ impl Ratchet {
         ));
         self.dh_remote = Some(header.dh);
         self.recv_chain = Some(next_chain);
-        let dh_self = DhKeyPair::generate(rng);
-        let (root, send_chain, next_send_header) = kdf_root(&root, &*dh_self.agree(&header.dh)?);
         self.dh_self = dh_self;
         self.root = root;
         self.send_chain = Some(send_chain);
@@ -758,6 +762,31 @@ mod tests {
             Err(Error::VerificationFailed)
         );
         assert_eq!(b.skipped_len(), 0);
+    }
+
+    #[test]
+    fn low_order_ratchet_key_is_the_one_coarse_failure() {
+        let mut rng = rand::rng();
+        let (a, mut b) = pair(&mut rng);
+        // An authentic header (under b's next receiving header key) naming
+        // a low-order ratchet key: u = 0.
+        let mut header = vec![HEADER_VERSION];
+        header.extend_from_slice(&[0; 32]);
+        header.extend_from_slice(&[0; 8]);
+        let nonce = [3; HEADER_NONCE_LEN];
+        let mut m = nonce.to_vec();
+        m.extend_from_slice(
+            &seal_header(a.send_header.as_ref().unwrap(), &AD, &nonce, &header).unwrap(),
+        );
+        m.resize(2048, 0);
+        let state = |r: &Ratchet| {
+            let mut out = Vec::new();
+            r.encode(&mut out);
+            out
+        };
+        let before = state(&b);
+        assert_eq!(b.decrypt(&mut rng, &AD, &m), Err(Error::VerificationFailed));
+        assert_eq!(state(&b), before);
     }
 
     #[test]

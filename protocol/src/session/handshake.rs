@@ -196,6 +196,8 @@ fn identity_dh(identity: &SigningKeyPair) -> DhKeyPair {
 /// inviter's mailbox (the inviter secures its mailbox with it); `payload`
 /// is up to [`MAX_ACCEPT_PAYLOAD_LEN`] bytes for the application (a display
 /// name, say). `now` is Unix seconds, checked against the expiry.
+/// `sender_key` equal to the accepter's identity key is
+/// [`Error::IdentityKeyAsMailboxKey`]: the inviter's relay would see it.
 ///
 /// Randomness drawn from `rng`, in order: the ephemeral X25519 secret (32
 /// bytes), the ML-KEM encapsulation (32), the first ratchet key (32), the
@@ -225,6 +227,9 @@ pub(crate) fn accept_inner(
     now: u64,
 ) -> Result<(Session, Vec<u8>, Derived), Error> {
     invitation.check_expiry(now)?;
+    if sender_key == identity.public() {
+        return Err(Error::IdentityKeyAsMailboxKey);
+    }
     let mut hello = Vec::with_capacity(MAX_HELLO_FIXED + payload.len());
     reply_to.relay.encode(&mut hello);
     hello.extend_from_slice(&reply_to.send_id.0);
@@ -527,6 +532,23 @@ mod tests {
             Some(Error::VerificationFailed)
         );
         assert!(s.pending.complete(&mut rng, &s.ana, &first, 0).is_ok());
+    }
+
+    #[test]
+    fn identity_key_is_refused_as_mailbox_sender_key() {
+        // The inviter secures its mailbox with the sender key, so its relay
+        // would learn the accepter's identity key.
+        let s = setup();
+        let result = accept(
+            &mut rand::rng(),
+            &s.ben,
+            s.pending.invitation(),
+            &s.reply,
+            s.ben.public(),
+            b"",
+            0,
+        );
+        assert_eq!(result.err(), Some(Error::IdentityKeyAsMailboxKey));
     }
 
     #[test]

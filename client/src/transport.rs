@@ -5,7 +5,7 @@
 //! if its certificate carries the ed25519 key whose fingerprint the address
 //! names *and* the handshake is signed by that key. It then says hello. Each
 //! request runs on its own bidirectional stream; a subscription keeps its
-//! stream open for pushed deliveries (see `docs/transport.md`).
+//! stream open for pushed deliveries (see `docs/protocol.md section 7`).
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -11,7 +11,7 @@
 //! - [`store`]: the storage trait, the redb backend (default) and a sled
 //!   backend (feature `sled`);
 //! - [`server`]: the quinn driver, group-commit writer and subscriptions
-//!   (the stream mapping is in `docs/transport.md`);
+//!   (the stream mapping is in `docs/protocol.md section 7`);
 //! - [`identity`]: the relay key and its self-signed certificate;
 //! - [`config`], [`metrics`], [`cli`]: settings, counters, the binary.
 //!

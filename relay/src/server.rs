@@ -1,4 +1,4 @@
-//! The QUIC driver: listens, maps streams to requests (docs/transport.md),
+//! The QUIC driver: listens, maps streams to requests (docs/protocol.md section 7),
 //! runs the group-commit writer, pushes deliveries, sweeps expired
 //! envelopes and shuts down cleanly.
 
@@ -51,7 +51,7 @@ const EXPIRY_BATCH: usize = 4096;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Application error codes (QUIC `STOP_SENDING`, `RESET_STREAM`,
-/// `CONNECTION_CLOSE`), see docs/transport.md.
+/// `CONNECTION_CLOSE`), see docs/protocol.md section 7.
 pub mod codes {
     use quinn::VarInt;
     /// Connection closed because the relay is shutting down.

@@ -130,24 +130,7 @@ impl Writer {
                     if jobs.is_empty() {
                         continue;
                     }
-                    let ops: Vec<WriteOp> = jobs.iter().map(|j| j.op.clone()).collect();
-                    match store.apply(&ops) {
-                        Ok(outcomes) => {
-                            for (job, out) in jobs.into_iter().zip(outcomes) {
-                                if let Some(r) = job.reply {
-                                    let _ = r.send(Ok(out));
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!("commit failed, {} operations refused: {e}", ops.len());
-                            for job in jobs {
-                                if let Some(r) = job.reply {
-                                    let _ = r.send(Err(e.clone()));
-                                }
-                            }
-                        }
-                    }
+                    commit_batch(&*store, jobs);
                 }
                 if let Some(done) = stop {
                     let _ = done.send(());
@@ -176,6 +159,39 @@ impl Writer {
         let (done, rx) = oneshot::channel();
         if self.tx.send(Message::Stop(done)).await.is_ok() {
             let _ = rx.await;
+        }
+    }
+}
+
+/// Commits `jobs` in one transaction and answers each. A batch that fails
+/// on a corrupt record is retried one operation per commit, so one bad
+/// mailbox does not fail every deposit that happened to share its commit.
+fn commit_batch(store: &dyn Store, jobs: Vec<Job>) {
+    let ops: Vec<WriteOp> = jobs.iter().map(|j| j.op.clone()).collect();
+    match store.apply(&ops) {
+        Ok(outcomes) => {
+            for (job, out) in jobs.into_iter().zip(outcomes) {
+                if let Some(r) = job.reply {
+                    let _ = r.send(Ok(out));
+                }
+            }
+        }
+        Err(StoreError::Corrupt(what)) if jobs.len() > 1 => {
+            tracing::error!(
+                "commit failed on a corrupt record ({what}); retrying {} operations one by one",
+                jobs.len()
+            );
+            for job in jobs {
+                commit_batch(store, vec![job]);
+            }
+        }
+        Err(e) => {
+            tracing::error!("commit failed, {} operations refused: {e}", ops.len());
+            for job in jobs {
+                if let Some(r) = job.reply {
+                    let _ = r.send(Err(e.clone()));
+                }
+            }
         }
     }
 }
@@ -956,6 +972,95 @@ mod tests {
         // One commit for the create, one for all 200 deposits.
         assert_eq!(*store.batches.lock().unwrap(), vec![1, n]);
         writer.stop().await;
+    }
+
+    /// Fails any batch that touches mailbox `[9; 16]` as if its record
+    /// were corrupt on disk.
+    struct OnePoisoned(RedbStore);
+
+    impl Store for OnePoisoned {
+        fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
+            let poisoned = ops.iter().any(|op| {
+                matches!(op, WriteOp::Deposit { receive_id, .. } if *receive_id == MailboxId([9; 16]))
+            });
+            if poisoned {
+                return Err(StoreError::Corrupt("mailbox record"));
+            }
+            self.0.apply(ops)
+        }
+        fn mailbox(&self, id: &MailboxId) -> Result<Option<MailboxRecord>, StoreError> {
+            self.0.mailbox(id)
+        }
+        fn mailbox_by_send_id(
+            &self,
+            id: &MailboxId,
+        ) -> Result<Option<(MailboxId, MailboxRecord)>, StoreError> {
+            self.0.mailbox_by_send_id(id)
+        }
+        fn pending(
+            &self,
+            id: &MailboxId,
+            after: Option<u64>,
+            not_before: u64,
+            limit: usize,
+        ) -> Result<Vec<StoredEnvelope>, StoreError> {
+            self.0.pending(id, after, not_before, limit)
+        }
+        fn stats(&self) -> Result<Stats, StoreError> {
+            self.0.stats()
+        }
+    }
+
+    #[test]
+    fn a_corrupt_mailbox_does_not_fail_the_rest_of_its_batch() {
+        let store = OnePoisoned(RedbStore::in_memory().unwrap());
+        let good = MailboxId([1; 16]);
+        store
+            .apply(&[WriteOp::Create {
+                receive_id: good,
+                record: Box::new(MailboxRecord {
+                    send_id: MailboxId([2; 16]),
+                    recipient_key: [3; 32],
+                    sender_key: None,
+                    delivery_key: [4; 32],
+                    first_contact: 0,
+                    next_seq: 0,
+                    stored: 0,
+                }),
+            }])
+            .unwrap();
+        let deposit = |rid: MailboxId, msg: u8| WriteOp::Deposit {
+            receive_id: rid,
+            message_id: MessageId([msg; 16]),
+            bytes: vec![msg; 10],
+            arrival: 1,
+            verified_with: None,
+            quota: 10,
+            first_contact_limit: 10,
+        };
+        let mut answers = Vec::new();
+        let mut jobs = Vec::new();
+        for op in [
+            deposit(good, 1),
+            deposit(MailboxId([9; 16]), 2),
+            deposit(good, 3),
+        ] {
+            let (reply, rx) = oneshot::channel();
+            jobs.push(Job {
+                op,
+                reply: Some(reply),
+            });
+            answers.push(rx);
+        }
+        commit_batch(&store, jobs);
+        let answers: Vec<_> = answers
+            .into_iter()
+            .map(|mut rx| rx.try_recv().unwrap())
+            .collect();
+        assert!(matches!(answers[0], Ok(WriteOutcome::Stored { .. })));
+        assert!(matches!(answers[1], Err(StoreError::Corrupt(_))));
+        assert!(matches!(answers[2], Ok(WriteOutcome::Stored { .. })));
+        assert_eq!(store.stats().unwrap().envelopes, 2);
     }
 
     #[tokio::test]

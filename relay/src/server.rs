@@ -455,8 +455,24 @@ pub async fn run(
     Ok(())
 }
 
+/// The address a connection counts against for the per-IP limit: an IPv4
+/// address (also when it arrives IPv4-mapped on a dual-stack socket), or the
+/// /64 of an IPv6 address, since one host is routinely given a whole /64 and
+/// could otherwise take every slot with addresses of its own.
+fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                v6.to_bits() & !u128::from(u64::MAX),
+            )),
+        },
+    }
+}
+
 fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
-    let ip = incoming.remote_address().ip();
+    let ip = limit_key(incoming.remote_address().ip());
     {
         let mut per_ip = shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let total: u64 = shared.metrics.connections.load(Ordering::Relaxed);
@@ -972,6 +988,20 @@ mod tests {
         // One commit for the create, one for all 200 deposits.
         assert_eq!(*store.batches.lock().unwrap(), vec![1, n]);
         writer.stop().await;
+    }
+
+    #[test]
+    fn connection_limits_count_ipv6_per_64_and_mapped_ipv4_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(limit_key(a), limit_key(b));
+        assert_ne!(limit_key(a), limit_key(other));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        let mapped_other: IpAddr = "::ffff:192.0.2.8".parse().unwrap();
+        assert_eq!(limit_key(mapped), v4);
+        assert_ne!(limit_key(mapped), limit_key(mapped_other));
     }
 
     /// Fails any batch that touches mailbox `[9; 16]` as if its record

@@ -21,12 +21,17 @@ pub const DB_NAME: &str = "mailboxes.redb";
 /// sled's database directory inside the data directory.
 pub const SLED_DB_NAME: &str = "mailboxes.sled";
 
+/// Log filter when RUST_LOG is unset. quinn-udp warns about a failed
+/// `sendmsg` with the client's IP address in the message; at the default
+/// level the log must not identify clients, so it gets errors only.
+pub const DEFAULT_LOG: &str = "info,quinn_udp=error";
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -127,5 +132,41 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
         }
         #[cfg(not(feature = "sled"))]
         Backend::Sled => Err("this build has no sled backend".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[test]
+    fn default_log_level_drops_quinn_udp_warnings_that_carry_client_ips() {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::new(DEFAULT_LOG))
+            .with_writer(move || Writer(sink.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "quinn_udp", "sendmsg error: destination: 198.51.100.7:4433");
+            tracing::info!(target: "enlace_relay", "relay info line");
+        });
+        let out = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+        assert!(out.contains("relay info line"), "{out}");
+        assert!(!out.contains("198.51.100.7"), "{out}");
+    }
+
+    struct Writer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Writer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }

@@ -20,7 +20,7 @@ use quinn::VarInt;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::config::Config;
-use crate::core::{ConnState, Core, Step, Then, store_error};
+use crate::core::{ConnState, Core, HostLimits, Step, Then, store_error};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, WriteOp, WriteOutcome};
@@ -313,6 +313,7 @@ struct Shared {
     draining: AtomicBool,
     shutdown: watch::Receiver<bool>,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
+    hosts: Arc<HostLimits>,
     max_per_ip: u32,
     max_connections: u32,
 }
@@ -400,6 +401,7 @@ pub async fn run(
         draining: AtomicBool::new(false),
         shutdown: shutdown_rx,
         per_ip: Mutex::new(HashMap::new()),
+        hosts: Arc::default(),
         max_per_ip: config.max_connections_per_ip,
         max_connections: config.max_connections,
     });
@@ -534,9 +536,11 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
         conn.close(codes::PROTOCOL_VIOLATION, b"no exporter");
         return;
     }
-    let state = Arc::new(ConnState::new(
+    let state = Arc::new(ConnState::with_host(
         ConnectionBinding(binding),
         shared.clock.now(),
+        shared.hosts.clone(),
+        limit_key(conn.remote_address().ip()),
     ));
     let malformed = Arc::new(AtomicU64::new(0));
     loop {

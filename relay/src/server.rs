@@ -473,19 +473,66 @@ fn limit_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// What to do with a connection attempt.
+#[derive(Debug, PartialEq, Eq)]
+enum Admission {
+    /// Give it a slot.
+    Accept,
+    /// Answer with a QUIC Retry first: the client must prove it receives
+    /// packets at its source address before it may take a slot.
+    Retry,
+    /// Refuse it (`CONNECTION_REFUSED`).
+    Refuse,
+}
+
+/// Slots are taken before the handshake and held until it times out, so
+/// Initial packets with spoofed source addresses could otherwise fill every
+/// slot (or every slot of a victim's address) without ever answering. Once
+/// a host or the relay is half full, an address not yet validated by a
+/// Retry round trip gets a Retry instead of a slot: spoofed attempts then
+/// hold at most half the slots.
+fn admission(
+    host_count: u32,
+    total: u64,
+    max_per_ip: u32,
+    max_total: u32,
+    validated: bool,
+) -> Admission {
+    if host_count >= max_per_ip || total >= u64::from(max_total) {
+        return Admission::Refuse;
+    }
+    if !validated && (host_count >= max_per_ip / 2 || total >= u64::from(max_total / 2)) {
+        return Admission::Retry;
+    }
+    Admission::Accept
+}
+
 fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
     let ip = limit_key(incoming.remote_address().ip());
     {
         let mut per_ip = shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let total: u64 = shared.metrics.connections.load(Ordering::Relaxed);
         let count = per_ip.entry(ip).or_insert(0);
-        if *count >= shared.max_per_ip || total >= u64::from(shared.max_connections) {
+        let decision = admission(
+            *count,
+            total,
+            shared.max_per_ip,
+            shared.max_connections,
+            incoming.remote_address_validated(),
+        );
+        if decision != Admission::Accept {
             if *count == 0 {
                 per_ip.remove(&ip);
             }
             drop(per_ip);
-            shared.metrics.reject("connection_limit");
-            incoming.refuse();
+            if decision == Admission::Retry {
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().refuse();
+                }
+            } else {
+                shared.metrics.reject("connection_limit");
+                incoming.refuse();
+            }
             return;
         }
         *count += 1;
@@ -1006,6 +1053,20 @@ mod tests {
         let mapped_other: IpAddr = "::ffff:192.0.2.8".parse().unwrap();
         assert_eq!(limit_key(mapped), v4);
         assert_ne!(limit_key(mapped), limit_key(mapped_other));
+    }
+
+    #[test]
+    fn unvalidated_addresses_get_a_retry_once_half_the_slots_are_taken() {
+        use Admission::*;
+        // (host count, total, validated)
+        assert_eq!(admission(0, 0, 64, 10_000, false), Accept);
+        assert_eq!(admission(31, 0, 64, 10_000, false), Accept);
+        assert_eq!(admission(32, 0, 64, 10_000, false), Retry);
+        assert_eq!(admission(32, 0, 64, 10_000, true), Accept);
+        assert_eq!(admission(0, 5_000, 64, 10_000, false), Retry);
+        assert_eq!(admission(0, 5_000, 64, 10_000, true), Accept);
+        assert_eq!(admission(64, 0, 64, 10_000, true), Refuse);
+        assert_eq!(admission(0, 10_000, 64, 10_000, true), Refuse);
     }
 
     /// Fails any batch that touches mailbox `[9; 16]` as if its record

@@ -158,6 +158,17 @@ mod tests {
         assert!(!out.contains("198.51.100.7"), "{out}");
     }
 
+    #[test]
+    fn the_systemd_unit_keeps_the_default_log_filter() {
+        let unit = include_str!("../../contrib/enlace-relay.service");
+        assert!(
+            !unit
+                .lines()
+                .any(|l| l.trim_start().starts_with("Environment=RUST_LOG")),
+            "a RUST_LOG in the unit replaces DEFAULT_LOG"
+        );
+    }
+
     struct Writer(Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for Writer {

@@ -3,7 +3,7 @@
 
 use std::fs::DirBuilder;
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -120,6 +120,10 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
             let path = dir.join(DB_NAME);
             let store = crate::store::redb::RedbStore::open(&path)
                 .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            // Mailbox ids, recipient and delivery keys live here: owner only,
+            // even in a data directory that others may enter.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
             Ok(Arc::new(store))
         }
         #[cfg(feature = "sled")]
@@ -167,6 +171,21 @@ mod tests {
                 .any(|l| l.trim_start().starts_with("Environment=RUST_LOG")),
             "a RUST_LOG in the unit replaces DEFAULT_LOG"
         );
+    }
+
+    #[test]
+    fn the_database_is_readable_by_the_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        // A data directory that already exists with a permissive mode.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cli = Cli::parse_from(["enlace-relay", "--data-dir", dir.path().to_str().unwrap()]);
+        let config = cli.settings.resolve().unwrap();
+        drop(open_store(&config).unwrap());
+        let mode = std::fs::metadata(dir.path().join(DB_NAME))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     struct Writer(Arc<Mutex<Vec<u8>>>);

@@ -49,6 +49,9 @@ pub const MAX_BATCH: usize = 1024;
 const EXPIRY_BATCH: usize = 4096;
 /// Longest the relay waits at shutdown for answered requests to flush.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Longest a finished stream waits for the client to acknowledge the
+/// relay's last bytes (a client that never does cannot hold a task longer).
+const FLUSH_GRACE: Duration = Duration::from_secs(5);
 
 /// Application error codes (QUIC `STOP_SENDING`, `RESET_STREAM`,
 /// `CONNECTION_CLOSE`), see docs/protocol.md section 7.
@@ -295,6 +298,24 @@ impl InFlight {
     }
 }
 
+/// An [`InFlight`] entry that a spawned task can own.
+struct OwnedInFlightGuard(Arc<InFlight>);
+
+impl OwnedInFlightGuard {
+    fn enter(counter: &Arc<InFlight>) -> Self {
+        counter.count.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for OwnedInFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
         if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -310,6 +331,9 @@ struct Shared {
     metrics: Arc<Metrics>,
     clock: Clock,
     in_flight: InFlight,
+    /// Stream tasks alive: each lives until the client has acknowledged
+    /// everything it wrote, so closing after they end loses no answer.
+    streams: Arc<InFlight>,
     draining: AtomicBool,
     shutdown: watch::Receiver<bool>,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
@@ -398,6 +422,7 @@ pub async fn run(
         metrics: metrics.clone(),
         clock: Clock::new(config.clock_offset_secs),
         in_flight: InFlight::default(),
+        streams: Arc::default(),
         draining: AtomicBool::new(false),
         shutdown: shutdown_rx,
         per_ip: Mutex::new(HashMap::new()),
@@ -451,6 +476,15 @@ pub async fn run(
         tracing::warn!("requests still in flight after the grace period");
     }
     shared.writer.stop().await;
+    // Answers written are only in send buffers; closing now would discard
+    // any that still need a retransmission. Wait for the stream tasks, which
+    // end once their last bytes are acknowledged.
+    if tokio::time::timeout(SHUTDOWN_GRACE, shared.streams.wait_idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!("answers still unacknowledged after the grace period");
+    }
     endpoint.close(codes::SHUTDOWN, b"relay shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
     tracing::info!("stopped");
@@ -598,6 +632,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
                 return;
             }
         };
+        let alive = OwnedInFlightGuard::enter(&shared.streams);
         let stream = StreamTask {
             shared: shared.clone(),
             state: state.clone(),
@@ -606,7 +641,10 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
             send,
             frames: Frames::new(recv),
         };
-        tokio::spawn(stream.run());
+        tokio::spawn(async move {
+            let _alive = alive;
+            stream.run().await;
+        });
     }
 }
 
@@ -702,6 +740,14 @@ enum Handled {
 
 impl StreamTask {
     async fn run(mut self) {
+        self.serve().await;
+        // Ends the stream (a no-op if it already is) and waits until the
+        // client has everything, so a shutdown that follows loses no answer.
+        let _ = self.send.finish();
+        let _ = tokio::time::timeout(FLUSH_GRACE, self.send.stopped()).await;
+    }
+
+    async fn serve(&mut self) {
         let mut shutdown = self.shared.shutdown.clone();
         loop {
             if self.shared.draining.load(Ordering::SeqCst) {

@@ -875,29 +875,40 @@ impl StreamTask {
             for m in acked {
                 in_flight.remove(&m);
             }
-            let room = DELIVERY_WINDOW.saturating_sub(in_flight.len());
-            if room > 0 {
+            // One envelope is read and sealed at a time: a subscriber that
+            // does not read blocks the write, and whatever was read ahead
+            // would sit in memory (a window of large envelopes is 2 MiB per
+            // stream, 64 MiB per connection).
+            let mut room = DELIVERY_WINDOW.saturating_sub(in_flight.len());
+            let mut failed = false;
+            while room > 0 {
                 let now = shared.clock.now();
-                match shared.core.deliveries(&id, &key, cursor, now, room) {
+                match shared.core.deliveries(&id, &key, cursor, now, 1) {
                     Ok(batch) => {
-                        for d in batch {
-                            if !write(&mut self.send, &Response::Deliver(d.sealed)).await {
-                                shared.registry.unsubscribe(&id, &sub);
-                                return false;
-                            }
-                            shared.metrics.deliveries.fetch_add(1, Ordering::Relaxed);
-                            in_flight.insert(d.message_id);
-                            cursor = Some(d.seq);
+                        let Some(d) = batch.into_iter().next() else {
+                            break;
+                        };
+                        if !write(&mut self.send, &Response::Deliver(d.sealed)).await {
+                            shared.registry.unsubscribe(&id, &sub);
+                            return false;
                         }
+                        shared.metrics.deliveries.fetch_add(1, Ordering::Relaxed);
+                        in_flight.insert(d.message_id);
+                        cursor = Some(d.seq);
+                        room -= 1;
                     }
                     Err(e) => {
                         let err = store_error(&e);
                         tracing::error!("reading deliveries failed: {e}");
                         write(&mut self.send, &Response::Error(err)).await;
                         let _ = self.send.finish();
+                        failed = true;
                         break;
                     }
                 }
+            }
+            if failed {
+                break;
             }
             if shared.draining.load(Ordering::SeqCst) {
                 let _ = self.send.finish();

@@ -71,18 +71,30 @@ impl Default for Limits {
 /// connections and outliving them, so reconnecting earns nothing.
 #[derive(Debug, Default)]
 pub struct HostLimits {
-    creates: Mutex<HashMap<IpAddr, Bucket>>,
+    creates: Mutex<HostTable>,
+}
+
+#[derive(Debug, Default)]
+struct HostTable {
+    buckets: HashMap<IpAddr, Bucket>,
+    /// Size at which full buckets are next pruned; doubles when pruning
+    /// frees little, so the scan stays amortized O(1) per creation.
+    prune_at: usize,
 }
 
 impl HostLimits {
     /// Takes one creation token for `host`, or says how long to wait.
     fn take_create(&self, host: IpAddr, now: u64) -> Result<(), u32> {
-        let mut map = self.creates.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= HOST_TABLE_PRUNE_AT {
+        let mut table = self.creates.lock().unwrap_or_else(|p| p.into_inner());
+        let table = &mut *table;
+        if table.buckets.len() >= table.prune_at.max(HOST_TABLE_PRUNE_AT) {
             // A bucket that has refilled completely equals a fresh one.
-            map.retain(|_, b| !b.is_full(now));
+            table.buckets.retain(|_, b| !b.is_full(now));
+            table.prune_at = table.buckets.len().saturating_mul(2);
         }
-        map.entry(host)
+        table
+            .buckets
+            .entry(host)
             .or_insert_with(|| Bucket::new(HOST_CREATE_BURST, CREATE_REFILL_SECS, now))
             .take(now)
     }
@@ -815,6 +827,28 @@ mod tests {
             core.handle_now(&other, req, NOW).0,
             Response::MailboxCreated { .. }
         ));
+    }
+
+    #[test]
+    fn the_host_table_is_pruned_of_full_buckets_only() {
+        let hosts = HostLimits::default();
+        let n = HOST_TABLE_PRUNE_AT + 10;
+        for i in 0..n {
+            let ip = IpAddr::V6(std::net::Ipv6Addr::from_bits((i as u128) << 64));
+            hosts.take_create(ip, NOW).unwrap();
+        }
+        // Nothing was full yet: all kept, and the next prune is further out.
+        let table = hosts.creates.lock().unwrap();
+        assert_eq!(table.buckets.len(), n);
+        assert!(table.prune_at >= 2 * HOST_TABLE_PRUNE_AT);
+        drop(table);
+        // Long after, every old bucket is full again and is forgotten.
+        let later = NOW + u64::from(HOST_CREATE_BURST) * CREATE_REFILL_SECS;
+        for i in 0..(2 * HOST_TABLE_PRUNE_AT) {
+            let ip = IpAddr::V6(std::net::Ipv6Addr::from_bits(((n + i) as u128) << 64));
+            hosts.take_create(ip, later).unwrap();
+        }
+        assert!(hosts.creates.lock().unwrap().buckets.len() < n + HOST_TABLE_PRUNE_AT);
     }
 
     #[test]

@@ -640,6 +640,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
             malformed: malformed.clone(),
             send,
             frames: Frames::new(recv),
+            abandoned: false,
         };
         tokio::spawn(async move {
             let _alive = alive;
@@ -726,6 +727,8 @@ struct StreamTask {
     malformed: Arc<AtomicU64>,
     send: quinn::SendStream,
     frames: Frames,
+    /// Reset at shutdown with a delivery half written: nothing to flush.
+    abandoned: bool,
 }
 
 /// What a decoded frame led to.
@@ -741,6 +744,9 @@ enum Handled {
 impl StreamTask {
     async fn run(mut self) {
         self.serve().await;
+        if self.abandoned {
+            return;
+        }
         // Ends the stream (a no-op if it already is) and waits until the
         // client has everything, so a shutdown that follows loses no answer.
         let _ = self.send.finish();
@@ -888,7 +894,20 @@ impl StreamTask {
                         let Some(d) = batch.into_iter().next() else {
                             break;
                         };
-                        if !write(&mut self.send, &Response::Deliver(d.sealed)).await {
+                        // A subscriber that does not read must not hold up a
+                        // shutdown: the half-written frame is abandoned with
+                        // a reset (the envelope stays stored, unacked).
+                        let deliver = Response::Deliver(d.sealed);
+                        let written = tokio::select! {
+                            ok = write(&mut self.send, &deliver) => Some(ok),
+                            () = until_shutdown(&mut shutdown) => None,
+                        };
+                        let written = written.unwrap_or_else(|| {
+                            let _ = self.send.reset(codes::SHUTDOWN);
+                            self.abandoned = true;
+                            false
+                        });
+                        if !written {
                             shared.registry.unsubscribe(&id, &sub);
                             return false;
                         }

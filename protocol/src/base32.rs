@@ -3,6 +3,11 @@
 
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
+/// The character for the low five bits of `v`.
+fn symbol(v: u16) -> char {
+    char::from(ALPHABET.get(usize::from(v & 31)).copied().unwrap_or(b'a'))
+}
+
 pub(crate) fn encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
     let mut acc: u16 = 0;
@@ -12,12 +17,12 @@ pub(crate) fn encode(bytes: &[u8]) -> String {
         bits += 8;
         while bits >= 5 {
             bits -= 5;
-            out.push(char::from(ALPHABET[usize::from((acc >> bits) & 31)]));
+            out.push(symbol(acc >> bits));
         }
         acc &= (1 << bits) - 1;
     }
     if bits > 0 {
-        out.push(char::from(ALPHABET[usize::from((acc << (5 - bits)) & 31)]));
+        out.push(symbol(acc << (5 - bits)));
     }
     out
 }

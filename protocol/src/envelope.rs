@@ -104,7 +104,8 @@ pub enum BodySize {
 }
 
 impl BodySize {
-    /// Body length in bytes.
+    /// Body length in bytes (never zero, so no `is_empty`).
+    #[allow(clippy::len_without_is_empty)]
     pub const fn len(self) -> usize {
         match self {
             Self::Small => BODY_SMALL,

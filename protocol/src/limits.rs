@@ -44,4 +44,4 @@ pub const MAX_HOST_LEN: usize = 253;
 pub const SAFETY_NUMBER_ITERATIONS: u32 = 5200;
 
 const _: () = assert!(BodySize::Large.len() == BODY_LARGE);
-const _: () = assert!(crate::delivery::MAX_SEALED_LEN + 1 <= MAX_FRAME_LEN);
+const _: () = assert!(crate::delivery::MAX_SEALED_LEN < MAX_FRAME_LEN);

@@ -50,12 +50,8 @@ where
             } else {
                 error::exit::OK
             };
-            let rendered = e.render();
-            let text = if code == error::exit::OK {
-                rendered.ansi().to_string()
-            } else {
-                rendered.to_string()
-            };
+            // Plain text (no colour codes): output is often piped or logged.
+            let text = e.render().to_string();
             let target: &mut dyn Write = if e.use_stderr() { err } else { out };
             let _ = write!(target, "{text}");
             return code;

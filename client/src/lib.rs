@@ -16,6 +16,7 @@
 pub mod app;
 pub mod cli;
 pub mod error;
+pub mod message;
 pub mod profile;
 mod qr;
 pub mod store;

@@ -1,7 +1,6 @@
 //! The CLI driven in-process: profile creation, passphrase and tampering
 //! errors, wipe, and that nothing readable is left on disk.
 
-
 // Test helpers may panic: a panic is a test failure with a location.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 use std::fs;

@@ -79,6 +79,12 @@ pub enum MessageError {
     TooLong(usize),
 }
 
+impl std::fmt::Debug for TextPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TextPart({} of {})", self.part + 1, self.parts)
+    }
+}
+
 impl AppMessage {
     /// Encodes the message.
     pub fn encode(&self) -> Vec<u8> {

@@ -80,6 +80,9 @@ pub enum Error {
     /// A message with nothing in it.
     #[error("the message is empty")]
     EmptyMessage,
+    /// A message longer than one message may be.
+    #[error("{0}")]
+    MessageTooLong(String),
     /// A command that needs something this build does not have yet.
     #[error("`enlace {0}` is not available yet in this build")]
     NotAvailable(&'static str),
@@ -136,6 +139,7 @@ impl Error {
             ),
             Self::NotConfirmed => "pass --yes, or run it on a terminal to confirm".into(),
             Self::EmptyMessage => "give the text as an argument or on standard input".into(),
+            Self::MessageTooLong(_) => "split it into several messages".into(),
             Self::NotAvailable(_) => "update enlace; nothing was changed".into(),
             Self::Encode => "nothing was changed; report this bug".into(),
             Self::Io { .. } => "check the disk and the permissions of the profile directory".into(),

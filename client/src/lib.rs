@@ -15,6 +15,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod engine;
 pub mod error;
 pub mod message;
 pub mod profile;

@@ -280,6 +280,8 @@ pub struct HistoryEntry {
 pub struct OutboxEntry {
     /// The contact's local id.
     pub contact: u64,
+    /// The envelope's own message id (what the relay and receiver see).
+    pub envelope_id: [u8; 16],
     /// The application-level message id this envelope carries a part of
     /// (or a receipt for, when `receipt` is set).
     pub message_id: [u8; 16],

@@ -62,7 +62,7 @@ pub fn queue_text(
             message_id,
             relay,
             envelope,
-            receipt: false,
+            control: false,
         });
     }
     profile.outbox.extend(entries);
@@ -85,8 +85,8 @@ pub fn queue_text(
     Ok(message_id)
 }
 
-/// Seals a receipt for `message_ids` (at most [`MAX_RECEIPT_IDS`]) into
-/// the outbox.
+/// Seals a receipt for `message_ids` into the outbox (several envelopes
+/// when there are more than [`MAX_RECEIPT_IDS`]).
 pub fn queue_receipt(
     profile: &mut Profile,
     contact_id: u64,
@@ -94,29 +94,41 @@ pub fn queue_receipt(
     rng: &mut impl CryptoRng,
     mut seal: impl Seal,
 ) -> Result<(), Error> {
+    for chunk in message_ids.chunks(MAX_RECEIPT_IDS) {
+        let first = chunk.first().copied().unwrap_or_default();
+        let msg = AppMessage::Receipt(chunk.to_vec());
+        queue_control(profile, contact_id, &msg, first, rng, &mut seal)?;
+    }
+    Ok(())
+}
+
+/// Seals a control message (receipt, sender key) into the outbox. Does
+/// nothing for a contact we cannot write to yet.
+pub fn queue_control(
+    profile: &mut Profile,
+    contact_id: u64,
+    msg: &AppMessage,
+    message_id: [u8; 16],
+    rng: &mut impl CryptoRng,
+    seal: &mut impl Seal,
+) -> Result<(), Error> {
     let Some(contact) = profile.contacts.iter_mut().find(|c| c.id == contact_id) else {
         return Ok(());
     };
     if contact.send_to.is_none() {
         return Ok(());
     }
-    for chunk in message_ids.chunks(MAX_RECEIPT_IDS) {
-        let Some(&first) = chunk.first() else {
-            continue;
-        };
-        let mut envelope_id = [0u8; 16];
-        rng.fill_bytes(&mut envelope_id);
-        let plaintext = AppMessage::Receipt(chunk.to_vec()).encode();
-        let (envelope, relay) = seal(contact, &plaintext, envelope_id)?;
-        profile.outbox.push(OutboxEntry {
-            contact: contact_id,
-            envelope_id,
-            message_id: first,
-            relay,
-            envelope,
-            receipt: true,
-        });
-    }
+    let mut envelope_id = [0u8; 16];
+    rng.fill_bytes(&mut envelope_id);
+    let (envelope, relay) = seal(contact, &msg.encode(), envelope_id)?;
+    profile.outbox.push(OutboxEntry {
+        contact: contact_id,
+        envelope_id,
+        message_id,
+        relay,
+        envelope,
+        control: true,
+    });
     Ok(())
 }
 
@@ -131,13 +143,13 @@ pub fn mark_stored(profile: &mut Profile, envelope_id: [u8; 16]) {
         return;
     };
     let entry = profile.outbox.remove(pos);
-    if entry.receipt {
+    if entry.control {
         return;
     }
     let left = profile
         .outbox
         .iter()
-        .any(|e| !e.receipt && e.message_id == entry.message_id);
+        .any(|e| !e.control && e.message_id == entry.message_id);
     if !left
         && let Some(sent) = profile
             .sent
@@ -157,6 +169,8 @@ pub enum Received {
     Part,
     /// Messages sent earlier were marked delivered.
     Receipt,
+    /// The contact's key for our mailbox: secure the mailbox with it.
+    SenderKey([u8; 32]),
     /// Nothing new (a repeat), or a message this version cannot read.
     Nothing,
 }
@@ -196,9 +210,10 @@ pub fn handle_plaintext(
             // A receipt proves the earlier parts arrived: stop resending them.
             profile
                 .outbox
-                .retain(|e| e.receipt || !ids.contains(&e.message_id));
+                .retain(|e| e.control || !ids.contains(&e.message_id));
             Received::Receipt
         }
+        Ok(AppMessage::SenderKey(key)) => Received::SenderKey(key),
         Err(_) => Received::Nothing,
     }
 }

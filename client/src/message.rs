@@ -6,7 +6,12 @@
 //!   kind 1, text part: message id [16] | sent_at u64 | part u16 | parts u16
 //!                      | len u16 | bytes [len]
 //!   kind 2, receipt:   count u8 (1..=MAX_RECEIPT_IDS) | message id [16] * count
+//!   kind 3, sender key: ed25519 public key [32]
 //! ```
+//!
+//! The sender key message is the inviter's first message to a new contact:
+//! the per-mailbox key it signs envelopes to the contact's mailbox with, so
+//! the contact can secure that mailbox.
 //!
 //! A long text is split into parts that each fit one small envelope and
 //! is put back together by the receiver, whatever order the parts arrive
@@ -19,6 +24,7 @@ use crate::profile::{PartialMessage, Profile};
 pub const MESSAGE_VERSION: u8 = 1;
 const KIND_TEXT: u8 = 1;
 const KIND_RECEIPT: u8 = 2;
+const KIND_SENDER_KEY: u8 = 3;
 
 /// Bytes of a text part before its text.
 pub const TEXT_PART_OVERHEAD: usize = 1 + 1 + 16 + 8 + 2 + 2 + 2;
@@ -41,6 +47,8 @@ pub enum AppMessage {
     Text(TextPart),
     /// The sender's client received these messages completely.
     Receipt(Vec<[u8; 16]>),
+    /// The key the sender signs envelopes to our mailbox with.
+    SenderKey([u8; 32]),
 }
 
 impl std::fmt::Debug for AppMessage {
@@ -48,6 +56,7 @@ impl std::fmt::Debug for AppMessage {
         match self {
             Self::Text(p) => write!(f, "Text(part {} of {})", p.part + 1, p.parts),
             Self::Receipt(ids) => write!(f, "Receipt({} ids)", ids.len()),
+            Self::SenderKey(_) => f.write_str("SenderKey(..)"),
         }
     }
 }
@@ -106,6 +115,10 @@ impl AppMessage {
                     out.extend_from_slice(id);
                 }
             }
+            Self::SenderKey(key) => {
+                out.push(KIND_SENDER_KEY);
+                out.extend_from_slice(key);
+            }
         }
         out
     }
@@ -149,6 +162,7 @@ impl AppMessage {
                 }
                 Self::Receipt(ids)
             }
+            KIND_SENDER_KEY => Self::SenderKey(take::<32>(&mut r)?),
             _ => return Err(MessageError::Malformed),
         };
         if !r.is_empty() {
@@ -302,6 +316,7 @@ mod tests {
                 bytes: b"hola".to_vec(),
             }),
             AppMessage::Receipt(vec![[1; 16], [2; 16]]),
+            AppMessage::SenderKey([5; 32]),
         ] {
             let bytes = msg.encode();
             assert_eq!(AppMessage::decode(&bytes).unwrap(), msg);

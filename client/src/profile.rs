@@ -283,14 +283,15 @@ pub struct OutboxEntry {
     /// The envelope's own message id (what the relay and receiver see).
     pub envelope_id: [u8; 16],
     /// The application-level message id this envelope carries a part of
-    /// (or a receipt for, when `receipt` is set).
+    /// (for control envelopes: the first id acknowledged, or zero).
     pub message_id: [u8; 16],
     /// The relay to send to.
     pub relay: String,
     /// The signed envelope's wire bytes.
     pub envelope: Vec<u8>,
-    /// Whether this is a delivery receipt rather than a user's message.
-    pub receipt: bool,
+    /// Whether this is a control envelope (handshake, receipt, sender key)
+    /// rather than part of a user's message: it has no status of its own.
+    pub control: bool,
 }
 
 /// Where a sent message is.

@@ -102,7 +102,7 @@ pub fn queue_receipt(
     Ok(())
 }
 
-/// Seals a control message (receipt, sender key) into the outbox. Does
+/// Seals a control message (a receipt) into the outbox. Does
 /// nothing for a contact we cannot write to yet.
 pub fn queue_control(
     profile: &mut Profile,
@@ -169,8 +169,6 @@ pub enum Received {
     Part,
     /// Messages sent earlier were marked delivered.
     Receipt,
-    /// The contact's key for our mailbox: secure the mailbox with it.
-    SenderKey([u8; 32]),
     /// Nothing new (a repeat), or a message this version cannot read.
     Nothing,
 }
@@ -213,7 +211,6 @@ pub fn handle_plaintext(
                 .retain(|e| e.control || !ids.contains(&e.message_id));
             Received::Receipt
         }
-        Ok(AppMessage::SenderKey(key)) => Received::SenderKey(key),
         Err(_) => Received::Nothing,
     }
 }

@@ -83,6 +83,24 @@ pub enum Error {
     /// A message longer than one message may be.
     #[error("{0}")]
     MessageTooLong(String),
+    /// No relay of the outbox could be reached.
+    #[error("cannot reach the relay; {queued} envelope(s) kept in the outbox")]
+    RelayUnreachable {
+        /// Envelopes still waiting.
+        queued: usize,
+    },
+    /// A relay answered with an error.
+    #[error("the relay refused: {0}")]
+    RelayRefused(String),
+    /// An invitation code that cannot be used.
+    #[error("invalid invitation: {0}")]
+    InvalidInvitation(String),
+    /// A contact we have no mailbox to write to.
+    #[error("{0} cannot be written to yet")]
+    NoRoute(String),
+    /// Stored state that does not decode (a session, an invitation).
+    #[error("the stored {0} is damaged")]
+    BrokenState(&'static str),
     /// A command that needs something this build does not have yet.
     #[error("`enlace {0}` is not available yet in this build")]
     NotAvailable(&'static str),
@@ -139,6 +157,15 @@ impl Error {
             ),
             Self::NotConfirmed => "pass --yes, or run it on a terminal to confirm".into(),
             Self::EmptyMessage => "give the text as an argument or on standard input".into(),
+            Self::RelayUnreachable { .. } => "they go out with the next send, read or listen; \
+                 check the network, or ask the relay's operator"
+                .into(),
+            Self::RelayRefused(_) => "try again later; messages stay in the outbox".into(),
+            Self::InvalidInvitation(_) => {
+                "copy the whole code, or ask for a new invitation (they expire after 7 days)".into()
+            }
+            Self::NoRoute(_) => "wait until they accept your invitation, then `enlace read`".into(),
+            Self::BrokenState(_) => "restore the profile from a backup".into(),
             Self::MessageTooLong(_) => "split it into several messages".into(),
             Self::NotAvailable(_) => "update enlace; nothing was changed".into(),
             Self::Encode => "nothing was changed; report this bug".into(),
@@ -151,6 +178,7 @@ impl Error {
         match self {
             Self::CannotOpen => exit::CANNOT_OPEN,
             Self::IdentityChanged(_) => exit::IDENTITY_CHANGED,
+            Self::RelayUnreachable { .. } | Self::RelayRefused(_) => exit::RELAY,
             _ => exit::OTHER,
         }
     }

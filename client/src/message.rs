@@ -6,12 +6,10 @@
 //!   kind 1, text part: message id [16] | sent_at u64 | part u16 | parts u16
 //!                      | len u16 | bytes [len]
 //!   kind 2, receipt:   count u8 (1..=MAX_RECEIPT_IDS) | message id [16] * count
-//!   kind 3, sender key: ed25519 public key [32]
 //! ```
 //!
-//! The sender key message is the inviter's first message to a new contact:
-//! the per-mailbox key it signs envelopes to the contact's mailbox with, so
-//! the contact can secure that mailbox.
+//! The handshake's own payload (from the accepter, inside the session's
+//! first message) is [`AcceptPayload`].
 //!
 //! A long text is split into parts that each fit one small envelope and
 //! is put back together by the receiver, whatever order the parts arrive
@@ -24,7 +22,6 @@ use crate::profile::{PartialMessage, Profile};
 pub const MESSAGE_VERSION: u8 = 1;
 const KIND_TEXT: u8 = 1;
 const KIND_RECEIPT: u8 = 2;
-const KIND_SENDER_KEY: u8 = 3;
 
 /// Bytes of a text part before its text.
 pub const TEXT_PART_OVERHEAD: usize = 1 + 1 + 16 + 8 + 2 + 2 + 2;
@@ -47,8 +44,6 @@ pub enum AppMessage {
     Text(TextPart),
     /// The sender's client received these messages completely.
     Receipt(Vec<[u8; 16]>),
-    /// The key the sender signs envelopes to our mailbox with.
-    SenderKey([u8; 32]),
 }
 
 impl std::fmt::Debug for AppMessage {
@@ -56,7 +51,6 @@ impl std::fmt::Debug for AppMessage {
         match self {
             Self::Text(p) => write!(f, "Text(part {} of {})", p.part + 1, p.parts),
             Self::Receipt(ids) => write!(f, "Receipt({} ids)", ids.len()),
-            Self::SenderKey(_) => f.write_str("SenderKey(..)"),
         }
     }
 }
@@ -115,10 +109,6 @@ impl AppMessage {
                     out.extend_from_slice(id);
                 }
             }
-            Self::SenderKey(key) => {
-                out.push(KIND_SENDER_KEY);
-                out.extend_from_slice(key);
-            }
         }
         out
     }
@@ -162,7 +152,6 @@ impl AppMessage {
                 }
                 Self::Receipt(ids)
             }
-            KIND_SENDER_KEY => Self::SenderKey(take::<32>(&mut r)?),
             _ => return Err(MessageError::Malformed),
         };
         if !r.is_empty() {
@@ -176,6 +165,49 @@ fn take<const N: usize>(r: &mut &[u8]) -> Result<[u8; N], MessageError> {
     let (head, rest) = r.split_first_chunk::<N>().ok_or(MessageError::Malformed)?;
     *r = rest;
     Ok(*head)
+}
+
+/// What the accepter puts in the handshake: the secret seed of the key the
+/// inviter will sign envelopes to the accepter's mailbox with.
+///
+/// The accepter makes that key and secures its mailbox with it before the
+/// handshake leaves, so its mailbox never accepts anyone else's envelopes.
+/// Knowing the seed lets only the accepter itself deposit into its own
+/// mailbox; messages are authenticated by the session, not by this key.
+///
+/// ```text
+/// version u8 (1) | sender key seed [32]
+/// ```
+pub struct AcceptPayload {
+    /// The seed of the inviter's sender key for the accepter's mailbox.
+    pub sender_seed: zeroize::Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for AcceptPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AcceptPayload(..)")
+    }
+}
+
+impl AcceptPayload {
+    /// Encodes the payload.
+    pub fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(33));
+        out.push(MESSAGE_VERSION);
+        out.extend_from_slice(&*self.sender_seed);
+        out
+    }
+
+    /// Decodes exactly one payload.
+    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+        let mut r = bytes;
+        let [version] = take::<1>(&mut r)?;
+        let seed = zeroize::Zeroizing::new(take::<32>(&mut r)?);
+        if version != MESSAGE_VERSION || !r.is_empty() {
+            return Err(MessageError::Malformed);
+        }
+        Ok(Self { sender_seed: seed })
+    }
 }
 
 /// Splits `text` into encoded parts of at most `max_plaintext` bytes each
@@ -316,7 +348,6 @@ mod tests {
                 bytes: b"hola".to_vec(),
             }),
             AppMessage::Receipt(vec![[1; 16], [2; 16]]),
-            AppMessage::SenderKey([5; 32]),
         ] {
             let bytes = msg.encode();
             assert_eq!(AppMessage::decode(&bytes).unwrap(), msg);
@@ -327,6 +358,18 @@ mod tests {
                 assert!(AppMessage::decode(&bytes[..cut]).is_err());
             }
         }
+    }
+
+    #[test]
+    fn accept_payload_round_trip() {
+        let p = AcceptPayload {
+            sender_seed: zeroize::Zeroizing::new([4; 32]),
+        };
+        let bytes = p.encode();
+        assert_eq!(*AcceptPayload::decode(&bytes).unwrap().sender_seed, [4; 32]);
+        assert!(AcceptPayload::decode(&bytes[..32]).is_err());
+        assert!(AcceptPayload::decode(&[&bytes[..], &[0]].concat()).is_err());
+        assert!(AcceptPayload::decode(&[&[2][..], &bytes[1..]].concat()).is_err());
     }
 
     #[test]

@@ -228,7 +228,10 @@ pub struct LocalMailbox {
     pub recipient_key: [u8; 32],
     /// The delivery key agreed with the relay.
     pub delivery_key: [u8; 32],
-    /// Whether the mailbox was secured with the contact's sender key.
+    /// The contact's per-mailbox sender key, once known: the only key the
+    /// relay should accept envelopes from.
+    pub contact_sender_key: Option<[u8; 32]>,
+    /// Whether the relay confirmed securing the mailbox with that key.
     pub secured: bool,
 }
 
@@ -289,7 +292,7 @@ pub struct OutboxEntry {
     pub relay: String,
     /// The signed envelope's wire bytes.
     pub envelope: Vec<u8>,
-    /// Whether this is a control envelope (handshake, receipt, sender key)
+    /// Whether this is a control envelope (handshake, receipt)
     /// rather than part of a user's message: it has no status of its own.
     pub control: bool,
 }

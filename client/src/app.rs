@@ -85,7 +85,7 @@ pub fn run(cli: Cli, env: &Env, input: &mut dyn BufRead, out: &mut dyn Write) ->
         w: out,
     };
     match cli.command {
-        Command::Init => init(&ctx, &mut out),
+        Command::Init { relay } => init(&ctx, &mut out, relay.as_deref()),
         Command::Relay(RelayCommand::Set { address }) => relay_set(&ctx, &mut out, &address),
         Command::Relay(RelayCommand::Show) => relay_show(&ctx, &mut out),
         Command::Contacts => contacts(&ctx, &mut out),
@@ -98,6 +98,19 @@ pub fn run(cli: Cli, env: &Env, input: &mut dyn BufRead, out: &mut dyn Write) ->
         Command::Read => Err(Error::NotAvailable("read")),
         Command::Listen => Err(Error::NotAvailable("listen")),
     }
+}
+
+/// Text from standard input, without its final newline (`send` without
+/// TEXT, `accept -`).
+#[allow(dead_code, reason = "used by send and accept once networking lands")]
+fn read_message(input: &mut dyn BufRead) -> Result<String, Error> {
+    let mut text = String::new();
+    input
+        .read_to_string(&mut text)
+        .map_err(|e| Error::io("cannot read standard input", e))?;
+    let trimmed = text.trim_end_matches(['\n', '\r']).len();
+    text.truncate(trimmed);
+    Ok(text)
 }
 
 fn default_home() -> Result<PathBuf, Error> {
@@ -178,22 +191,30 @@ fn read_passphrase_file(path: &Path) -> Result<Passphrase, Error> {
     Ok(Passphrase::new(line.to_owned()))
 }
 
-fn init(ctx: &Ctx<'_>, out: &mut Out<'_>) -> Result<(), Error> {
+fn init(ctx: &Ctx<'_>, out: &mut Out<'_>, relay: Option<&str>) -> Result<(), Error> {
     if Store::exists(&ctx.home) {
         return Err(Error::ProfileExists(ctx.home.clone()));
     }
+    let relay = relay
+        .map(|r| r.parse::<RelayAddress>().map_err(Error::Address))
+        .transpose()?;
     let passphrase = ctx.passphrase(true)?;
     if passphrase.char_count() < MIN_PASSPHRASE_CHARS {
         return Err(Error::WeakPassphrase(MIN_PASSPHRASE_CHARS));
     }
     let mut rng = rand::rng();
-    let profile = Profile::new(&mut rng, time::now());
+    let mut profile = Profile::new(&mut rng, time::now());
+    profile.home_relay = relay.as_ref().map(ToString::to_string);
     let params = ctx.env.kdf.unwrap_or(KdfParams::DEFAULT);
     Store::create(&ctx.home, &passphrase, params, &profile, &mut rng)?;
+    let next = if relay.is_some() {
+        "Next: `enlace invite --name NAME`, or `enlace accept CODE --name NAME`."
+    } else {
+        "Next: set your home relay with `enlace relay set enlace://FINGERPRINT@HOST:PORT`."
+    };
     out.emit(
         &format!(
-            "Created an encrypted profile in {}.\n\
-             Next: set your home relay with `enlace relay set enlace://FINGERPRINT@HOST:PORT`.",
+            "Created an encrypted profile in {}.\n{next}",
             ctx.home.display()
         ),
         json!({"event": "init", "home": ctx.home.display().to_string()}),

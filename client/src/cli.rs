@@ -51,7 +51,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new encrypted profile
-    Init,
+    Init {
+        /// Also set the home relay (enlace://FINGERPRINT@HOST:PORT)
+        #[arg(long, value_name = "ADDRESS")]
+        relay: Option<String>,
+    },
     /// Show or set the home relay
     #[command(subcommand)]
     Relay(RelayCommand),
@@ -63,7 +67,7 @@ pub enum Command {
     },
     /// Accept an invitation code
     Accept {
-        /// The invitation code
+        /// The invitation code, or text containing it; `-` reads standard input
         code: String,
         /// Name for the new contact
         #[arg(long)]

@@ -105,6 +105,18 @@ fn init_relay_contacts() {
 }
 
 #[test]
+fn init_can_set_the_relay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("p");
+    let r = run(&home, &["init", "--relay", "enlace://nope@host:1"]);
+    assert_eq!(r.code, 1);
+    assert!(!home.join("profile.enlace").exists());
+    let r = run(&home, &["init", "--relay", RELAY]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(run(&home, &["relay", "show"]).out.trim(), RELAY);
+}
+
+#[test]
 fn weak_or_missing_passphrase_refused_at_init() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("p");

@@ -112,9 +112,7 @@ fn store_session(contact: &mut Contact, session: &Session) {
 
 /// The sealing step for [`engine`]: encrypt in the contact's session,
 /// sign the envelope with our sender key for their mailbox.
-fn sealer(
-    now: u64,
-) -> impl FnMut(&mut Contact, &[u8], [u8; 16]) -> Result<(Vec<u8>, String), Error> {
+fn sealer(now: u64) -> impl engine::Seal {
     move |contact, plaintext, envelope_id| {
         let to = contact
             .send_to
@@ -254,7 +252,7 @@ pub(crate) async fn accept(
 ) -> Result<(), Error> {
     let name = check_name(name)?;
     let now = time::now();
-    let invitation = InvitationCode::parse(code.trim(), now)
+    let invitation = InvitationCode::parse(find_code(code), now)
         .map_err(|e| Error::InvalidInvitation(e.to_string()))?;
     let profile = store.load()?;
     let home = home_relay(&profile)?;
@@ -344,6 +342,18 @@ pub(crate) async fn accept(
     let result = flush_outbox(store, &mut relays).await;
     relays.close().await;
     result
+}
+
+/// The invitation code inside `text`: the first word that starts with the
+/// code prefix, so a pasted `enlace invite` output works as well as the
+/// bare code.
+fn find_code(text: &str) -> &str {
+    text.split_whitespace()
+        .find(|w| {
+            w.get(..session::TEXT_PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(session::TEXT_PREFIX))
+        })
+        .unwrap_or(text.trim())
 }
 
 fn announce_contact(

@@ -26,18 +26,38 @@ fn bench(name: &str, mut f: impl FnMut()) {
         n += 16;
     }
     let secs = start.elapsed().as_secs_f64();
-    println!("{name:<40} {:>12.0} /s {:>10.2} µs", n as f64 / secs, secs * 1e6 / n as f64);
+    println!(
+        "{name:<40} {:>12.0} /s {:>10.2} µs",
+        n as f64 / secs,
+        secs * 1e6 / n as f64
+    );
 }
 
 fn main() {
     let key = SigningKeyPair::from_secret_bytes(&[1; 32]);
     for size in [BodySize::Small, BodySize::Large] {
         let body = vec![0x5a; size.len()];
-        let env = Envelope::sign(&key, MailboxId([2; 16]), MessageId([3; 16]), CoarseTime(1), &body).unwrap();
+        let env = Envelope::sign(
+            &key,
+            MailboxId([2; 16]),
+            MessageId([3; 16]),
+            CoarseTime(1),
+            &body,
+        )
+        .unwrap();
         let bytes = env.as_bytes().to_vec();
         let label = format!("{} B body", size.len());
         bench(&format!("sign (encode + sign), {label}"), || {
-            black_box(Envelope::sign(&key, MailboxId([2; 16]), MessageId([3; 16]), CoarseTime(1), black_box(&body)).unwrap());
+            black_box(
+                Envelope::sign(
+                    &key,
+                    MailboxId([2; 16]),
+                    MessageId([3; 16]),
+                    CoarseTime(1),
+                    black_box(&body),
+                )
+                .unwrap(),
+            );
         });
         bench(&format!("encode send frame, {label}"), || {
             let mut out = Vec::with_capacity(bytes.len() + 5);
@@ -51,7 +71,10 @@ fn main() {
             env.verify(black_box(key.public())).unwrap();
         });
         bench(&format!("decode + verify, {label}"), || {
-            Envelope::decode(black_box(&bytes)).unwrap().verify(key.public()).unwrap();
+            Envelope::decode(black_box(&bytes))
+                .unwrap()
+                .verify(key.public())
+                .unwrap();
         });
     }
 }

@@ -52,4 +52,27 @@ pub enum Error {
     /// peer sent a low-order point.
     #[error("peer sent a weak public key")]
     WeakKey,
+    /// An invitation code is not well-formed text: wrong prefix, a character
+    /// outside the alphabet, or the wrong length. Says which.
+    #[error("invalid invitation code: {0}")]
+    InvitationText(&'static str),
+    /// An invitation code's checksum does not match: it was mistyped or
+    /// truncated.
+    #[error("invitation code has a typo (checksum mismatch)")]
+    BadChecksum,
+    /// An invitation (or a handshake answering it) arrived after its expiry.
+    #[error("invitation expired")]
+    InvitationExpired,
+    /// An invitation, handshake, message or stored state is of a version this
+    /// implementation does not speak.
+    #[error("unsupported version {0}")]
+    UnsupportedVersion(u16),
+    /// A session message's plaintext does not fit its fixed body size.
+    #[error("message of {len} bytes exceeds the maximum of {max}")]
+    MessageTooLong {
+        /// Bytes offered.
+        len: usize,
+        /// Bytes that fit.
+        max: usize,
+    },
 }

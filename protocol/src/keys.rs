@@ -57,6 +57,15 @@ impl SigningKeyPair {
         &self.public
     }
 
+    /// The X25519 secret bound to this ed25519 key: the first half of the
+    /// SHA-512 expansion of the seed (RFC 8032 section 5.1.5), which X25519
+    /// clamps to the scalar ed25519 signs with. Its public
+    /// key is [`PublicKey::to_x25519`]; sessions use the pair for the
+    /// identity-bound Diffie-Hellman of the handshake.
+    pub(crate) fn x25519_secret(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.secret.to_scalar_bytes())
+    }
+
     /// Signs `label || 0x00 || parts...`. Only this crate chooses labels, so
     /// a key cannot be made to sign one kind of message as another.
     pub(crate) fn sign_parts(&self, label: &str, parts: &[&[u8]]) -> Signature {
@@ -110,6 +119,12 @@ impl PublicKey {
         self.key
             .verify_strict(&domain_separated(label, parts), &sig)
             .map_err(|_| Error::VerificationFailed)
+    }
+
+    /// The birationally equivalent X25519 (Montgomery) public key, whose
+    /// secret is [`SigningKeyPair::x25519_secret`].
+    pub(crate) fn to_x25519(self) -> [u8; 32] {
+        self.key.to_montgomery().to_bytes()
     }
 
     /// The printable fingerprint of this key as an organizer's identity.
@@ -244,6 +259,16 @@ pub(crate) mod labels {
     pub(crate) const RECIPIENT_COMMAND: &str = "enlace/v1/recipient-command";
     pub(crate) const DELIVERY_KEY: &str = "enlace/v1/delivery-key";
     pub(crate) const DELIVERY_AAD: &str = "enlace/v1/delivery";
+    pub(crate) const INVITATION: &str = "enlace/v1/invitation";
+    pub(crate) const INVITATION_CHECKSUM: &str = "enlace/v1/invitation-checksum";
+    pub(crate) const INVITATION_DIGEST: &str = "enlace/v1/invitation-digest";
+    pub(crate) const HANDSHAKE_IDENTITY_KEY: &str = "enlace/v1/handshake-identity-key";
+    pub(crate) const HANDSHAKE_SECRET: &str = "enlace/v1/handshake-secret";
+    pub(crate) const SESSION_AD: &str = "enlace/v1/session-ad";
+    pub(crate) const RATCHET_ROOT: &str = "enlace/v1/ratchet-root";
+    pub(crate) const RATCHET_MESSAGE_KEY: &str = "enlace/v1/ratchet-message-key";
+    pub(crate) const RATCHET_HEADER: &str = "enlace/v1/ratchet-header";
+    pub(crate) const RATCHET_BODY: &str = "enlace/v1/ratchet-body";
 }
 
 #[cfg(test)]

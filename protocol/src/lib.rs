@@ -12,6 +12,8 @@
 //! - [`envelope`]: the signed, padded envelope a relay stores and forwards;
 //! - [`command`]: the client-relay command set (requests and responses);
 //! - [`delivery`]: the relay's per-mailbox re-encryption of deliveries;
+//! - [`session`]: end-to-end sessions: invitations, the hybrid
+//!   post-quantum handshake and the Double Ratchet;
 //! - [`limits`]: every bound, with the reason for it.
 //!
 //! It is *sans-IO*: no sockets, no clock reads, no randomness of its own.
@@ -24,7 +26,8 @@
 //!
 //! Specifications used: RFC 8032 (Ed25519, verified with the strict rules),
 //! RFC 7748 (X25519), RFC 5869 (HKDF-SHA256), RFC 8439 and
-//! draft-irtf-cfrg-xchacha (XChaCha20-Poly1305), RFC 4648 (base32).
+//! draft-irtf-cfrg-xchacha (XChaCha20-Poly1305), RFC 4648 (base32), RFC 2104
+//! (HMAC), FIPS 203 (ML-KEM-768), Signal's Double Ratchet and X3DH/PQXDH.
 
 #![forbid(unsafe_code)]
 
@@ -38,6 +41,7 @@ mod error;
 pub mod frame;
 pub mod keys;
 pub mod limits;
+pub mod session;
 
 pub use error::{DecodeError, Error};
 

@@ -45,3 +45,28 @@ pub const SAFETY_NUMBER_ITERATIONS: u32 = 5200;
 
 const _: () = assert!(BodySize::Large.len() == BODY_LARGE);
 const _: () = assert!(crate::delivery::MAX_SEALED_LEN < MAX_FRAME_LEN);
+
+/// Message keys a receiver derives ahead in one chain to reach a counter it
+/// has not seen: out-of-order delivery over a store-and-forward relay rarely
+/// reorders more than a few dozen messages, and a thousand keeps a peer
+/// that sends a huge counter from making us compute and store keys. A
+/// larger jump is rejected before any key is derived. (libsignal uses 25,000
+/// for high-volume clients; organizers exchange far fewer messages.)
+pub const MAX_FORWARD_JUMPS: u32 = 1000;
+
+/// Skipped message keys kept in total across all chains of a session: two
+/// full forward jumps, so a peer's messages lost across one DH ratchet step
+/// stay decryptable, while the state stays under about 150 KiB. When full,
+/// the oldest keys are dropped first.
+pub const MAX_SKIPPED_KEYS: usize = 2000;
+
+/// Ratchet steps whose skipped keys are kept: a message delayed past 32
+/// changes of speaker is given up. Bounds the header keys tried on each
+/// incoming message (one AEAD open of 41 bytes each). libsignal keeps 5.
+pub const MAX_SKIPPED_CHAINS: usize = 32;
+
+/// Longest invitation code accepted as text, including separators: a
+/// maximal binary invitation is about 2,600 base32 characters, and a person
+/// may add a space or dash after every character. Longer input is refused
+/// before decoding.
+pub const MAX_INVITATION_TEXT_LEN: usize = 8192;

@@ -65,19 +65,26 @@ fn parse_relay(text: &str) -> Result<RelayAddress, Error> {
     text.parse().map_err(Error::Address)
 }
 
-/// Open connections, one per relay.
+/// Open connections, one per relay. A relay that could not be reached is
+/// not tried again by the same command (each try can take the whole
+/// connect timeout).
 #[derive(Default)]
 struct Relays {
     conns: BTreeMap<String, RelayConnection>,
+    unreachable: BTreeSet<String>,
 }
 
 impl Relays {
     async fn get(&mut self, relay: &str) -> Result<&RelayConnection, Error> {
+        if self.unreachable.contains(relay) {
+            return Err(Error::RelayUnreachable { queued: 0 });
+        }
         if !self.conns.contains_key(relay) {
             let address = parse_relay(relay)?;
-            let conn = RelayConnection::connect(&address)
-                .await
-                .map_err(|_| Error::RelayUnreachable { queued: 0 })?;
+            let Ok(conn) = RelayConnection::connect(&address).await else {
+                self.unreachable.insert(relay.to_owned());
+                return Err(Error::RelayUnreachable { queued: 0 });
+            };
             self.conns.insert(relay.to_owned(), conn);
         }
         self.conns

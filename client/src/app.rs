@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::cli::{Cli, Command, RelayCommand};
 use crate::error::Error;
+use crate::net;
 use crate::profile::Profile;
 use crate::store::{self, KdfParams, Passphrase, Store};
 use crate::time;
@@ -92,17 +93,40 @@ pub fn run(cli: Cli, env: &Env, input: &mut dyn BufRead, out: &mut dyn Write) ->
         Command::Verify { name, confirm } => verify(&ctx, &mut out, &name, confirm),
         Command::Status => status(&ctx, &mut out),
         Command::Wipe { yes } => wipe(&ctx, &mut out, input, yes),
-        Command::Invite { .. } => Err(Error::NotAvailable("invite")),
-        Command::Accept { .. } => Err(Error::NotAvailable("accept")),
-        Command::Send { .. } => Err(Error::NotAvailable("send")),
-        Command::Read => Err(Error::NotAvailable("read")),
-        Command::Listen => Err(Error::NotAvailable("listen")),
+        Command::Invite { name } => {
+            let (store, _) = ctx.open()?;
+            net::block_on(net::invite(&store, &mut out, name))
+        }
+        Command::Accept { code, name } => {
+            let code = if code == "-" {
+                read_message(input)?
+            } else {
+                code
+            };
+            let (store, _) = ctx.open()?;
+            net::block_on(net::accept(&store, &mut out, &code, &name))
+        }
+        Command::Send { name, text } => {
+            let text = match text {
+                Some(t) => t,
+                None => read_message(input)?,
+            };
+            let (store, _) = ctx.open()?;
+            net::block_on(net::send(&store, &mut out, &name, &text))
+        }
+        Command::Read => {
+            let (store, _) = ctx.open()?;
+            net::block_on(net::read(&store, &mut out))
+        }
+        Command::Listen => {
+            let (store, _) = ctx.open()?;
+            net::block_on(net::listen(&store, &mut out))
+        }
     }
 }
 
 /// Text from standard input, without its final newline (`send` without
 /// TEXT, `accept -`).
-#[allow(dead_code, reason = "used by send and accept once networking lands")]
 fn read_message(input: &mut dyn BufRead) -> Result<String, Error> {
     let mut text = String::new();
     input

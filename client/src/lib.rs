@@ -4,12 +4,19 @@
 //! What it does: keeps one organizer's profile (identity, contacts,
 //! sessions, mailboxes, history, outbox) in an encrypted store
 //! ([`store`]), and runs the commands of [`cli::Command`] against it.
+//! [`transport`] is its QUIC connection to relays, with the relay's key
+//! pinned by fingerprint, and the mailbox commands (create, secure, send,
+//! subscribe, ack, delete) over it.
 //!
 //! What it does not do: protocol logic (that is `enlace-protocol`), or
 //! relay work. It reads the clock only in [`time`].
 //!
 //! The store format, the KDF parameters and what `wipe` can promise are in
 //! `docs/client.md`.
+//!
+//! Specifications used: RFC 9106 (argon2id), draft-irtf-cfrg-xchacha
+//! (XChaCha20-Poly1305), RFC 9000/9001 (QUIC) via quinn, RFC 8446 (TLS 1.3)
+//! via rustls with the ring provider, RFC 8410 (ed25519 certificates).
 
 #![forbid(unsafe_code)]
 
@@ -18,14 +25,12 @@ pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod message;
-// `net` (invite, accept, send, read, listen) needs `transport` (relay
-// branch) and `enlace_protocol::session` (sessions branch); it is declared
-// here once both are on main. Until then those commands report that they
-// are not available.
+mod net;
 pub mod profile;
 mod qr;
 pub mod store;
 pub mod time;
+pub mod transport;
 
 use std::ffi::OsString;
 use std::io::{BufRead, Write};

@@ -256,9 +256,16 @@ fn wipe_destroys_the_profile() {
 }
 
 #[test]
-fn unavailable_commands_say_so() {
+fn network_commands_need_a_relay_and_a_contact() {
     let (_tmp, home) = new_home();
-    let r = run(&home, &["listen"]);
+    let r = run(&home, &["invite"]);
     assert_eq!(r.code, 1);
-    assert!(r.err.contains("not available"), "{}", r.err);
+    assert!(r.err.contains("no home relay set"), "{}", r.err);
+    let r = run(&home, &["send", "Nadie", "hola"]);
+    assert_eq!(r.code, 1);
+    assert!(r.err.contains("no contact named"), "{}", r.err);
+    let r = run(&home, &["accept", "enlace1-garbage", "--name", "X"]);
+    assert_eq!(r.code, 1);
+    assert!(r.err.starts_with("error: invalid invitation"), "{}", r.err);
+    assert_eq!(r.err.lines().count(), 1);
 }

@@ -67,6 +67,11 @@ pub enum Error {
     /// implementation does not speak.
     #[error("unsupported version {0}")]
     UnsupportedVersion(u16),
+    /// An identity key was given where a per-mailbox key belongs: a relay
+    /// would see it and learn whose mailbox it is. Generate a fresh key
+    /// pair for every mailbox.
+    #[error("an identity key must not be used as a per-mailbox key")]
+    IdentityKeyAsMailboxKey,
     /// A session message's plaintext does not fit its fixed body size.
     #[error("message of {len} bytes exceeds the maximum of {max}")]
     MessageTooLong {

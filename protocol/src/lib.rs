@@ -51,3 +51,8 @@ pub const PROTOCOL_VERSION: u16 = 1;
 
 /// The QUIC ALPN identifier: one string per protocol version.
 pub const ALPN: &[u8] = b"enlace/1";
+
+/// The README's embedding example, compiled and run as a doctest.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -20,7 +20,7 @@
 //! public key and ciphertext, each tagged with its type. The first ratchet
 //! message, under keys from that HKDF, authenticates the whole exchange and
 //! carries the accepter's reply address and mailbox sender key.
-//! Construction details: `docs/sessions.md`.
+//! Construction details: `docs/protocol.md` section 11.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
@@ -196,6 +196,8 @@ fn identity_dh(identity: &SigningKeyPair) -> DhKeyPair {
 /// inviter's mailbox (the inviter secures its mailbox with it); `payload`
 /// is up to [`MAX_ACCEPT_PAYLOAD_LEN`] bytes for the application (a display
 /// name, say). `now` is Unix seconds, checked against the expiry.
+/// `sender_key` equal to the accepter's identity key is
+/// [`Error::IdentityKeyAsMailboxKey`]: the inviter's relay would see it.
 ///
 /// Randomness drawn from `rng`, in order: the ephemeral X25519 secret (32
 /// bytes), the ML-KEM encapsulation (32), the first ratchet key (32), the
@@ -225,6 +227,9 @@ pub(crate) fn accept_inner(
     now: u64,
 ) -> Result<(Session, Vec<u8>, Derived), Error> {
     invitation.check_expiry(now)?;
+    if sender_key == identity.public() {
+        return Err(Error::IdentityKeyAsMailboxKey);
+    }
     let mut hello = Vec::with_capacity(MAX_HELLO_FIXED + payload.len());
     reply_to.relay.encode(&mut hello);
     hello.extend_from_slice(&reply_to.send_id.0);
@@ -473,6 +478,26 @@ mod tests {
     }
 
     #[test]
+    fn stored_state_is_written_without_reallocating() {
+        // A growing Vec frees its old buffer without zeroizing it: that
+        // buffer would hold the root key, chain keys and the DH secret.
+        let s = setup();
+        let mut rng = rand::rng();
+        let (mut ben, first) = accept_now(&s, 0).unwrap();
+        let (mut ana, _) = s.pending.complete(&mut rng, &s.ana, &first, 0).unwrap();
+        let msgs: Vec<_> = (0..40)
+            .map(|_| ben.encrypt(&mut rng, b"x").unwrap())
+            .collect();
+        ana.decrypt(&mut rng, &msgs[39]).unwrap();
+        assert_eq!(ana.skipped_keys(), 39);
+        for session in [&ana, &ben] {
+            let bytes = session.to_bytes();
+            assert_eq!(bytes.capacity(), bytes.len());
+            assert_eq!(*Session::from_bytes(&bytes).unwrap().to_bytes(), *bytes);
+        }
+    }
+
+    #[test]
     fn tampered_first_message_fails_with_one_error() {
         let s = setup();
         let mut rng = rand::rng();
@@ -507,6 +532,23 @@ mod tests {
             Some(Error::VerificationFailed)
         );
         assert!(s.pending.complete(&mut rng, &s.ana, &first, 0).is_ok());
+    }
+
+    #[test]
+    fn identity_key_is_refused_as_mailbox_sender_key() {
+        // The inviter secures its mailbox with the sender key, so its relay
+        // would learn the accepter's identity key.
+        let s = setup();
+        let result = accept(
+            &mut rand::rng(),
+            &s.ben,
+            s.pending.invitation(),
+            &s.reply,
+            s.ben.public(),
+            b"",
+            0,
+        );
+        assert_eq!(result.err(), Some(Error::IdentityKeyAsMailboxKey));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Signed invitations and their text and QR forms.
 //!
-//! Binary form (`docs/sessions.md`):
+//! Binary form (`docs/protocol.md` section 11):
 //!
 //! ```text
 //! version u8 (= 1) | relay address | send id [16] | identity key [32]

@@ -29,7 +29,7 @@
 //! Specifications: Signal's X3DH and PQXDH (the handshake is in their
 //! style, not wire compatible), the Double Ratchet (revision 4) with header
 //! encryption, FIPS 203 (ML-KEM-768), RFC 7748, RFC 5869, RFC 2104 and
-//! RFC 8439. The exact construction is in `docs/sessions.md`.
+//! RFC 8439. The exact construction is in `docs/protocol.md` section 11.
 //!
 //! # Embedding the protocol crate
 //!
@@ -171,7 +171,9 @@ impl Session {
     /// out of order within [`MAX_FORWARD_JUMPS`](crate::limits::MAX_FORWARD_JUMPS);
     /// each decrypts at most once. Any failure (tampered, replayed, too far
     /// ahead, another session's) is [`Error::VerificationFailed`] and leaves
-    /// the session unchanged. Draws 32 bytes from `rng` when the contact has
+    /// the session unchanged; only an authentic message of a header version
+    /// this crate does not speak is [`Error::UnsupportedVersion`] (also
+    /// leaving it unchanged). Draws 32 bytes from `rng` when the contact has
     /// started a new ratchet step.
     pub fn decrypt(
         &mut self,
@@ -201,14 +203,17 @@ impl Session {
 
     /// Serializes the whole state (including secret keys) for the client's
     /// encrypted store: version u8, local identity [32], remote identity
-    /// [32], associated data [32], ratchet state (`docs/sessions.md`).
+    /// [32], associated data [32], ratchet state (`docs/protocol.md` section 11).
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(512));
+        // Exactly sized: a Vec that grows frees its old buffer unzeroized.
+        let len = 1 + 3 * PUBLIC_KEY_LEN + self.ratchet.encoded_len();
+        let mut out = Zeroizing::new(Vec::with_capacity(len));
         out.push(SESSION_STATE_VERSION);
         out.extend_from_slice(self.local.as_bytes());
         out.extend_from_slice(self.remote.as_bytes());
         out.extend_from_slice(&self.ad);
         self.ratchet.encode(&mut out);
+        debug_assert_eq!(out.len(), len);
         out
     }
 

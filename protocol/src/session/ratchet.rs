@@ -7,9 +7,10 @@
 //! key, previous chain length, counter) is sealed with XChaCha20-Poly1305
 //! under the chain's header key and a random nonce, so a relay sees neither
 //! ratchet keys nor counters. The body is the padded plaintext sealed with
-//! ChaCha20-Poly1305 under a key and nonce expanded from the message key;
+//! ChaCha20-Poly1305 under a key and nonce expanded from the message key
+//! and the header nonce;
 //! its associated data binds the session and the header ciphertext as
-//! received. Construction details: `docs/sessions.md`.
+//! received. Construction details: `docs/protocol.md` section 11.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -169,7 +170,7 @@ impl Ratchet {
             .get_mut(LENGTH_PREFIX_LEN..LENGTH_PREFIX_LEN + plaintext.len())
             .ok_or(Error::VerificationFailed)?
             .copy_from_slice(plaintext);
-        let (cipher, body_nonce) = body_cipher(&message_key);
+        let (cipher, body_nonce) = body_cipher(&message_key, &nonce);
         let body_ad = domain_separated(labels::RATCHET_BODY, &[ad, &out]);
         let body = cipher
             .encrypt(
@@ -249,12 +250,18 @@ impl Ratchet {
             }
             _ => Vec::new(),
         };
+        // A low-order ratchet key is one more authentic but bad message.
+        let weak = |_| Error::VerificationFailed;
         let (root, recv_chain, next_recv_header) =
-            kdf_root(&self.root, &*self.dh_self.agree(&header.dh)?);
+            kdf_root(&self.root, &*self.dh_self.agree(&header.dh).map_err(weak)?);
         let (next_chain, message_key, new_skipped) = advance(&recv_chain, 0, new_steps);
         let plain = open_body(&message_key, ad, header_ct, body)?;
+        // The sending half of the step, before anything is committed.
+        let dh_self = DhKeyPair::generate(rng);
+        let (root, send_chain, next_send_header) =
+            kdf_root(&root, &*dh_self.agree(&header.dh).map_err(weak)?);
 
-        // Authentic: commit the step, then the sending half of it.
+        // Authentic: commit the step.
         if let Some(old_hk) = self.recv_header.take() {
             self.skipped.insert(&old_hk, old_skipped);
         }
@@ -269,8 +276,6 @@ impl Ratchet {
         ));
         self.dh_remote = Some(header.dh);
         self.recv_chain = Some(next_chain);
-        let dh_self = DhKeyPair::generate(rng);
-        let (root, send_chain, next_send_header) = kdf_root(&root, &*dh_self.agree(&header.dh)?);
         self.dh_self = dh_self;
         self.root = root;
         self.send_chain = Some(send_chain);
@@ -318,6 +323,24 @@ impl Ratchet {
         out.extend_from_slice(&self.received.to_be_bytes());
         out.extend_from_slice(&self.previous_sent.to_be_bytes());
         self.skipped.encode(out);
+    }
+
+    /// Bytes [`Ratchet::encode`] writes.
+    pub(crate) fn encoded_len(&self) -> usize {
+        let optionals = [
+            self.dh_remote.is_some(),
+            self.send_chain.is_some(),
+            self.send_header.is_some(),
+            self.recv_chain.is_some(),
+            self.recv_header.is_some(),
+        ];
+        4 * 32
+            + optionals
+                .iter()
+                .map(|&some| if some { 33 } else { 1 })
+                .sum::<usize>()
+            + 3 * 4
+            + self.skipped.encoded_len()
     }
 
     pub(crate) fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -439,13 +462,15 @@ fn hmac_byte(key: &[u8; 32], byte: u8) -> Secret {
     Zeroizing::new(mac.finalize().into_bytes().into())
 }
 
-/// The body cipher and nonce of a message key: HKDF-SHA256 (no salt, info
-/// `label || 0x00`) expands it into a 32-byte ChaCha20-Poly1305 key and a 12-byte nonce. Each message
-/// key seals exactly one body, so the nonce never repeats under a key.
-fn body_cipher(message_key: &[u8; 32]) -> (ChaCha20Poly1305, Nonce) {
+/// The body cipher and nonce of a message: HKDF-SHA256 (salt = the
+/// message's random header nonce, info `label || 0x00`) expands the message
+/// key into a 32-byte ChaCha20-Poly1305 key and a 12-byte nonce. The salt
+/// keeps a sender that encrypts twice with one message key (a restored
+/// older state) from sealing two bodies under one key and nonce.
+fn body_cipher(message_key: &[u8; 32], header_nonce: &[u8]) -> (ChaCha20Poly1305, Nonce) {
     let mut okm = Zeroizing::new([0u8; 44]);
     let info = domain_separated(labels::RATCHET_MESSAGE_KEY, &[]);
-    let _ = Hkdf::<Sha256>::new(None, message_key).expand(&info, okm.as_mut());
+    let _ = Hkdf::<Sha256>::new(Some(header_nonce), message_key).expand(&info, okm.as_mut());
     let mut key: Secret = Zeroizing::new([0u8; 32]);
     let mut nonce = [0u8; 12];
     copy_prefix(key.as_mut(), okm.as_ref());
@@ -503,7 +528,10 @@ fn open_body(
     header_ct: &[u8],
     body: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
-    let (cipher, nonce) = body_cipher(message_key);
+    let (cipher, nonce) = body_cipher(
+        message_key,
+        header_ct.get(..HEADER_NONCE_LEN).unwrap_or_default(),
+    );
     let body_ad = domain_separated(labels::RATCHET_BODY, &[ad, header_ct]);
     let padded = Zeroizing::new(
         cipher
@@ -611,6 +639,14 @@ impl Skipped {
                 self.chains.remove(chain_index);
             }
         }
+    }
+
+    fn encoded_len(&self) -> usize {
+        2 + self
+            .chains
+            .iter()
+            .map(|c| 32 + 2 + c.keys.len() * (4 + 32))
+            .sum::<usize>()
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
@@ -732,6 +768,56 @@ mod tests {
             Err(Error::VerificationFailed)
         );
         assert_eq!(b.skipped_len(), 0);
+    }
+
+    #[test]
+    fn low_order_ratchet_key_is_the_one_coarse_failure() {
+        let mut rng = rand::rng();
+        let (a, mut b) = pair(&mut rng);
+        // An authentic header (under b's next receiving header key) naming
+        // a low-order ratchet key: u = 0.
+        let mut header = vec![HEADER_VERSION];
+        header.extend_from_slice(&[0; 32]);
+        header.extend_from_slice(&[0; 8]);
+        let nonce = [3; HEADER_NONCE_LEN];
+        let mut m = nonce.to_vec();
+        m.extend_from_slice(
+            &seal_header(a.send_header.as_ref().unwrap(), &AD, &nonce, &header).unwrap(),
+        );
+        m.resize(2048, 0);
+        let state = |r: &Ratchet| {
+            let mut out = Vec::new();
+            r.encode(&mut out);
+            out
+        };
+        let before = state(&b);
+        assert_eq!(b.decrypt(&mut rng, &AD, &m), Err(Error::VerificationFailed));
+        assert_eq!(state(&b), before);
+    }
+
+    #[test]
+    fn rolled_back_state_does_not_reuse_a_body_key() {
+        // An embedder restores an older stored state (a backup, a crash
+        // before storing) and encrypts again with the same message key.
+        let mut rng = rand::rng();
+        let (a, _) = pair(&mut rng);
+        let mut stored = Vec::new();
+        a.encode(&mut stored);
+        let restore = || Ratchet::decode_from(&mut Reader::new(&stored)).unwrap();
+        let m1 = restore()
+            .encrypt(&mut rng, &AD, b"meet at six", 2048)
+            .unwrap();
+        let m2 = restore()
+            .encrypt(&mut rng, &AD, b"meet at ten", 2048)
+            .unwrap();
+        let body_xor: Vec<u8> = m1[HEADER_LEN..]
+            .iter()
+            .zip(&m2[HEADER_LEN..])
+            .map(|(x, y)| x ^ y)
+            .collect();
+        // Same key and nonce would make this the XOR of the padded
+        // plaintexts, which are both zero after the text.
+        assert_ne!(&body_xor[13..77], &[0u8; 64][..], "a two-time pad");
     }
 
     #[test]

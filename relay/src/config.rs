@@ -1,0 +1,314 @@
+//! Settings: command-line flags, an optional TOML file (`--config`), and
+//! defaults, in that order of precedence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::core::{DEFAULT_QUOTA, DEFAULT_TTL_SECS, FIRST_CONTACT_LIMIT, Limits};
+
+/// Default UDP listen address.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:4433";
+/// Connections from one IP address: enough for a household or office behind
+/// one NAT, few enough that one host cannot take all connection slots.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 64;
+/// Connections in total (each idle one costs tens of KiB).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+/// Seconds without packets before a connection is dropped (clients send
+/// keep-alives more often than this).
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+/// Seconds between TTL sweeps.
+pub const DEFAULT_SWEEP_INTERVAL_SECS: u64 = 60;
+
+/// Enlace relay: stores and forwards end-to-end encrypted envelopes for the
+/// organizers of a nucleus.
+///
+/// With no arguments it creates its data directory and identity on first
+/// start, listens on UDP 0.0.0.0:4433 and prints its address
+/// (`enlace://<fingerprint>@host:port`) on standard output. Logs go to
+/// standard error; set RUST_LOG (e.g. `RUST_LOG=debug`) for more.
+#[derive(Debug, Parser)]
+#[command(name = "enlace-relay", version)]
+pub struct Cli {
+    /// Subcommand (default: run the relay).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings.
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the address of the relay whose data directory is given (the
+    /// identity must exist: run the relay once first).
+    Address,
+}
+
+/// Every setting; each may also be set in the TOML file under the same name
+/// with `-` written as `_`.
+#[derive(Debug, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// TOML file with settings (flags override it). See contrib/relay.toml.
+    #[arg(long, global = true)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Directory for the identity (key 0600, certificate) and the database.
+    /// Default: $XDG_DATA_HOME/enlace-relay or ~/.local/share/enlace-relay.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// UDP address to listen on. Default: 0.0.0.0:4433.
+    #[arg(long, global = true)]
+    pub listen: Option<SocketAddr>,
+    /// Host name or IP clients use to reach this relay, printed in the
+    /// address. Default: the listen IP, or 127.0.0.1 when listening on all
+    /// interfaces (set this for a relay others use).
+    #[arg(long, global = true)]
+    pub public_host: Option<String>,
+    /// Port printed in the address, when it differs from the listen port
+    /// (port forwarding). Default: the port listened on.
+    #[arg(long, global = true)]
+    pub public_port: Option<u16>,
+    /// Envelopes one mailbox may hold; senders past it get a quota error.
+    /// Default: 128.
+    #[arg(long)]
+    pub quota: Option<u32>,
+    /// Seconds an envelope is kept after it arrived. Default: 1814400 (21 days).
+    #[arg(long)]
+    pub ttl_secs: Option<u64>,
+    /// Seconds between sweeps that delete expired envelopes. Default: 60.
+    #[arg(long)]
+    pub sweep_interval_secs: Option<u64>,
+    /// Unsigned first-contact envelopes an unsecured mailbox accepts. Default: 8.
+    #[arg(long)]
+    pub first_contact_limit: Option<u32>,
+    /// Concurrent connections from one IP address. Default: 64.
+    #[arg(long)]
+    pub max_connections_per_ip: Option<u32>,
+    /// Concurrent connections in total. Default: 10000.
+    #[arg(long)]
+    pub max_connections: Option<u32>,
+    /// Seconds of silence before a connection is closed. Default: 60.
+    #[arg(long)]
+    pub idle_timeout_secs: Option<u64>,
+    /// Serve Prometheus metrics over HTTP on this loopback address (e.g.
+    /// 127.0.0.1:9464). Default: off. Non-loopback addresses are refused.
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    /// Storage backend: `redb` (default, durable) or `sled` (only in builds
+    /// with the `sled` feature; not crash-durable, see docs/storage.md).
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Testing only: shift the relay's clock by this many seconds (e.g. to
+    /// check TTL expiry without waiting 21 days).
+    #[arg(long, hide = true, allow_hyphen_values = true)]
+    pub clock_offset_secs: Option<i64>,
+}
+
+/// Storage backend choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// redb (default).
+    Redb,
+    /// sled (feature `sled`).
+    Sled,
+}
+
+/// Resolved settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// UDP listen address.
+    pub listen: SocketAddr,
+    /// Host printed in the address.
+    pub public_host: Option<String>,
+    /// Port printed in the address.
+    pub public_port: Option<u16>,
+    /// Core limits.
+    pub limits: Limits,
+    /// TTL sweep interval.
+    pub sweep_interval_secs: u64,
+    /// Connections per IP.
+    pub max_connections_per_ip: u32,
+    /// Connections in total.
+    pub max_connections: u32,
+    /// Idle timeout.
+    pub idle_timeout_secs: u64,
+    /// Metrics address.
+    pub metrics: Option<SocketAddr>,
+    /// Storage backend.
+    pub backend: Backend,
+    /// Clock shift for tests.
+    pub clock_offset_secs: i64,
+}
+
+/// A settings error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Reading the file failed.
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    /// The file is not valid TOML or has unknown keys.
+    #[error("{0}: {1}")]
+    Parse(PathBuf, String),
+    /// A value is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("enlace-relay");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return Path::new(&home).join(".local/share/enlace-relay");
+    }
+    PathBuf::from("enlace-relay-data")
+}
+
+impl Settings {
+    /// Merges flags over the config file over defaults.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::Read(path.clone(), e))?;
+                toml::from_str::<Settings>(&text)
+                    .map_err(|e| ConfigError::Parse(path.clone(), e.to_string()))?
+            }
+            None => Settings::default(),
+        };
+        macro_rules! pick {
+            ($field:ident) => {
+                self.$field.or(file.$field)
+            };
+        }
+        let listen = match pick!(listen) {
+            Some(l) => l,
+            None => DEFAULT_LISTEN
+                .parse()
+                .map_err(|_| ConfigError::Invalid("bad default listen address".into()))?,
+        };
+        let backend = match pick!(backend).as_deref() {
+            None | Some("redb") => Backend::Redb,
+            Some("sled") if cfg!(feature = "sled") => Backend::Sled,
+            Some("sled") => {
+                return Err(ConfigError::Invalid(
+                    "backend `sled` needs a build with `--features sled`".into(),
+                ));
+            }
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "unknown backend `{other}`: use `redb` or `sled`"
+                )));
+            }
+        };
+        let metrics = pick!(metrics);
+        if let Some(m) = metrics {
+            if !m.ip().is_loopback() {
+                return Err(ConfigError::Invalid(format!(
+                    "metrics address {m} is not loopback: metrics reveal activity and are served on 127.0.0.1 or ::1 only"
+                )));
+            }
+        }
+        let limits = Limits {
+            quota: pick!(quota).unwrap_or(DEFAULT_QUOTA),
+            ttl_secs: pick!(ttl_secs).unwrap_or(DEFAULT_TTL_SECS),
+            first_contact_limit: pick!(first_contact_limit).unwrap_or(FIRST_CONTACT_LIMIT),
+        };
+        if limits.quota == 0 || limits.ttl_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "quota and ttl-secs must be at least 1".into(),
+            ));
+        }
+        let config = Config {
+            data_dir: pick!(data_dir).unwrap_or_else(default_data_dir),
+            listen,
+            public_host: pick!(public_host),
+            public_port: pick!(public_port),
+            limits,
+            sweep_interval_secs: pick!(sweep_interval_secs)
+                .unwrap_or(DEFAULT_SWEEP_INTERVAL_SECS)
+                .max(1),
+            max_connections_per_ip: pick!(max_connections_per_ip)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP),
+            max_connections: pick!(max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            idle_timeout_secs: pick!(idle_timeout_secs)
+                .unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS)
+                .clamp(1, 3600),
+            metrics,
+            backend,
+            clock_offset_secs: pick!(clock_offset_secs).unwrap_or(0),
+        };
+        Ok(config)
+    }
+}
+
+impl Config {
+    /// The host printed in the address for a relay bound to `bound`.
+    pub fn address_host(&self, bound: &SocketAddr) -> String {
+        if let Some(h) = &self.public_host {
+            return h.clone();
+        }
+        match bound.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            ip => ip.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        std::fs::write(
+            &path,
+            "quota = 7\nttl_secs = 60\nlisten = \"127.0.0.1:5000\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "enlace-relay",
+            "--config",
+            path.to_str().unwrap(),
+            "--quota",
+            "9",
+        ]);
+        let c = cli.settings.resolve().unwrap();
+        assert_eq!(c.limits.quota, 9);
+        assert_eq!(c.limits.ttl_secs, 60);
+        assert_eq!(c.listen.port(), 5000);
+        std::fs::write(&path, "bogus = 1\n").unwrap();
+        let cli = Cli::parse_from(["enlace-relay", "--config", path.to_str().unwrap()]);
+        assert!(cli.settings.resolve().is_err());
+    }
+
+    #[test]
+    fn example_config_in_contrib_is_valid() {
+        let text = include_str!("../../contrib/relay.toml");
+        let file: Settings = toml::from_str(text).unwrap();
+        let c = file.resolve().unwrap();
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/enlace-relay"));
+        assert_eq!(c.backend, Backend::Redb);
+    }
+
+    #[test]
+    fn metrics_must_be_loopback() {
+        let cli = Cli::parse_from(["enlace-relay", "--metrics", "0.0.0.0:9464"]);
+        assert!(cli.settings.resolve().is_err());
+        let cli = Cli::parse_from(["enlace-relay", "--metrics", "127.0.0.1:9464"]);
+        assert!(cli.settings.resolve().is_ok());
+    }
+}

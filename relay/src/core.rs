@@ -1,0 +1,787 @@
+//! The relay's request logic, without sockets.
+//!
+//! [`Core::handle`] turns one decoded request into a [`Step`]: an immediate
+//! response, a [`WriteOp`] for the group-commit writer (answered by
+//! [`Core::finish`] once the batch is durable), or the start of a
+//! subscription. Time is an argument (Unix seconds from the relay's clock);
+//! the only randomness is mailbox ids, delivery keys and sealing nonces.
+
+use std::sync::{Arc, Mutex};
+
+use enlace_protocol::command::{ConnectionBinding, RelayError, Request, Response};
+use enlace_protocol::delivery::DeliveryKey;
+use enlace_protocol::envelope::{MailboxId, MessageId};
+use enlace_protocol::keys::PublicKey;
+use enlace_protocol::{PROTOCOL_VERSION, command::negotiate_version};
+
+use crate::store::{MailboxRecord, Store, StoreError, WriteOp, WriteOutcome};
+
+/// Default per-mailbox quota: a week of steady chat for a busy member
+/// without letting one mailbox fill the disk.
+pub const DEFAULT_QUOTA: u32 = 128;
+/// Default envelope lifetime: 21 days, long enough to ride out a seized or
+/// offline phone, short enough that a seized relay holds little history.
+pub const DEFAULT_TTL_SECS: u64 = 21 * 24 * 3600;
+/// Envelopes an unsecured mailbox accepts without a signature check: the
+/// first contact needs one (a handshake), a few more cover retries; anyone
+/// holding the send id could otherwise fill the mailbox before it is secured.
+pub const FIRST_CONTACT_LIMIT: u32 = 8;
+/// Unsigned (first-contact) sends one connection may burst.
+pub const FIRST_CONTACT_BURST: u32 = 4;
+/// Seconds to earn one more unsigned send on a connection.
+pub const FIRST_CONTACT_REFILL_SECS: u64 = 15;
+/// Mailboxes one connection may create in a burst: a new member sets up a
+/// handful (one per contact and a spare relay), not thousands.
+pub const CREATE_BURST: u32 = 16;
+/// Seconds to earn one more mailbox creation on a connection; with the
+/// burst this bounds how fast one connection can grow the database.
+pub const CREATE_REFILL_SECS: u64 = 10;
+
+/// Limits the core enforces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Envelopes per mailbox.
+    pub quota: u32,
+    /// Envelope lifetime from its arrival at this relay.
+    pub ttl_secs: u64,
+    /// Unsigned envelopes per unsecured mailbox.
+    pub first_contact_limit: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            quota: DEFAULT_QUOTA,
+            ttl_secs: DEFAULT_TTL_SECS,
+            first_contact_limit: FIRST_CONTACT_LIMIT,
+        }
+    }
+}
+
+/// Per-connection state shared by the connection's streams.
+#[derive(Debug)]
+pub struct ConnState {
+    binding: ConnectionBinding,
+    inner: Mutex<ConnInner>,
+}
+
+#[derive(Debug)]
+struct ConnInner {
+    hello: bool,
+    first_contact: Bucket,
+    creates: Bucket,
+}
+
+/// A token bucket over whole seconds.
+#[derive(Debug)]
+struct Bucket {
+    tokens: u32,
+    burst: u32,
+    refill_secs: u64,
+    refilled_at: u64,
+}
+
+impl Bucket {
+    fn new(burst: u32, refill_secs: u64, now: u64) -> Self {
+        Self {
+            tokens: burst,
+            burst,
+            refill_secs,
+            refilled_at: now,
+        }
+    }
+
+    /// Takes a token, or says how many seconds to wait for one.
+    fn take(&mut self, now: u64) -> Result<(), u32> {
+        let earned = now.saturating_sub(self.refilled_at) / self.refill_secs;
+        if earned > 0 {
+            let earned = u32::try_from(earned).unwrap_or(u32::MAX);
+            self.tokens = self.tokens.saturating_add(earned).min(self.burst);
+            self.refilled_at = now;
+        }
+        if self.tokens == 0 {
+            let wait = (self.refilled_at + self.refill_secs).saturating_sub(now);
+            return Err(u32::try_from(wait).unwrap_or(u32::MAX).max(1));
+        }
+        self.tokens -= 1;
+        Ok(())
+    }
+}
+
+impl ConnState {
+    /// State of a new connection with the binding both ends derived.
+    pub fn new(binding: ConnectionBinding, now: u64) -> Self {
+        Self {
+            binding,
+            inner: Mutex::new(ConnInner {
+                hello: false,
+                first_contact: Bucket::new(FIRST_CONTACT_BURST, FIRST_CONTACT_REFILL_SECS, now),
+                creates: Bucket::new(CREATE_BURST, CREATE_REFILL_SECS, now),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConnInner> {
+        // A poisoned lock only means another stream task panicked while
+        // holding it; the plain counters inside stay meaningful.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn hello_done(&self) -> bool {
+        self.lock().hello
+    }
+
+    /// Takes one unsigned-send token, or says how long to wait.
+    fn take_first_contact_token(&self, now: u64) -> Result<(), u32> {
+        self.lock().first_contact.take(now)
+    }
+
+    /// Takes one mailbox-creation token, or says how long to wait.
+    fn take_create_token(&self, now: u64) -> Result<(), u32> {
+        self.lock().creates.take(now)
+    }
+}
+
+/// What the driver does next with a request.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Step {
+    /// Answer now.
+    Reply(Response),
+    /// Commit `op` durably, then answer [`Core::finish`]`(then, outcome)`.
+    Write {
+        /// The mutation.
+        op: WriteOp,
+        /// How to answer once committed.
+        then: Then,
+    },
+    /// Answer `Ok` and start pushing the mailbox's envelopes on this stream.
+    Subscribe {
+        /// The mailbox.
+        receive_id: MailboxId,
+        /// Its delivery key.
+        delivery_key: DeliveryKey,
+    },
+}
+
+/// The answer to a committed write.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Then {
+    /// A mailbox was created.
+    Created {
+        /// Receive id.
+        receive_id: MailboxId,
+        /// Send id.
+        send_id: MailboxId,
+        /// The relay's X25519 public key.
+        relay_dh: [u8; 32],
+    },
+    /// Secured.
+    Secured,
+    /// An envelope deposit.
+    Deposited {
+        /// The mailbox it went to.
+        receive_id: MailboxId,
+    },
+    /// An ack.
+    Acked {
+        /// Mailbox.
+        receive_id: MailboxId,
+        /// Acked message.
+        message_id: MessageId,
+    },
+    /// A mailbox deletion.
+    Deleted {
+        /// Mailbox.
+        receive_id: MailboxId,
+    },
+}
+
+/// One sealed delivery.
+#[derive(Debug)]
+pub struct Delivery {
+    /// Arrival sequence number.
+    pub seq: u64,
+    /// The envelope's message id (what the recipient acks).
+    pub message_id: MessageId,
+    /// The envelope sealed under the delivery key.
+    pub sealed: Vec<u8>,
+}
+
+/// The relay's request logic over a store.
+#[derive(Debug)]
+pub struct Core<S: ?Sized> {
+    store: Arc<S>,
+    limits: Limits,
+}
+
+/// Maps a storage failure to what the client is told.
+pub fn store_error(e: &StoreError) -> RelayError {
+    match e {
+        StoreError::Full => RelayError::StorageFull,
+        _ => RelayError::Internal,
+    }
+}
+
+fn error(e: RelayError) -> Step {
+    Step::Reply(Response::Error(e))
+}
+
+impl<S: Store + ?Sized> Core<S> {
+    /// A core over `store`.
+    pub fn new(store: Arc<S>, limits: Limits) -> Self {
+        Self { store, limits }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn load(&self, id: &MailboxId) -> Result<MailboxRecord, RelayError> {
+        match self.store.mailbox(id) {
+            Ok(Some(rec)) => Ok(rec),
+            Ok(None) => Err(RelayError::UnknownMailbox),
+            Err(e) => Err(store_error(&e)),
+        }
+    }
+
+    /// Decides what to do with one request on connection `conn` at `now`.
+    pub fn handle(&self, conn: &ConnState, request: Request, now: u64) -> Step {
+        if let Request::Hello {
+            min_version,
+            max_version,
+        } = request
+        {
+            return match negotiate_version(min_version, max_version) {
+                Ok(version) => {
+                    conn.lock().hello = true;
+                    Step::Reply(Response::Hello { version })
+                }
+                Err(e) => error(e),
+            };
+        }
+        if !conn.hello_done() {
+            // Nothing is served before the version is agreed.
+            return error(RelayError::Malformed);
+        }
+        match self.handle_command(conn, request, now) {
+            Ok(step) => step,
+            Err(e) => error(e),
+        }
+    }
+
+    fn handle_command(
+        &self,
+        conn: &ConnState,
+        request: Request,
+        now: u64,
+    ) -> Result<Step, RelayError> {
+        let binding = &conn.binding;
+        Ok(match request {
+            Request::CreateMailbox(signed) => {
+                let cmd = signed.unverified();
+                // Proof of possession of the new recipient key.
+                let cmd = signed
+                    .verify(binding, &cmd.recipient_key)
+                    .map_err(|_| RelayError::Auth)?;
+                conn.take_create_token(now)
+                    .map_err(|retry_after_secs| RelayError::RateLimited { retry_after_secs })?;
+                let mut rng = rand::rng();
+                let (delivery_key, relay_dh) = DeliveryKey::for_relay(&mut rng, &cmd.recipient_dh)
+                    .map_err(|_| RelayError::Malformed)?;
+                let receive_id = MailboxId(rand::random());
+                let send_id = MailboxId(rand::random());
+                Step::Write {
+                    op: WriteOp::Create {
+                        receive_id,
+                        record: Box::new(MailboxRecord {
+                            send_id,
+                            recipient_key: *cmd.recipient_key.as_bytes(),
+                            sender_key: None,
+                            delivery_key: *delivery_key.to_bytes(),
+                            first_contact: 0,
+                            next_seq: 0,
+                            stored: 0,
+                        }),
+                    },
+                    then: Then::Created {
+                        receive_id,
+                        send_id,
+                        relay_dh,
+                    },
+                }
+            }
+            Request::Secure(signed) => {
+                let rec = self.load(&signed.unverified().receive_id)?;
+                let cmd = verify(&signed, binding, &rec)?;
+                Step::Write {
+                    op: WriteOp::Secure {
+                        receive_id: cmd.receive_id,
+                        sender_key: *cmd.sender_key.as_bytes(),
+                    },
+                    then: Then::Secured,
+                }
+            }
+            Request::Send(envelope) => {
+                let (receive_id, rec) = match self.store.mailbox_by_send_id(&envelope.send_id()) {
+                    Ok(Some(found)) => found,
+                    Ok(None) => return Err(RelayError::UnknownMailbox),
+                    Err(e) => return Err(store_error(&e)),
+                };
+                match &rec.sender_key {
+                    Some(key) => {
+                        let key = PublicKey::from_bytes(key).map_err(|_| RelayError::Internal)?;
+                        envelope.verify(&key).map_err(|_| RelayError::Auth)?;
+                    }
+                    None => {
+                        if rec.first_contact >= self.limits.first_contact_limit {
+                            return Err(RelayError::Auth);
+                        }
+                        conn.take_first_contact_token(now)
+                            .map_err(|retry_after_secs| RelayError::RateLimited {
+                                retry_after_secs,
+                            })?;
+                    }
+                }
+                Step::Write {
+                    op: WriteOp::Deposit {
+                        receive_id,
+                        message_id: envelope.message_id(),
+                        arrival: now,
+                        verified_with: rec.sender_key,
+                        quota: self.limits.quota,
+                        first_contact_limit: self.limits.first_contact_limit,
+                        bytes: envelope.into_bytes(),
+                    },
+                    then: Then::Deposited { receive_id },
+                }
+            }
+            Request::Subscribe(signed) => {
+                let rec = self.load(&signed.unverified().receive_id)?;
+                let cmd = verify(&signed, binding, &rec)?;
+                Step::Subscribe {
+                    receive_id: cmd.receive_id,
+                    delivery_key: DeliveryKey::from_bytes(rec.delivery_key),
+                }
+            }
+            Request::Ack(signed) => {
+                let rec = self.load(&signed.unverified().receive_id)?;
+                let cmd = verify(&signed, binding, &rec)?;
+                Step::Write {
+                    op: WriteOp::Ack {
+                        receive_id: cmd.receive_id,
+                        message_id: cmd.message_id,
+                    },
+                    then: Then::Acked {
+                        receive_id: cmd.receive_id,
+                        message_id: cmd.message_id,
+                    },
+                }
+            }
+            Request::Delete(signed) => {
+                let rec = self.load(&signed.unverified().receive_id)?;
+                let cmd = verify(&signed, binding, &rec)?;
+                Step::Write {
+                    op: WriteOp::Delete {
+                        receive_id: cmd.receive_id,
+                    },
+                    then: Then::Deleted {
+                        receive_id: cmd.receive_id,
+                    },
+                }
+            }
+            Request::Hello { .. } => Step::Reply(Response::Hello {
+                version: PROTOCOL_VERSION,
+            }),
+            _ => return Err(RelayError::UnknownCommand),
+        })
+    }
+
+    /// The answer to a write once its batch committed (or failed).
+    pub fn finish(then: &Then, outcome: Result<WriteOutcome, StoreError>) -> Response {
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => return Response::Error(store_error(&e)),
+        };
+        match (then, outcome) {
+            (
+                Then::Created {
+                    receive_id,
+                    send_id,
+                    relay_dh,
+                },
+                WriteOutcome::Done,
+            ) => Response::MailboxCreated {
+                receive_id: *receive_id,
+                send_id: *send_id,
+                relay_dh: *relay_dh,
+            },
+            (Then::Deposited { .. }, WriteOutcome::Stored { .. } | WriteOutcome::Duplicate) => {
+                Response::Stored
+            }
+            // Acking what is gone (acked before, expired) is not an error:
+            // delivery is at-least-once and acks may be retried.
+            (Then::Acked { .. }, WriteOutcome::Done | WriteOutcome::NotFound) => Response::Ok,
+            (Then::Secured | Then::Deleted { .. }, WriteOutcome::Done) => Response::Ok,
+            (_, WriteOutcome::UnknownMailbox) => Response::Error(RelayError::UnknownMailbox),
+            (_, WriteOutcome::Quota) => Response::Error(RelayError::Quota),
+            (_, WriteOutcome::Refused) => Response::Error(RelayError::Auth),
+            // A 128-bit id collision, or an outcome that does not fit.
+            _ => Response::Error(RelayError::Internal),
+        }
+    }
+
+    /// Up to `limit` envelopes after `after`, sealed for delivery. Envelopes
+    /// past their TTL are skipped even before the sweeper removes them.
+    pub fn deliveries(
+        &self,
+        receive_id: &MailboxId,
+        key: &DeliveryKey,
+        after: Option<u64>,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let not_before = now.saturating_sub(self.limits.ttl_secs);
+        let mut rng = rand::rng();
+        Ok(self
+            .store
+            .pending(receive_id, after, not_before, limit)?
+            .into_iter()
+            .map(|env| Delivery {
+                seq: env.seq,
+                message_id: env.message_id,
+                sealed: key.seal(&mut rng, receive_id, &env.bytes),
+            })
+            .collect())
+    }
+
+    /// The expiry batch to commit at `now`.
+    pub fn expiry_op(&self, now: u64, limit: usize) -> WriteOp {
+        WriteOp::Expire {
+            before: now.saturating_sub(self.limits.ttl_secs),
+            limit,
+        }
+    }
+
+    /// Handles a request completely, committing writes one at a time: for
+    /// tests and tools without a writer thread.
+    pub fn handle_now(&self, conn: &ConnState, request: Request, now: u64) -> (Response, Step) {
+        match self.handle(conn, request, now) {
+            Step::Write { op, then } => {
+                let outcome = self
+                    .store
+                    .apply(std::slice::from_ref(&op))
+                    .and_then(|mut o| o.pop().ok_or(StoreError::Corrupt("empty batch result")));
+                let resp = Self::finish(&then, outcome);
+                (resp.clone(), Step::Reply(resp))
+            }
+            Step::Reply(r) => (r.clone(), Step::Reply(r)),
+            step @ Step::Subscribe { .. } => (Response::Ok, step),
+        }
+    }
+}
+
+fn verify<'a, T>(
+    signed: &'a enlace_protocol::command::Signed<T>,
+    binding: &ConnectionBinding,
+    rec: &MailboxRecord,
+) -> Result<&'a T, RelayError> {
+    let key = PublicKey::from_bytes(&rec.recipient_key).map_err(|_| RelayError::Internal)?;
+    signed.verify(binding, &key).map_err(|_| RelayError::Auth)
+}
+
+#[cfg(test)]
+mod tests {
+    use enlace_protocol::delivery::DhKeyPair;
+    use enlace_protocol::envelope::{CoarseTime, Envelope};
+    use enlace_protocol::keys::SigningKeyPair;
+    use enlace_protocol::limits::BODY_SMALL;
+
+    use super::*;
+    use crate::store::redb::RedbStore;
+
+    struct World {
+        core: Core<RedbStore>,
+        conn: ConnState,
+        recipient: SigningKeyPair,
+        sender: SigningKeyPair,
+        receive_id: MailboxId,
+        send_id: MailboxId,
+        key: DeliveryKey,
+    }
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn world(limits: Limits) -> World {
+        let core = Core::new(Arc::new(RedbStore::in_memory().unwrap()), limits);
+        let conn = ConnState::new(ConnectionBinding([1; 32]), NOW);
+        let mut rng = rand::rng();
+        let recipient = SigningKeyPair::generate(&mut rng);
+        let sender = SigningKeyPair::generate(&mut rng);
+        assert_eq!(
+            core.handle_now(&conn, Request::hello(), NOW).0,
+            Response::Hello { version: 1 }
+        );
+        let dh = DhKeyPair::generate(&mut rng);
+        let req = Request::create_mailbox(&recipient, *dh.public(), &conn.binding);
+        let Response::MailboxCreated {
+            receive_id,
+            send_id,
+            relay_dh,
+        } = core.handle_now(&conn, req, NOW).0
+        else {
+            panic!("not created")
+        };
+        assert_ne!(receive_id, send_id);
+        let key = DeliveryKey::for_recipient(&dh, &relay_dh).unwrap();
+        World {
+            core,
+            conn,
+            recipient,
+            sender,
+            receive_id,
+            send_id,
+            key,
+        }
+    }
+
+    fn envelope(w: &World, signer: &SigningKeyPair, msg: u8) -> Envelope {
+        Envelope::sign(
+            signer,
+            w.send_id,
+            MessageId([msg; 16]),
+            CoarseTime(1),
+            &[msg; BODY_SMALL],
+        )
+        .unwrap()
+    }
+
+    fn send(w: &World, env: Envelope, now: u64) -> Response {
+        w.core.handle_now(&w.conn, Request::Send(env), now).0
+    }
+
+    fn secure(w: &World) {
+        let req = Request::secure(
+            w.receive_id,
+            *w.sender.public(),
+            &w.recipient,
+            &w.conn.binding,
+        );
+        assert_eq!(w.core.handle_now(&w.conn, req, NOW).0, Response::Ok);
+    }
+
+    #[test]
+    fn nothing_before_hello() {
+        let core = Core::new(Arc::new(RedbStore::in_memory().unwrap()), Limits::default());
+        let conn = ConnState::new(ConnectionBinding([1; 32]), NOW);
+        let k = SigningKeyPair::from_secret_bytes(&[1; 32]);
+        let req = Request::create_mailbox(&k, [9; 32], &conn.binding);
+        assert_eq!(
+            core.handle_now(&conn, req, NOW).0,
+            Response::Error(RelayError::Malformed)
+        );
+        let bad = Request::Hello {
+            min_version: 2,
+            max_version: 9,
+        };
+        assert_eq!(
+            core.handle_now(&conn, bad, NOW).0,
+            Response::Error(RelayError::UnsupportedVersion { min: 1, max: 1 })
+        );
+    }
+
+    #[test]
+    fn send_deliver_ack_with_reencryption() {
+        let w = world(Limits::default());
+        secure(&w);
+        let env = envelope(&w, &w.sender, 1);
+        assert_eq!(send(&w, env.clone(), NOW), Response::Stored);
+        // Duplicate message id: answered, not stored twice.
+        assert_eq!(send(&w, env.clone(), NOW), Response::Stored);
+        let sub = Request::subscribe(w.receive_id, &w.recipient, &w.conn.binding);
+        let (resp, step) = w.core.handle_now(&w.conn, sub, NOW);
+        assert_eq!(resp, Response::Ok);
+        assert!(matches!(step, Step::Subscribe { .. }));
+        let d = w
+            .core
+            .deliveries(&w.receive_id, &w.key, None, NOW, 10)
+            .unwrap();
+        assert_eq!(d.len(), 1);
+        assert_ne!(d[0].sealed, env.as_bytes());
+        assert!(
+            !d[0]
+                .sealed
+                .windows(64)
+                .any(|win| env.as_bytes().ends_with(win))
+        );
+        assert_eq!(w.key.open(&w.receive_id, &d[0].sealed).unwrap(), env);
+        let ack = Request::ack(
+            w.receive_id,
+            env.message_id(),
+            &w.recipient,
+            &w.conn.binding,
+        );
+        assert_eq!(w.core.handle_now(&w.conn, ack, NOW).0, Response::Ok);
+        assert!(
+            w.core
+                .deliveries(&w.receive_id, &w.key, None, NOW, 10)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn secured_mailbox_refuses_other_signers() {
+        let w = world(Limits::default());
+        secure(&w);
+        let stranger = SigningKeyPair::from_secret_bytes(&[9; 32]);
+        assert_eq!(
+            send(&w, envelope(&w, &stranger, 1), NOW),
+            Response::Error(RelayError::Auth)
+        );
+    }
+
+    #[test]
+    fn first_contact_is_limited() {
+        let w = world(Limits {
+            first_contact_limit: 2,
+            ..Limits::default()
+        });
+        let stranger = SigningKeyPair::from_secret_bytes(&[9; 32]);
+        assert_eq!(send(&w, envelope(&w, &stranger, 1), NOW), Response::Stored);
+        assert_eq!(send(&w, envelope(&w, &stranger, 2), NOW), Response::Stored);
+        assert_eq!(
+            send(&w, envelope(&w, &stranger, 3), NOW),
+            Response::Error(RelayError::Auth)
+        );
+    }
+
+    #[test]
+    fn unsigned_sends_are_rate_limited_per_connection() {
+        let w = world(Limits {
+            first_contact_limit: 100,
+            ..Limits::default()
+        });
+        for i in 0..FIRST_CONTACT_BURST as u8 {
+            assert_eq!(send(&w, envelope(&w, &w.sender, i), NOW), Response::Stored);
+        }
+        assert_eq!(
+            send(&w, envelope(&w, &w.sender, 50), NOW),
+            Response::Error(RelayError::RateLimited {
+                retry_after_secs: FIRST_CONTACT_REFILL_SECS as u32
+            })
+        );
+        let later = NOW + FIRST_CONTACT_REFILL_SECS;
+        assert_eq!(
+            send(&w, envelope(&w, &w.sender, 51), later),
+            Response::Stored
+        );
+    }
+
+    #[test]
+    fn mailbox_creation_is_rate_limited_per_connection() {
+        let core = Core::new(Arc::new(RedbStore::in_memory().unwrap()), Limits::default());
+        let conn = ConnState::new(ConnectionBinding([1; 32]), NOW);
+        core.handle_now(&conn, Request::hello(), NOW);
+        let create = |now| {
+            let k = SigningKeyPair::generate(&mut rand::rng());
+            let dh = DhKeyPair::generate(&mut rand::rng());
+            let req = Request::create_mailbox(&k, *dh.public(), &conn.binding);
+            core.handle_now(&conn, req, now).0
+        };
+        for _ in 0..CREATE_BURST {
+            assert!(matches!(create(NOW), Response::MailboxCreated { .. }));
+        }
+        assert_eq!(
+            create(NOW),
+            Response::Error(RelayError::RateLimited {
+                retry_after_secs: CREATE_REFILL_SECS as u32
+            })
+        );
+        assert!(matches!(
+            create(NOW + CREATE_REFILL_SECS),
+            Response::MailboxCreated { .. }
+        ));
+        assert_eq!(core.store().stats().unwrap().mailboxes, 17);
+    }
+
+    #[test]
+    fn quota_and_unknown_mailbox() {
+        let w = world(Limits {
+            quota: 2,
+            ..Limits::default()
+        });
+        secure(&w);
+        assert_eq!(send(&w, envelope(&w, &w.sender, 1), NOW), Response::Stored);
+        assert_eq!(send(&w, envelope(&w, &w.sender, 2), NOW), Response::Stored);
+        assert_eq!(
+            send(&w, envelope(&w, &w.sender, 3), NOW),
+            Response::Error(RelayError::Quota)
+        );
+        let other = Envelope::sign(
+            &w.sender,
+            MailboxId([0xee; 16]),
+            MessageId([1; 16]),
+            CoarseTime(1),
+            &[0; BODY_SMALL],
+        )
+        .unwrap();
+        assert_eq!(
+            send(&w, other, NOW),
+            Response::Error(RelayError::UnknownMailbox)
+        );
+    }
+
+    #[test]
+    fn recipient_commands_bound_to_connection_and_key() {
+        let w = world(Limits::default());
+        let other_conn = ConnectionBinding([2; 32]);
+        let replayed = Request::subscribe(w.receive_id, &w.recipient, &other_conn);
+        assert_eq!(
+            w.core.handle_now(&w.conn, replayed, NOW).0,
+            Response::Error(RelayError::Auth)
+        );
+        let wrong_key = Request::delete(w.receive_id, &w.sender, &w.conn.binding);
+        assert_eq!(
+            w.core.handle_now(&w.conn, wrong_key, NOW).0,
+            Response::Error(RelayError::Auth)
+        );
+        let del = Request::delete(w.receive_id, &w.recipient, &w.conn.binding);
+        assert_eq!(w.core.handle_now(&w.conn, del, NOW).0, Response::Ok);
+        assert_eq!(
+            send(&w, envelope(&w, &w.sender, 1), NOW),
+            Response::Error(RelayError::UnknownMailbox)
+        );
+    }
+
+    #[test]
+    fn ttl_uses_arrival_time() {
+        let w = world(Limits {
+            ttl_secs: 100,
+            ..Limits::default()
+        });
+        secure(&w);
+        assert_eq!(send(&w, envelope(&w, &w.sender, 1), NOW), Response::Stored);
+        assert_eq!(
+            send(&w, envelope(&w, &w.sender, 2), NOW + 50),
+            Response::Stored
+        );
+        let at = NOW + 120;
+        let d = w
+            .core
+            .deliveries(&w.receive_id, &w.key, None, at, 10)
+            .unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].message_id, MessageId([2; 16]));
+        let out = w.core.store().apply(&[w.core.expiry_op(at, 100)]).unwrap();
+        assert_eq!(out, vec![WriteOutcome::Expired { count: 1 }]);
+        assert_eq!(w.core.store().stats().unwrap().envelopes, 1);
+    }
+}

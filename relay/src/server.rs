@@ -1,0 +1,1006 @@
+//! The QUIC driver: listens, maps streams to requests (docs/protocol.md section 7),
+//! runs the group-commit writer, pushes deliveries, sweeps expired
+//! envelopes and shuts down cleanly.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use enlace_protocol::address::RelayAddress;
+use enlace_protocol::command::{
+    BINDING_EXPORTER_LABEL, ConnectionBinding, EndReason, RelayError, Request, Response,
+};
+use enlace_protocol::delivery::DeliveryKey;
+use enlace_protocol::envelope::{MailboxId, MessageId};
+use enlace_protocol::frame::{FrameReader, encode_frame};
+use enlace_protocol::{ALPN, DecodeError};
+use quinn::VarInt;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+use crate::config::Config;
+use crate::core::{ConnState, Core, Step, Then, store_error};
+use crate::identity::Identity;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError, WriteOp, WriteOutcome};
+
+/// Deliveries pushed on one subscription and not yet acked: enough to keep
+/// a mobile link busy, small enough that a recipient that never acks holds
+/// at most this many sealed envelopes in flight.
+pub const DELIVERY_WINDOW: usize = 32;
+/// Concurrent client-opened bidirectional streams per connection.
+pub const MAX_STREAMS: u32 = 32;
+/// Per-stream receive window: two of the largest frames, so one request can
+/// be pipelined behind another.
+pub const STREAM_RECEIVE_WINDOW: u32 = 2 * 67 * 1024;
+/// Per-connection receive window (quinn's default is unbounded): bounds the
+/// memory one connection can make the relay buffer across all its streams.
+pub const CONNECTION_RECEIVE_WINDOW: u32 = 1024 * 1024;
+/// Per-connection send buffer.
+pub const SEND_WINDOW: u64 = 1024 * 1024;
+/// Streams a connection may break (malformed frames) before the relay
+/// closes the whole connection.
+pub const MAX_MALFORMED_STREAMS: u32 = 8;
+/// Operations committed in one write transaction at most: bounds commit
+/// latency when thousands are queued.
+pub const MAX_BATCH: usize = 1024;
+/// Envelopes removed per expiry commit.
+const EXPIRY_BATCH: usize = 4096;
+/// Longest the relay waits at shutdown for answered requests to flush.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Application error codes (QUIC `STOP_SENDING`, `RESET_STREAM`,
+/// `CONNECTION_CLOSE`), see docs/protocol.md section 7.
+pub mod codes {
+    use quinn::VarInt;
+    /// Connection closed because the relay is shutting down.
+    pub const SHUTDOWN: VarInt = VarInt::from_u32(0);
+    /// Too many malformed streams on a connection.
+    pub const PROTOCOL_VIOLATION: VarInt = VarInt::from_u32(1);
+    /// A stream stopped after a malformed or oversized frame.
+    pub const STREAM_MALFORMED: VarInt = VarInt::from_u32(2);
+    /// A connection closed by the client normally.
+    pub const CLIENT_DONE: VarInt = VarInt::from_u32(0);
+}
+
+/// The relay's clock: system time shifted by the configured offset.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    offset_secs: i64,
+}
+
+impl Clock {
+    /// A clock shifted by `offset_secs`.
+    pub fn new(offset_secs: i64) -> Self {
+        Self { offset_secs }
+    }
+
+    /// Unix seconds.
+    pub fn now(&self) -> u64 {
+        let real = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        real.saturating_add_signed(self.offset_secs)
+    }
+}
+
+struct Job {
+    op: WriteOp,
+    reply: Option<oneshot::Sender<Result<WriteOutcome, StoreError>>>,
+}
+
+/// Handle to the group-commit writer thread.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    tx: mpsc::Sender<Message>,
+}
+
+enum Message {
+    Job(Job),
+    Stop(oneshot::Sender<()>),
+}
+
+impl Writer {
+    /// Starts the writer thread over `store`.
+    pub fn spawn(store: Arc<dyn Store>) -> std::io::Result<Self> {
+        let (tx, mut rx) = mpsc::channel::<Message>(4 * MAX_BATCH);
+        std::thread::Builder::new()
+            .name("enlace-writer".into())
+            .spawn(move || {
+                let mut stop = None;
+                while stop.is_none() {
+                    let Some(first) = rx.blocking_recv() else {
+                        break;
+                    };
+                    let mut jobs = Vec::new();
+                    match first {
+                        Message::Job(j) => jobs.push(j),
+                        Message::Stop(done) => stop = Some(done),
+                    }
+                    // Whatever queued while the last commit ran joins this one.
+                    while stop.is_none() && jobs.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(Message::Job(j)) => jobs.push(j),
+                            Ok(Message::Stop(done)) => stop = Some(done),
+                            Err(_) => break,
+                        }
+                    }
+                    if jobs.is_empty() {
+                        continue;
+                    }
+                    let ops: Vec<WriteOp> = jobs.iter().map(|j| j.op.clone()).collect();
+                    match store.apply(&ops) {
+                        Ok(outcomes) => {
+                            for (job, out) in jobs.into_iter().zip(outcomes) {
+                                if let Some(r) = job.reply {
+                                    let _ = r.send(Ok(out));
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!("commit failed, {} operations refused: {e}", ops.len());
+                            for job in jobs {
+                                if let Some(r) = job.reply {
+                                    let _ = r.send(Err(e.clone()));
+                                }
+                            }
+                        }
+                    }
+                }
+                if let Some(done) = stop {
+                    let _ = done.send(());
+                }
+            })?;
+        Ok(Self { tx })
+    }
+
+    /// Queues `op` and waits until its batch is durable.
+    pub async fn submit(&self, op: WriteOp) -> Result<WriteOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            op,
+            reply: Some(reply),
+        };
+        let stopped = || StoreError::Backend("the writer has stopped".into());
+        self.tx
+            .send(Message::Job(job))
+            .await
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Commits everything queued so far, then stops the thread.
+    pub async fn stop(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.tx.send(Message::Stop(done)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Subscription state shared between the subscribed stream and the rest.
+#[derive(Debug, Default)]
+struct Sub {
+    id: u64,
+    notify: Notify,
+    state: Mutex<SubState>,
+}
+
+#[derive(Debug, Default)]
+struct SubState {
+    ended: Option<EndReason>,
+    acked: Vec<MessageId>,
+}
+
+impl Sub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SubState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Which stream currently holds each mailbox's subscription.
+#[derive(Debug, Default)]
+struct Registry {
+    subs: Mutex<HashMap<MailboxId, Arc<Sub>>>,
+    next_id: AtomicU64,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MailboxId, Arc<Sub>>> {
+        self.subs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a new subscriber; the previous one, if any, is told it was
+    /// taken over.
+    fn subscribe(&self, id: MailboxId) -> Arc<Sub> {
+        let sub = Arc::new(Sub {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            ..Sub::default()
+        });
+        if let Some(old) = self.lock().insert(id, sub.clone()) {
+            old.lock().ended = Some(EndReason::TakenOver);
+            old.notify.notify_one();
+        }
+        sub
+    }
+
+    fn unsubscribe(&self, id: &MailboxId, sub: &Sub) {
+        let mut subs = self.lock();
+        if subs.get(id).is_some_and(|s| s.id == sub.id) {
+            subs.remove(id);
+        }
+    }
+
+    fn with(&self, id: &MailboxId, f: impl FnOnce(&Sub)) {
+        if let Some(sub) = self.lock().get(id).cloned() {
+            f(&sub);
+            sub.notify.notify_one();
+        }
+    }
+
+    fn new_envelope(&self, id: &MailboxId) {
+        self.with(id, |_| {});
+    }
+
+    fn acked(&self, id: &MailboxId, msg: MessageId) {
+        self.with(id, |s| s.lock().acked.push(msg));
+    }
+
+    fn deleted(&self, id: &MailboxId) {
+        self.with(id, |s| s.lock().ended = Some(EndReason::Deleted));
+    }
+}
+
+/// Counts requests between being read and being answered, for shutdown.
+#[derive(Debug, Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+struct InFlightGuard<'a>(&'a InFlight);
+
+impl InFlight {
+    fn enter(&self) -> InFlightGuard<'_> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self)
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+struct Shared {
+    core: Core<dyn Store>,
+    writer: Writer,
+    registry: Registry,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    in_flight: InFlight,
+    draining: AtomicBool,
+    shutdown: watch::Receiver<bool>,
+    per_ip: Mutex<HashMap<IpAddr, u32>>,
+    max_per_ip: u32,
+    max_connections: u32,
+}
+
+/// Builds the rustls and quinn server configuration.
+pub fn server_config(
+    identity: &Identity,
+    idle_timeout_secs: u64,
+) -> Result<quinn::ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(msg)?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![identity.cert().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(identity.pkcs8()),
+        )
+        .map_err(msg)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(msg)?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
+        .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
+        .send_window(SEND_WINDOW)
+        .datagram_receive_buffer_size(None)
+        .max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(Duration::from_secs(idle_timeout_secs)).map_err(msg)?,
+        ));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// Setup errors are reported to the operator as one line of text.
+fn msg(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// A running relay, for the binary and for in-process tools.
+#[derive(Debug)]
+pub struct Running {
+    /// The address clients paste.
+    pub address: RelayAddress,
+    /// The bound UDP address.
+    pub local_addr: SocketAddr,
+}
+
+/// Runs the relay until `stop` resolves, then shuts down cleanly.
+/// `on_ready` is called once with the address, after the socket is bound.
+pub async fn run(
+    config: Config,
+    store: Arc<dyn Store>,
+    identity: Identity,
+    stop: impl std::future::Future<Output = ()>,
+    on_ready: impl FnOnce(&Running),
+) -> Result<(), String> {
+    let endpoint = quinn::Endpoint::server(
+        server_config(&identity, config.idle_timeout_secs)?,
+        config.listen,
+    )
+    .map_err(|e| format!("cannot listen on UDP {}: {e}", config.listen))?;
+    let local_addr = endpoint.local_addr().map_err(msg)?;
+    let port = config.public_port.unwrap_or(local_addr.port());
+    let address = RelayAddress::new(
+        identity.fingerprint(),
+        &config.address_host(&local_addr),
+        port,
+    )
+    .map_err(|e| format!("{e} (check --public-host)"))?;
+
+    let metrics = Arc::new(Metrics::default());
+    let writer = Writer::spawn(store.clone()).map_err(|e| format!("cannot start writer: {e}"))?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        core: Core::new(store.clone(), config.limits),
+        writer,
+        registry: Registry::default(),
+        metrics: metrics.clone(),
+        clock: Clock::new(config.clock_offset_secs),
+        in_flight: InFlight::default(),
+        draining: AtomicBool::new(false),
+        shutdown: shutdown_rx,
+        per_ip: Mutex::new(HashMap::new()),
+        max_per_ip: config.max_connections_per_ip,
+        max_connections: config.max_connections,
+    });
+
+    if let Some(addr) = config.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+        tracing::info!("metrics on http://{addr}/metrics");
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            metrics.clone(),
+            store.clone(),
+            shared.shutdown.clone(),
+        ));
+    }
+    let sweeper = tokio::spawn(sweep(shared.clone(), config.sweep_interval_secs));
+
+    let running = Running {
+        address,
+        local_addr,
+    };
+    on_ready(&running);
+
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => accept(&shared, incoming),
+                None => break,
+            },
+            () = &mut stop => break,
+        }
+    }
+
+    // Shutdown: refuse new connections, let every request already read get
+    // its answer (deposits commit first), then close.
+    tracing::info!("shutting down");
+    endpoint.set_server_config(None);
+    shared.draining.store(true, Ordering::SeqCst);
+    let _ = shutdown_tx.send(true);
+    sweeper.abort();
+    if tokio::time::timeout(SHUTDOWN_GRACE, shared.in_flight.wait_idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after the grace period");
+    }
+    shared.writer.stop().await;
+    endpoint.close(codes::SHUTDOWN, b"relay shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
+    let ip = incoming.remote_address().ip();
+    {
+        let mut per_ip = shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let total: u64 = shared.metrics.connections.load(Ordering::Relaxed);
+        let count = per_ip.entry(ip).or_insert(0);
+        if *count >= shared.max_per_ip || total >= u64::from(shared.max_connections) {
+            if *count == 0 {
+                per_ip.remove(&ip);
+            }
+            drop(per_ip);
+            shared.metrics.reject("connection_limit");
+            incoming.refuse();
+            return;
+        }
+        *count += 1;
+    }
+    shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let _slot = ConnSlot {
+            shared: shared.clone(),
+            ip,
+        };
+        match incoming.await {
+            Ok(conn) => serve_connection(shared, conn).await,
+            Err(e) => tracing::debug!("handshake failed: {e}"),
+        }
+    });
+}
+
+/// Releases a connection's slot when its task ends.
+struct ConnSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.shared
+            .metrics
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
+        let mut per_ip = self.shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = per_ip.get_mut(&self.ip) {
+            *c -= 1;
+            if *c == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
+    tracing::debug!(remote = %conn.remote_address(), "connection open");
+    let mut binding = [0u8; 32];
+    if conn
+        .export_keying_material(&mut binding, BINDING_EXPORTER_LABEL, b"")
+        .is_err()
+    {
+        conn.close(codes::PROTOCOL_VIOLATION, b"no exporter");
+        return;
+    }
+    let state = Arc::new(ConnState::new(
+        ConnectionBinding(binding),
+        shared.clock.now(),
+    ));
+    let malformed = Arc::new(AtomicU64::new(0));
+    loop {
+        let (send, recv) = match conn.accept_bi().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!("connection closed: {e}");
+                return;
+            }
+        };
+        let stream = StreamTask {
+            shared: shared.clone(),
+            state: state.clone(),
+            conn: conn.clone(),
+            malformed: malformed.clone(),
+            send,
+            frames: Frames::new(recv),
+        };
+        tokio::spawn(stream.run());
+    }
+}
+
+/// Why reading a frame failed.
+enum FrameError {
+    /// The length prefix is over the maximum.
+    TooLarge,
+    /// An empty frame or a stream that ended inside a frame.
+    Malformed,
+    /// The peer reset the stream or the connection is gone.
+    Gone,
+}
+
+/// Cancel-safe frame reader over a receive stream: state only changes when
+/// a read completes, so it can sit in `select!`.
+struct Frames {
+    recv: quinn::RecvStream,
+    reader: FrameReader,
+    chunk: Option<(quinn::Chunk, usize)>,
+}
+
+impl Frames {
+    fn new(recv: quinn::RecvStream) -> Self {
+        Self {
+            recv,
+            reader: FrameReader::new(),
+            chunk: None,
+        }
+    }
+
+    /// The next frame payload; `Ok(None)` when the peer finished cleanly.
+    async fn next(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+        loop {
+            if let Some((chunk, pos)) = &mut self.chunk {
+                let rest = chunk.bytes.get(*pos..).unwrap_or_default();
+                let used = self.reader.handle_bytes(rest).map_err(|e| match e {
+                    DecodeError::FrameTooLarge(_) => FrameError::TooLarge,
+                    _ => FrameError::Malformed,
+                })?;
+                *pos += used;
+                if *pos >= chunk.bytes.len() {
+                    self.chunk = None;
+                }
+                if let Some(frame) = self.reader.poll_frame() {
+                    return Ok(Some(frame));
+                }
+                continue;
+            }
+            match self.recv.read_chunk(64 * 1024, true).await {
+                Ok(Some(chunk)) => self.chunk = Some((chunk, 0)),
+                Ok(None) if self.reader.is_idle() => return Ok(None),
+                Ok(None) => return Err(FrameError::Malformed),
+                Err(_) => return Err(FrameError::Gone),
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.recv.stop(codes::STREAM_MALFORMED);
+    }
+}
+
+async fn write(send: &mut quinn::SendStream, response: &Response) -> bool {
+    let mut frame = Vec::new();
+    if encode_frame(&response.to_bytes(), &mut frame).is_err() {
+        frame.clear();
+        let fallback = Response::Error(RelayError::Internal).to_bytes();
+        if encode_frame(&fallback, &mut frame).is_err() {
+            return false;
+        }
+    }
+    send.write_all(&frame).await.is_ok()
+}
+
+struct StreamTask {
+    shared: Arc<Shared>,
+    state: Arc<ConnState>,
+    conn: quinn::Connection,
+    malformed: Arc<AtomicU64>,
+    send: quinn::SendStream,
+    frames: Frames,
+}
+
+/// What a decoded frame led to.
+enum Handled {
+    /// Answered; keep reading.
+    Continue,
+    /// The stream is done (error frame sent, or the peer is gone).
+    Close,
+    /// Start a subscription.
+    Subscribe(MailboxId, DeliveryKey),
+}
+
+impl StreamTask {
+    async fn run(mut self) {
+        let mut shutdown = self.shared.shutdown.clone();
+        loop {
+            if self.shared.draining.load(Ordering::SeqCst) {
+                break;
+            }
+            let frame = tokio::select! {
+                f = self.frames.next() => f,
+                () = until_shutdown(&mut shutdown) => break,
+            };
+            match self.on_frame(frame).await {
+                Handled::Continue => {}
+                Handled::Close => return,
+                Handled::Subscribe(id, key) => {
+                    if !self.subscription(id, key).await {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = self.send.finish();
+    }
+
+    async fn malformed(&mut self, error: RelayError) -> Handled {
+        self.shared.metrics.reject_error(&error);
+        write(&mut self.send, &Response::Error(error)).await;
+        let _ = self.send.finish();
+        self.frames.stop();
+        let n = self.malformed.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= u64::from(MAX_MALFORMED_STREAMS) {
+            self.conn
+                .close(codes::PROTOCOL_VIOLATION, b"too many malformed streams");
+        }
+        Handled::Close
+    }
+
+    async fn on_frame(&mut self, frame: Result<Option<Vec<u8>>, FrameError>) -> Handled {
+        let payload = match frame {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                let _ = self.send.finish();
+                return Handled::Close;
+            }
+            Err(FrameError::TooLarge) => return self.malformed(RelayError::TooLarge).await,
+            Err(FrameError::Malformed) => return self.malformed(RelayError::Malformed).await,
+            Err(FrameError::Gone) => return Handled::Close,
+        };
+        let shared = self.shared.clone();
+        let _guard = shared.in_flight.enter();
+        let request = match Request::decode(&payload) {
+            Ok(r) => r,
+            Err(DecodeError::UnknownTag(_)) => {
+                return self.malformed(RelayError::UnknownCommand).await;
+            }
+            Err(DecodeError::FrameTooLarge(_)) => {
+                return self.malformed(RelayError::TooLarge).await;
+            }
+            Err(_) => return self.malformed(RelayError::Malformed).await,
+        };
+        let now = self.shared.clock.now();
+        let response = match self.shared.core.handle(&self.state, request, now) {
+            Step::Reply(r) => r,
+            Step::Write { op, then } => self.commit(op, &then).await,
+            Step::Subscribe {
+                receive_id,
+                delivery_key,
+            } => {
+                if !write(&mut self.send, &Response::Ok).await {
+                    return Handled::Close;
+                }
+                return Handled::Subscribe(receive_id, delivery_key);
+            }
+        };
+        if let Response::Error(e) = &response {
+            self.shared.metrics.reject_error(e);
+        }
+        if write(&mut self.send, &response).await {
+            Handled::Continue
+        } else {
+            Handled::Close
+        }
+    }
+
+    async fn commit(&self, op: WriteOp, then: &Then) -> Response {
+        let outcome = self.shared.writer.submit(op).await;
+        let response = Core::<dyn Store>::finish(then, outcome);
+        if matches!(response, Response::Error(_)) {
+            return response;
+        }
+        let registry = &self.shared.registry;
+        match then {
+            Then::Deposited { receive_id } => {
+                self.shared.metrics.deposits.fetch_add(1, Ordering::Relaxed);
+                registry.new_envelope(receive_id);
+            }
+            Then::Acked {
+                receive_id,
+                message_id,
+            } => registry.acked(receive_id, *message_id),
+            Then::Deleted { receive_id } => registry.deleted(receive_id),
+            _ => {}
+        }
+        response
+    }
+
+    /// Pushes deliveries until the subscription ends. Returns true if the
+    /// stream goes on as a plain request stream: after `SubscriptionEnded`
+    /// the relay still answers requests (acks) the client already sent on
+    /// it, until the client finishes the stream.
+    async fn subscription(&mut self, id: MailboxId, key: DeliveryKey) -> bool {
+        let shared = self.shared.clone();
+        let sub = shared.registry.subscribe(id);
+        let mut shutdown = shared.shutdown.clone();
+        let mut in_flight: HashSet<MessageId> = HashSet::new();
+        let mut cursor: Option<u64> = None;
+        loop {
+            let (ended, acked) = {
+                let mut st = sub.lock();
+                (st.ended, std::mem::take(&mut st.acked))
+            };
+            if let Some(reason) = ended {
+                let ok = write(&mut self.send, &Response::SubscriptionEnded(reason)).await;
+                shared.registry.unsubscribe(&id, &sub);
+                return ok;
+            }
+            for m in acked {
+                in_flight.remove(&m);
+            }
+            let room = DELIVERY_WINDOW.saturating_sub(in_flight.len());
+            if room > 0 {
+                let now = shared.clock.now();
+                match shared.core.deliveries(&id, &key, cursor, now, room) {
+                    Ok(batch) => {
+                        for d in batch {
+                            if !write(&mut self.send, &Response::Deliver(d.sealed)).await {
+                                shared.registry.unsubscribe(&id, &sub);
+                                return false;
+                            }
+                            shared.metrics.deliveries.fetch_add(1, Ordering::Relaxed);
+                            in_flight.insert(d.message_id);
+                            cursor = Some(d.seq);
+                        }
+                    }
+                    Err(e) => {
+                        let err = store_error(&e);
+                        tracing::error!("reading deliveries failed: {e}");
+                        write(&mut self.send, &Response::Error(err)).await;
+                        let _ = self.send.finish();
+                        break;
+                    }
+                }
+            }
+            if shared.draining.load(Ordering::SeqCst) {
+                let _ = self.send.finish();
+                break;
+            }
+            tokio::select! {
+                () = sub.notify.notified() => {}
+                frame = self.frames.next() => {
+                    if let Ok(Some(payload)) = &frame {
+                        // One subscription per stream.
+                        if matches!(Request::decode(payload), Ok(Request::Subscribe(_))) {
+                            self.malformed(RelayError::Malformed).await;
+                            break;
+                        }
+                    }
+                    match self.on_frame(frame).await {
+                        Handled::Continue => {}
+                        Handled::Close | Handled::Subscribe(..) => break,
+                    }
+                }
+                () = until_shutdown(&mut shutdown) => {
+                    let _ = self.send.finish();
+                    break;
+                }
+            }
+        }
+        shared.registry.unsubscribe(&id, &sub);
+        false
+    }
+}
+
+/// Resolves once shutdown has been signalled.
+pub(crate) async fn until_shutdown(rx: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns must not live across an await.
+    let _ = rx.wait_for(|s| *s).await.is_ok();
+}
+
+async fn sweep(shared: Arc<Shared>, interval_secs: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(interval_secs));
+    loop {
+        tick.tick().await;
+        loop {
+            let op = shared.core.expiry_op(shared.clock.now(), EXPIRY_BATCH);
+            match shared.writer.submit(op).await {
+                Ok(WriteOutcome::Expired { count }) => {
+                    if count > 0 {
+                        tracing::info!("expired {count} envelopes");
+                    }
+                    if count < EXPIRY_BATCH {
+                        break;
+                    }
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!("expiry sweep failed: {e}");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc as std_mpsc;
+
+    use enlace_protocol::envelope::{MailboxId, MessageId};
+
+    use super::*;
+    use crate::store::redb::RedbStore;
+    use crate::store::{MailboxRecord, Stats, StoredEnvelope};
+
+    /// A store whose first commit waits for a signal, recording batch sizes.
+    struct Gated {
+        inner: RedbStore,
+        gate: Mutex<Option<std_mpsc::Receiver<()>>>,
+        entered: Mutex<Option<std_mpsc::Sender<()>>>,
+        batches: Mutex<Vec<usize>>,
+    }
+
+    impl Store for Gated {
+        fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
+            if let Some(gate) = self.gate.lock().unwrap().take() {
+                if let Some(entered) = self.entered.lock().unwrap().take() {
+                    entered.send(()).unwrap();
+                }
+                gate.recv().unwrap();
+            }
+            self.batches.lock().unwrap().push(ops.len());
+            self.inner.apply(ops)
+        }
+        fn mailbox(&self, id: &MailboxId) -> Result<Option<MailboxRecord>, StoreError> {
+            self.inner.mailbox(id)
+        }
+        fn mailbox_by_send_id(
+            &self,
+            id: &MailboxId,
+        ) -> Result<Option<(MailboxId, MailboxRecord)>, StoreError> {
+            self.inner.mailbox_by_send_id(id)
+        }
+        fn pending(
+            &self,
+            id: &MailboxId,
+            after: Option<u64>,
+            not_before: u64,
+            limit: usize,
+        ) -> Result<Vec<StoredEnvelope>, StoreError> {
+            self.inner.pending(id, after, not_before, limit)
+        }
+        fn stats(&self) -> Result<Stats, StoreError> {
+            self.inner.stats()
+        }
+    }
+
+    #[tokio::test]
+    async fn deposits_queued_during_a_commit_share_the_next_one() {
+        let (open, gate) = std_mpsc::channel();
+        let (entered_tx, entered) = std_mpsc::channel();
+        let store = Arc::new(Gated {
+            inner: RedbStore::in_memory().unwrap(),
+            gate: Mutex::new(Some(gate)),
+            entered: Mutex::new(Some(entered_tx)),
+            batches: Mutex::new(Vec::new()),
+        });
+        let writer = Writer::spawn(store.clone()).unwrap();
+        let rid = MailboxId([1; 16]);
+        let record = MailboxRecord {
+            send_id: MailboxId([2; 16]),
+            recipient_key: [3; 32],
+            sender_key: None,
+            delivery_key: [4; 32],
+            first_contact: 0,
+            next_seq: 0,
+            stored: 0,
+        };
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                writer
+                    .submit(WriteOp::Create {
+                        receive_id: rid,
+                        record: Box::new(record),
+                    })
+                    .await
+            }
+        });
+        // The create is being committed (and held) before any deposit queues.
+        tokio::task::spawn_blocking(move || entered.recv_timeout(Duration::from_secs(60)))
+            .await
+            .unwrap()
+            .unwrap();
+        let n = 200;
+        let mut deposits = Vec::new();
+        for i in 0..n {
+            let writer = writer.clone();
+            deposits.push(tokio::spawn(async move {
+                let op = WriteOp::Deposit {
+                    receive_id: rid,
+                    message_id: MessageId([i as u8; 16]),
+                    bytes: vec![i as u8; 10],
+                    arrival: 1,
+                    verified_with: None,
+                    quota: 1000,
+                    first_contact_limit: 1000,
+                };
+                writer.submit(op).await
+            }));
+        }
+        // Release the first commit once every deposit is queued behind it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while writer.tx.max_capacity() - writer.tx.capacity() < n {
+            assert!(std::time::Instant::now() < deadline, "deposits not queued");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        open.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), WriteOutcome::Done);
+        let mut stored = 0;
+        for d in deposits {
+            match d.await.unwrap().unwrap() {
+                WriteOutcome::Stored { .. } | WriteOutcome::Duplicate => stored += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(stored, n);
+        // One commit for the create, one for all 200 deposits.
+        assert_eq!(*store.batches.lock().unwrap(), vec![1, n]);
+        writer.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_every_waiter() {
+        struct Broken;
+        impl Store for Broken {
+            fn apply(&self, _: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
+                Err(StoreError::Full)
+            }
+            fn mailbox(&self, _: &MailboxId) -> Result<Option<MailboxRecord>, StoreError> {
+                Ok(None)
+            }
+            fn mailbox_by_send_id(
+                &self,
+                _: &MailboxId,
+            ) -> Result<Option<(MailboxId, MailboxRecord)>, StoreError> {
+                Ok(None)
+            }
+            fn pending(
+                &self,
+                _: &MailboxId,
+                _: Option<u64>,
+                _: u64,
+                _: usize,
+            ) -> Result<Vec<StoredEnvelope>, StoreError> {
+                Ok(Vec::new())
+            }
+            fn stats(&self) -> Result<Stats, StoreError> {
+                Ok(Stats::default())
+            }
+        }
+        let writer = Writer::spawn(Arc::new(Broken)).unwrap();
+        let then = Then::Deposited {
+            receive_id: MailboxId([1; 16]),
+        };
+        let out = writer
+            .submit(WriteOp::Delete {
+                receive_id: MailboxId([1; 16]),
+            })
+            .await;
+        assert!(matches!(out, Err(StoreError::Full)));
+        assert_eq!(
+            Core::<dyn Store>::finish(&then, out),
+            Response::Error(RelayError::StorageFull)
+        );
+        writer.stop().await;
+    }
+}

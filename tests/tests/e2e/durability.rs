@@ -1,0 +1,192 @@
+//! What was answered `stored` survives kill -9, SIGTERM and restarts; TTL
+//! expiry uses the relay's clock.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use enlace_client::transport::{SubscriptionEvent, TransportError};
+use enlace_protocol::delivery::DeliveryKey;
+use enlace_protocol::envelope::MessageId;
+
+use crate::support::{WAIT, envelope, free_port, key, metric, metrics, start};
+
+#[tokio::test]
+async fn envelopes_survive_kill_9_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let relay = start(&data, &[]).await;
+    let fingerprint = *relay.address.fingerprint();
+    let conn = relay.connect().await;
+    let (recipient, sender) = (key(), key());
+    let mb = conn.create_mailbox(&recipient).await.unwrap();
+    let dk = *mb.delivery_key.to_bytes();
+    conn.secure(mb.receive_id, *sender.public(), &recipient)
+        .await
+        .unwrap();
+    let sent: Vec<_> = (0..3).map(|_| envelope(&sender, mb.send_id)).collect();
+    for env in &sent {
+        conn.send(env).await.unwrap();
+    }
+    relay.kill9().await;
+
+    let relay = start(&data, &[]).await;
+    assert_eq!(*relay.address.fingerprint(), fingerprint, "identity kept");
+    let conn = relay.connect().await;
+    let mut sub = conn
+        .subscribe(mb.receive_id, &recipient, DeliveryKey::from_bytes(dk))
+        .await
+        .unwrap();
+    for env in &sent {
+        match tokio::time::timeout(WAIT, sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            SubscriptionEvent::Envelope(got) => assert_eq!(&got, env),
+            e => panic!("{e:?}"),
+        }
+    }
+    // Still secured after the restart.
+    assert!(matches!(
+        conn.send(&envelope(&key(), mb.send_id)).await,
+        Err(TransportError::Relay(_))
+    ));
+    conn.close().await;
+}
+
+#[tokio::test]
+async fn sigterm_with_deposits_in_flight_loses_nothing_answered_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let relay = start(&data, &["--quota", "100000"]).await;
+    let setup = relay.connect().await;
+    let (recipient, sender) = (key(), key());
+    let mb = setup.create_mailbox(&recipient).await.unwrap();
+    let dk = *mb.delivery_key.to_bytes();
+    setup
+        .secure(mb.receive_id, *sender.public(), &recipient)
+        .await
+        .unwrap();
+    setup.close().await;
+
+    let stored: Arc<Mutex<HashSet<MessageId>>> = Arc::default();
+    let enough = Arc::new(tokio::sync::Notify::new());
+    let sender = Arc::new(sender);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let conn = relay.connect().await;
+        let (stored, enough, sender) = (stored.clone(), enough.clone(), sender.clone());
+        let send_id = mb.send_id;
+        tasks.push(tokio::spawn(async move {
+            // Deposit until the relay goes away.
+            loop {
+                let env = envelope(&sender, send_id);
+                if conn.send(&env).await.is_err() {
+                    return;
+                }
+                let mut s = stored.lock().unwrap();
+                s.insert(env.message_id());
+                if s.len() >= 200 {
+                    enough.notify_one();
+                }
+            }
+        }));
+    }
+    tokio::time::timeout(WAIT, enough.notified()).await.unwrap();
+    relay.signal("-TERM");
+    let status = relay.wait().await;
+    assert!(status.success(), "exit status {status:?}");
+    for t in tasks {
+        tokio::time::timeout(WAIT, t).await.unwrap().unwrap();
+    }
+    let stored = stored.lock().unwrap().clone();
+    assert!(stored.len() >= 200);
+
+    let relay = start(&data, &[]).await;
+    let conn = relay.connect().await;
+    let mut sub = conn
+        .subscribe(mb.receive_id, &recipient, DeliveryKey::from_bytes(dk))
+        .await
+        .unwrap();
+    let mut missing = stored.clone();
+    while !missing.is_empty() {
+        match tokio::time::timeout(WAIT, sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            SubscriptionEvent::Envelope(got) => {
+                missing.remove(&got.message_id());
+                sub.ack(got.message_id(), &recipient).await.unwrap();
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+    conn.close().await;
+}
+
+#[tokio::test]
+async fn ttl_expiry_uses_the_relays_arrival_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let relay = start(&data, &[]).await;
+    let conn = relay.connect().await;
+    let (recipient, sender) = (key(), key());
+    let mb = conn.create_mailbox(&recipient).await.unwrap();
+    let dk = *mb.delivery_key.to_bytes();
+    conn.secure(mb.receive_id, *sender.public(), &recipient)
+        .await
+        .unwrap();
+    let old = envelope(&sender, mb.send_id);
+    conn.send(&old).await.unwrap();
+    conn.close().await;
+    // SIGINT stops it cleanly too.
+    relay.signal("-INT");
+    assert!(relay.wait().await.success());
+
+    // 22 days later (default TTL 21 days).
+    let port = free_port();
+    let metrics_addr = format!("127.0.0.1:{port}");
+    let later = (22 * 24 * 3600).to_string();
+    let relay = start(
+        &data,
+        &[
+            "--clock-offset-secs",
+            &later,
+            "--metrics",
+            &metrics_addr,
+            "--sweep-interval-secs",
+            "1",
+        ],
+    )
+    .await;
+    let conn = relay.connect().await;
+    let fresh = envelope(&sender, mb.send_id);
+    conn.send(&fresh).await.unwrap();
+    let mut sub = conn
+        .subscribe(mb.receive_id, &recipient, DeliveryKey::from_bytes(dk))
+        .await
+        .unwrap();
+    // Arrival order would put `old` first if it were still there.
+    match tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        SubscriptionEvent::Envelope(got) => assert_eq!(got, fresh),
+        e => panic!("{e:?}"),
+    }
+    // The background sweep removes it from disk.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = metrics(port).await;
+        if metric(&text, "enlace_stored_envelopes") == Some(1) {
+            assert_eq!(metric(&text, "enlace_mailboxes"), Some(1));
+            assert!(metric(&text, "enlace_deposits_total").unwrap() >= 1);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not swept:\n{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    conn.close().await;
+}

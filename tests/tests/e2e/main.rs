@@ -1,0 +1,19 @@
+//! End-to-end tests: real `enlace-relay` processes on 127.0.0.1, real QUIC
+//! with pinned fingerprints, temporary data directories.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+mod abuse;
+mod cli;
+mod durability;
+mod load;
+mod mailbox;
+mod pinning;
+mod support;

@@ -84,7 +84,7 @@ pub enum Error {
     #[error("{0}")]
     MessageTooLong(String),
     /// No relay of the outbox could be reached.
-    #[error("cannot reach the relay; {queued} envelope(s) kept in the outbox")]
+    #[error("cannot reach the relay{}", outbox_note(*.queued))]
     RelayUnreachable {
         /// Envelopes still waiting.
         queued: usize,
@@ -115,6 +115,14 @@ pub enum Error {
         /// The OS error.
         source: io::Error,
     },
+}
+
+fn outbox_note(queued: usize) -> String {
+    match queued {
+        0 => String::new(),
+        1 => "; 1 envelope kept in the outbox".into(),
+        n => format!("; {n} envelopes kept in the outbox"),
+    }
 }
 
 impl Error {
@@ -157,6 +165,9 @@ impl Error {
             ),
             Self::NotConfirmed => "pass --yes, or run it on a terminal to confirm".into(),
             Self::EmptyMessage => "give the text as an argument or on standard input".into(),
+            Self::RelayUnreachable { queued: 0 } => {
+                "check the network, or ask the relay's operator, then try again".into()
+            }
             Self::RelayUnreachable { .. } => "they go out with the next send, read or listen; \
                  check the network, or ask the relay's operator"
                 .into(),

@@ -831,6 +831,28 @@ async fn listen_forever(store: &Store, out: &mut Out<'_>) -> Result<(), Error> {
     }
 }
 
+/// Work for a quiet moment of `listen`: returns true (after closing the
+/// connections) when the set of mailboxes changed, so the caller
+/// resubscribes; otherwise sends whatever waits in the outbox.
+async fn tick(
+    store: &Store,
+    relays: &mut Relays,
+    watched: &BTreeSet<[u8; 16]>,
+) -> Result<bool, Error> {
+    let profile = store.load()?;
+    let changed = mailbox_set(&profile) != *watched;
+    let queued = !profile.outbox.is_empty();
+    drop(profile);
+    if changed {
+        std::mem::take(relays).close().await;
+        return Ok(true);
+    }
+    if queued {
+        let _ = flush_outbox(store, relays).await;
+    }
+    Ok(false)
+}
+
 /// One connected stretch of `listen`. Returns `Ok(true)` when it ended to
 /// pick up a changed set of mailboxes, after a healthy connection.
 async fn listen_once(store: &Store, out: &mut Out<'_>) -> Result<bool, Error> {
@@ -862,6 +884,13 @@ async fn listen_once(store: &Store, out: &mut Out<'_>) -> Result<bool, Error> {
                 // Receipts go out at once.
                 let _ = flush_outbox(store, &mut relays).await;
             }
+            Ok(None) if boxes.is_empty() => {
+                // Nothing to listen to yet: look again in a while.
+                tokio::time::sleep(LISTEN_TICK).await;
+                if tick(store, &mut relays, &watched).await? {
+                    return Ok(true);
+                }
+            }
             Ok(Some((_, Ok(_)))) | Ok(Some((_, Err(_)))) | Ok(None) => {
                 // A subscription ended or its connection broke.
                 relays.close().await;
@@ -869,16 +898,8 @@ async fn listen_once(store: &Store, out: &mut Out<'_>) -> Result<bool, Error> {
                 return Err(Error::RelayUnreachable { queued });
             }
             Err(_) => {
-                let profile = store.load()?;
-                let changed = mailbox_set(&profile) != watched;
-                let queued = !profile.outbox.is_empty();
-                drop(profile);
-                if changed {
-                    relays.close().await;
+                if tick(store, &mut relays, &watched).await? {
                     return Ok(true);
-                }
-                if queued {
-                    let _ = flush_outbox(store, &mut relays).await;
                 }
             }
         }

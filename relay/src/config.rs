@@ -86,7 +86,7 @@ pub struct Settings {
     /// Unsigned first-contact envelopes an unsecured mailbox accepts. Default: 8.
     #[arg(long)]
     pub first_contact_limit: Option<u32>,
-    /// Concurrent connections from one IP address. Default: 64.
+    /// Concurrent connections from one IPv4 address or IPv6 /64. Default: 64.
     #[arg(long)]
     pub max_connections_per_ip: Option<u32>,
     /// Concurrent connections in total. Default: 10000.

@@ -6,6 +6,8 @@
 //! subscription. Time is an argument (Unix seconds from the relay's clock);
 //! the only randomness is mailbox ids, delivery keys and sealing nonces.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use enlace_protocol::command::{ConnectionBinding, RelayError, Request, Response};
@@ -36,6 +38,13 @@ pub const CREATE_BURST: u32 = 16;
 /// Seconds to earn one more mailbox creation on a connection; with the
 /// burst this bounds how fast one connection can grow the database.
 pub const CREATE_REFILL_SECS: u64 = 10;
+/// Mailboxes all connections from one host (IPv4 address or IPv6 /64) may
+/// create in a burst: a household or office behind one NAT, not a client
+/// that reconnects to get a fresh per-connection burst each time.
+pub const HOST_CREATE_BURST: u32 = 64;
+/// Hosts whose creation buckets are remembered before full (idle) ones are
+/// forgotten; a forgotten bucket is the same as a new one.
+const HOST_TABLE_PRUNE_AT: usize = 4096;
 
 /// Limits the core enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,11 +67,45 @@ impl Default for Limits {
     }
 }
 
+/// Mailbox-creation allowances per host, shared by all of a host's
+/// connections and outliving them, so reconnecting earns nothing.
+#[derive(Debug, Default)]
+pub struct HostLimits {
+    creates: Mutex<HostTable>,
+}
+
+#[derive(Debug, Default)]
+struct HostTable {
+    buckets: HashMap<IpAddr, Bucket>,
+    /// Size at which full buckets are next pruned; doubles when pruning
+    /// frees little, so the scan stays amortized O(1) per creation.
+    prune_at: usize,
+}
+
+impl HostLimits {
+    /// Takes one creation token for `host`, or says how long to wait.
+    fn take_create(&self, host: IpAddr, now: u64) -> Result<(), u32> {
+        let mut table = self.creates.lock().unwrap_or_else(|p| p.into_inner());
+        let table = &mut *table;
+        if table.buckets.len() >= table.prune_at.max(HOST_TABLE_PRUNE_AT) {
+            // A bucket that has refilled completely equals a fresh one.
+            table.buckets.retain(|_, b| !b.is_full(now));
+            table.prune_at = table.buckets.len().saturating_mul(2);
+        }
+        table
+            .buckets
+            .entry(host)
+            .or_insert_with(|| Bucket::new(HOST_CREATE_BURST, CREATE_REFILL_SECS, now))
+            .take(now)
+    }
+}
+
 /// Per-connection state shared by the connection's streams.
 #[derive(Debug)]
 pub struct ConnState {
     binding: ConnectionBinding,
     inner: Mutex<ConnInner>,
+    host: Option<(Arc<HostLimits>, IpAddr)>,
 }
 
 #[derive(Debug)]
@@ -106,6 +149,12 @@ impl Bucket {
         self.tokens -= 1;
         Ok(())
     }
+
+    /// True if the bucket would be full at `now`.
+    fn is_full(&self, now: u64) -> bool {
+        let earned = now.saturating_sub(self.refilled_at) / self.refill_secs;
+        u64::from(self.tokens).saturating_add(earned) >= u64::from(self.burst)
+    }
 }
 
 impl ConnState {
@@ -118,6 +167,21 @@ impl ConnState {
                 first_contact: Bucket::new(FIRST_CONTACT_BURST, FIRST_CONTACT_REFILL_SECS, now),
                 creates: Bucket::new(CREATE_BURST, CREATE_REFILL_SECS, now),
             }),
+            host: None,
+        }
+    }
+
+    /// State of a new connection from `host` (its per-host limit key), whose
+    /// mailbox creations also count against the host's allowance in `limits`.
+    pub fn with_host(
+        binding: ConnectionBinding,
+        now: u64,
+        limits: Arc<HostLimits>,
+        host: IpAddr,
+    ) -> Self {
+        Self {
+            host: Some((limits, host)),
+            ..Self::new(binding, now)
         }
     }
 
@@ -138,7 +202,11 @@ impl ConnState {
 
     /// Takes one mailbox-creation token, or says how long to wait.
     fn take_create_token(&self, now: u64) -> Result<(), u32> {
-        self.lock().creates.take(now)
+        self.lock().creates.take(now)?;
+        match &self.host {
+            Some((limits, host)) => limits.take_create(*host, now),
+            None => Ok(()),
+        }
     }
 }
 
@@ -710,6 +778,86 @@ mod tests {
             Response::MailboxCreated { .. }
         ));
         assert_eq!(core.store().stats().unwrap().mailboxes, 17);
+    }
+
+    #[test]
+    fn reconnecting_does_not_reset_the_hosts_creation_allowance() {
+        let core = Core::new(Arc::new(RedbStore::in_memory().unwrap()), Limits::default());
+        let hosts = Arc::new(HostLimits::default());
+        let host: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut created = 0;
+        let mut refused = None;
+        // Each connection spends its own burst, then the client reconnects.
+        for c in 0..=(HOST_CREATE_BURST / CREATE_BURST) {
+            let conn =
+                ConnState::with_host(ConnectionBinding([c as u8; 32]), NOW, hosts.clone(), host);
+            core.handle_now(&conn, Request::hello(), NOW);
+            for _ in 0..CREATE_BURST {
+                let k = SigningKeyPair::generate(&mut rand::rng());
+                let dh = DhKeyPair::generate(&mut rand::rng());
+                let req = Request::create_mailbox(&k, *dh.public(), &conn.binding);
+                match core.handle_now(&conn, req, NOW).0 {
+                    Response::MailboxCreated { .. } => created += 1,
+                    other => {
+                        refused = Some(other);
+                        break;
+                    }
+                }
+            }
+        }
+        assert_eq!(created, HOST_CREATE_BURST);
+        assert_eq!(
+            refused,
+            Some(Response::Error(RelayError::RateLimited {
+                retry_after_secs: CREATE_REFILL_SECS as u32
+            }))
+        );
+        // Another host is not affected.
+        let other = ConnState::with_host(
+            ConnectionBinding([99; 32]),
+            NOW,
+            hosts,
+            "192.0.2.2".parse().unwrap(),
+        );
+        core.handle_now(&other, Request::hello(), NOW);
+        let k = SigningKeyPair::generate(&mut rand::rng());
+        let dh = DhKeyPair::generate(&mut rand::rng());
+        let req = Request::create_mailbox(&k, *dh.public(), &other.binding);
+        assert!(matches!(
+            core.handle_now(&other, req, NOW).0,
+            Response::MailboxCreated { .. }
+        ));
+    }
+
+    #[test]
+    fn the_host_table_is_pruned_of_full_buckets_only() {
+        let hosts = HostLimits::default();
+        let n = HOST_TABLE_PRUNE_AT + 10;
+        for i in 0..n {
+            let ip = IpAddr::V6(std::net::Ipv6Addr::from_bits((i as u128) << 64));
+            hosts.take_create(ip, NOW).unwrap();
+        }
+        // Nothing was full yet: all kept, and the next prune is further out.
+        let table = hosts.creates.lock().unwrap();
+        assert_eq!(table.buckets.len(), n);
+        assert!(table.prune_at >= 2 * HOST_TABLE_PRUNE_AT);
+        drop(table);
+        // Long after, every old bucket is full again and is forgotten.
+        let later = NOW + u64::from(HOST_CREATE_BURST) * CREATE_REFILL_SECS;
+        for i in 0..(2 * HOST_TABLE_PRUNE_AT) {
+            let ip = IpAddr::V6(std::net::Ipv6Addr::from_bits(((n + i) as u128) << 64));
+            hosts.take_create(ip, later).unwrap();
+        }
+        assert!(hosts.creates.lock().unwrap().buckets.len() < n + HOST_TABLE_PRUNE_AT);
+    }
+
+    #[test]
+    fn full_host_buckets_are_forgotten_only_when_equal_to_new_ones() {
+        let mut b = Bucket::new(4, 10, NOW);
+        assert!(b.is_full(NOW));
+        b.take(NOW).unwrap();
+        assert!(!b.is_full(NOW + 9));
+        assert!(b.is_full(NOW + 10));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use quinn::VarInt;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::config::Config;
-use crate::core::{ConnState, Core, Step, Then, store_error};
+use crate::core::{ConnState, Core, HostLimits, Step, Then, store_error};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, WriteOp, WriteOutcome};
@@ -49,6 +49,9 @@ pub const MAX_BATCH: usize = 1024;
 const EXPIRY_BATCH: usize = 4096;
 /// Longest the relay waits at shutdown for answered requests to flush.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Longest a finished stream waits for the client to acknowledge the
+/// relay's last bytes (a client that never does cannot hold a task longer).
+const FLUSH_GRACE: Duration = Duration::from_secs(5);
 
 /// Application error codes (QUIC `STOP_SENDING`, `RESET_STREAM`,
 /// `CONNECTION_CLOSE`), see docs/protocol.md section 7.
@@ -130,24 +133,7 @@ impl Writer {
                     if jobs.is_empty() {
                         continue;
                     }
-                    let ops: Vec<WriteOp> = jobs.iter().map(|j| j.op.clone()).collect();
-                    match store.apply(&ops) {
-                        Ok(outcomes) => {
-                            for (job, out) in jobs.into_iter().zip(outcomes) {
-                                if let Some(r) = job.reply {
-                                    let _ = r.send(Ok(out));
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!("commit failed, {} operations refused: {e}", ops.len());
-                            for job in jobs {
-                                if let Some(r) = job.reply {
-                                    let _ = r.send(Err(e.clone()));
-                                }
-                            }
-                        }
-                    }
+                    commit_batch(&*store, jobs);
                 }
                 if let Some(done) = stop {
                     let _ = done.send(());
@@ -176,6 +162,39 @@ impl Writer {
         let (done, rx) = oneshot::channel();
         if self.tx.send(Message::Stop(done)).await.is_ok() {
             let _ = rx.await;
+        }
+    }
+}
+
+/// Commits `jobs` in one transaction and answers each. A batch that fails
+/// on a corrupt record is retried one operation per commit, so one bad
+/// mailbox does not fail every deposit that happened to share its commit.
+fn commit_batch(store: &dyn Store, jobs: Vec<Job>) {
+    let ops: Vec<WriteOp> = jobs.iter().map(|j| j.op.clone()).collect();
+    match store.apply(&ops) {
+        Ok(outcomes) => {
+            for (job, out) in jobs.into_iter().zip(outcomes) {
+                if let Some(r) = job.reply {
+                    let _ = r.send(Ok(out));
+                }
+            }
+        }
+        Err(StoreError::Corrupt(what)) if jobs.len() > 1 => {
+            tracing::error!(
+                "commit failed on a corrupt record ({what}); retrying {} operations one by one",
+                jobs.len()
+            );
+            for job in jobs {
+                commit_batch(store, vec![job]);
+            }
+        }
+        Err(e) => {
+            tracing::error!("commit failed, {} operations refused: {e}", ops.len());
+            for job in jobs {
+                if let Some(r) = job.reply {
+                    let _ = r.send(Err(e.clone()));
+                }
+            }
         }
     }
 }
@@ -279,6 +298,24 @@ impl InFlight {
     }
 }
 
+/// An [`InFlight`] entry that a spawned task can own.
+struct OwnedInFlightGuard(Arc<InFlight>);
+
+impl OwnedInFlightGuard {
+    fn enter(counter: &Arc<InFlight>) -> Self {
+        counter.count.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for OwnedInFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
         if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -294,9 +331,13 @@ struct Shared {
     metrics: Arc<Metrics>,
     clock: Clock,
     in_flight: InFlight,
+    /// Stream tasks alive: each lives until the client has acknowledged
+    /// everything it wrote, so closing after they end loses no answer.
+    streams: Arc<InFlight>,
     draining: AtomicBool,
     shutdown: watch::Receiver<bool>,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
+    hosts: Arc<HostLimits>,
     max_per_ip: u32,
     max_connections: u32,
 }
@@ -381,9 +422,11 @@ pub async fn run(
         metrics: metrics.clone(),
         clock: Clock::new(config.clock_offset_secs),
         in_flight: InFlight::default(),
+        streams: Arc::default(),
         draining: AtomicBool::new(false),
         shutdown: shutdown_rx,
         per_ip: Mutex::new(HashMap::new()),
+        hosts: Arc::default(),
         max_per_ip: config.max_connections_per_ip,
         max_connections: config.max_connections,
     });
@@ -433,25 +476,97 @@ pub async fn run(
         tracing::warn!("requests still in flight after the grace period");
     }
     shared.writer.stop().await;
+    // Answers written are only in send buffers; closing now would discard
+    // any that still need a retransmission. Wait for the stream tasks, which
+    // end once their last bytes are acknowledged.
+    if tokio::time::timeout(SHUTDOWN_GRACE, shared.streams.wait_idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!("answers still unacknowledged after the grace period");
+    }
     endpoint.close(codes::SHUTDOWN, b"relay shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
     tracing::info!("stopped");
     Ok(())
 }
 
+/// The address a connection counts against for the per-IP limit: an IPv4
+/// address (also when it arrives IPv4-mapped on a dual-stack socket), or the
+/// /64 of an IPv6 address, since one host is routinely given a whole /64 and
+/// could otherwise take every slot with addresses of its own.
+fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                v6.to_bits() & !u128::from(u64::MAX),
+            )),
+        },
+    }
+}
+
+/// What to do with a connection attempt.
+#[derive(Debug, PartialEq, Eq)]
+enum Admission {
+    /// Give it a slot.
+    Accept,
+    /// Answer with a QUIC Retry first: the client must prove it receives
+    /// packets at its source address before it may take a slot.
+    Retry,
+    /// Refuse it (`CONNECTION_REFUSED`).
+    Refuse,
+}
+
+/// Slots are taken before the handshake and held until it times out, so
+/// Initial packets with spoofed source addresses could otherwise fill every
+/// slot (or every slot of a victim's address) without ever answering. Once
+/// a host or the relay is half full, an address not yet validated by a
+/// Retry round trip gets a Retry instead of a slot: spoofed attempts then
+/// hold at most half the slots.
+fn admission(
+    host_count: u32,
+    total: u64,
+    max_per_ip: u32,
+    max_total: u32,
+    validated: bool,
+) -> Admission {
+    if host_count >= max_per_ip || total >= u64::from(max_total) {
+        return Admission::Refuse;
+    }
+    if !validated && (host_count >= max_per_ip / 2 || total >= u64::from(max_total / 2)) {
+        return Admission::Retry;
+    }
+    Admission::Accept
+}
+
 fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
-    let ip = incoming.remote_address().ip();
+    let ip = limit_key(incoming.remote_address().ip());
     {
         let mut per_ip = shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let total: u64 = shared.metrics.connections.load(Ordering::Relaxed);
         let count = per_ip.entry(ip).or_insert(0);
-        if *count >= shared.max_per_ip || total >= u64::from(shared.max_connections) {
+        let decision = admission(
+            *count,
+            total,
+            shared.max_per_ip,
+            shared.max_connections,
+            incoming.remote_address_validated(),
+        );
+        if decision != Admission::Accept {
             if *count == 0 {
                 per_ip.remove(&ip);
             }
             drop(per_ip);
-            shared.metrics.reject("connection_limit");
-            incoming.refuse();
+            if decision == Admission::Retry {
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().refuse();
+                }
+            } else {
+                shared.metrics.reject("connection_limit");
+                incoming.refuse();
+            }
             return;
         }
         *count += 1;
@@ -502,9 +617,11 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
         conn.close(codes::PROTOCOL_VIOLATION, b"no exporter");
         return;
     }
-    let state = Arc::new(ConnState::new(
+    let state = Arc::new(ConnState::with_host(
         ConnectionBinding(binding),
         shared.clock.now(),
+        shared.hosts.clone(),
+        limit_key(conn.remote_address().ip()),
     ));
     let malformed = Arc::new(AtomicU64::new(0));
     loop {
@@ -515,6 +632,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
                 return;
             }
         };
+        let alive = OwnedInFlightGuard::enter(&shared.streams);
         let stream = StreamTask {
             shared: shared.clone(),
             state: state.clone(),
@@ -522,8 +640,12 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
             malformed: malformed.clone(),
             send,
             frames: Frames::new(recv),
+            abandoned: false,
         };
-        tokio::spawn(stream.run());
+        tokio::spawn(async move {
+            let _alive = alive;
+            stream.run().await;
+        });
     }
 }
 
@@ -605,6 +727,8 @@ struct StreamTask {
     malformed: Arc<AtomicU64>,
     send: quinn::SendStream,
     frames: Frames,
+    /// Reset at shutdown with a delivery half written: nothing to flush.
+    abandoned: bool,
 }
 
 /// What a decoded frame led to.
@@ -619,6 +743,17 @@ enum Handled {
 
 impl StreamTask {
     async fn run(mut self) {
+        self.serve().await;
+        if self.abandoned {
+            return;
+        }
+        // Ends the stream (a no-op if it already is) and waits until the
+        // client has everything, so a shutdown that follows loses no answer.
+        let _ = self.send.finish();
+        let _ = tokio::time::timeout(FLUSH_GRACE, self.send.stopped()).await;
+    }
+
+    async fn serve(&mut self) {
         let mut shutdown = self.shared.shutdown.clone();
         loop {
             if self.shared.draining.load(Ordering::SeqCst) {
@@ -746,29 +881,53 @@ impl StreamTask {
             for m in acked {
                 in_flight.remove(&m);
             }
-            let room = DELIVERY_WINDOW.saturating_sub(in_flight.len());
-            if room > 0 {
+            // One envelope is read and sealed at a time: a subscriber that
+            // does not read blocks the write, and whatever was read ahead
+            // would sit in memory (a window of large envelopes is 2 MiB per
+            // stream, 64 MiB per connection).
+            let mut room = DELIVERY_WINDOW.saturating_sub(in_flight.len());
+            let mut failed = false;
+            while room > 0 {
                 let now = shared.clock.now();
-                match shared.core.deliveries(&id, &key, cursor, now, room) {
+                match shared.core.deliveries(&id, &key, cursor, now, 1) {
                     Ok(batch) => {
-                        for d in batch {
-                            if !write(&mut self.send, &Response::Deliver(d.sealed)).await {
-                                shared.registry.unsubscribe(&id, &sub);
-                                return false;
-                            }
-                            shared.metrics.deliveries.fetch_add(1, Ordering::Relaxed);
-                            in_flight.insert(d.message_id);
-                            cursor = Some(d.seq);
+                        let Some(d) = batch.into_iter().next() else {
+                            break;
+                        };
+                        // A subscriber that does not read must not hold up a
+                        // shutdown: the half-written frame is abandoned with
+                        // a reset (the envelope stays stored, unacked).
+                        let deliver = Response::Deliver(d.sealed);
+                        let written = tokio::select! {
+                            ok = write(&mut self.send, &deliver) => Some(ok),
+                            () = until_shutdown(&mut shutdown) => None,
+                        };
+                        let written = written.unwrap_or_else(|| {
+                            let _ = self.send.reset(codes::SHUTDOWN);
+                            self.abandoned = true;
+                            false
+                        });
+                        if !written {
+                            shared.registry.unsubscribe(&id, &sub);
+                            return false;
                         }
+                        shared.metrics.deliveries.fetch_add(1, Ordering::Relaxed);
+                        in_flight.insert(d.message_id);
+                        cursor = Some(d.seq);
+                        room -= 1;
                     }
                     Err(e) => {
                         let err = store_error(&e);
                         tracing::error!("reading deliveries failed: {e}");
                         write(&mut self.send, &Response::Error(err)).await;
                         let _ = self.send.finish();
+                        failed = true;
                         break;
                     }
                 }
+            }
+            if failed {
+                break;
             }
             if shared.draining.load(Ordering::SeqCst) {
                 let _ = self.send.finish();
@@ -956,6 +1115,123 @@ mod tests {
         // One commit for the create, one for all 200 deposits.
         assert_eq!(*store.batches.lock().unwrap(), vec![1, n]);
         writer.stop().await;
+    }
+
+    #[test]
+    fn connection_limits_count_ipv6_per_64_and_mapped_ipv4_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(limit_key(a), limit_key(b));
+        assert_ne!(limit_key(a), limit_key(other));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        let mapped_other: IpAddr = "::ffff:192.0.2.8".parse().unwrap();
+        assert_eq!(limit_key(mapped), v4);
+        assert_ne!(limit_key(mapped), limit_key(mapped_other));
+    }
+
+    #[test]
+    fn unvalidated_addresses_get_a_retry_once_half_the_slots_are_taken() {
+        use Admission::*;
+        // (host count, total, validated)
+        assert_eq!(admission(0, 0, 64, 10_000, false), Accept);
+        assert_eq!(admission(31, 0, 64, 10_000, false), Accept);
+        assert_eq!(admission(32, 0, 64, 10_000, false), Retry);
+        assert_eq!(admission(32, 0, 64, 10_000, true), Accept);
+        assert_eq!(admission(0, 5_000, 64, 10_000, false), Retry);
+        assert_eq!(admission(0, 5_000, 64, 10_000, true), Accept);
+        assert_eq!(admission(64, 0, 64, 10_000, true), Refuse);
+        assert_eq!(admission(0, 10_000, 64, 10_000, true), Refuse);
+    }
+
+    /// Fails any batch that touches mailbox `[9; 16]` as if its record
+    /// were corrupt on disk.
+    struct OnePoisoned(RedbStore);
+
+    impl Store for OnePoisoned {
+        fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
+            let poisoned = ops.iter().any(|op| {
+                matches!(op, WriteOp::Deposit { receive_id, .. } if *receive_id == MailboxId([9; 16]))
+            });
+            if poisoned {
+                return Err(StoreError::Corrupt("mailbox record"));
+            }
+            self.0.apply(ops)
+        }
+        fn mailbox(&self, id: &MailboxId) -> Result<Option<MailboxRecord>, StoreError> {
+            self.0.mailbox(id)
+        }
+        fn mailbox_by_send_id(
+            &self,
+            id: &MailboxId,
+        ) -> Result<Option<(MailboxId, MailboxRecord)>, StoreError> {
+            self.0.mailbox_by_send_id(id)
+        }
+        fn pending(
+            &self,
+            id: &MailboxId,
+            after: Option<u64>,
+            not_before: u64,
+            limit: usize,
+        ) -> Result<Vec<StoredEnvelope>, StoreError> {
+            self.0.pending(id, after, not_before, limit)
+        }
+        fn stats(&self) -> Result<Stats, StoreError> {
+            self.0.stats()
+        }
+    }
+
+    #[test]
+    fn a_corrupt_mailbox_does_not_fail_the_rest_of_its_batch() {
+        let store = OnePoisoned(RedbStore::in_memory().unwrap());
+        let good = MailboxId([1; 16]);
+        store
+            .apply(&[WriteOp::Create {
+                receive_id: good,
+                record: Box::new(MailboxRecord {
+                    send_id: MailboxId([2; 16]),
+                    recipient_key: [3; 32],
+                    sender_key: None,
+                    delivery_key: [4; 32],
+                    first_contact: 0,
+                    next_seq: 0,
+                    stored: 0,
+                }),
+            }])
+            .unwrap();
+        let deposit = |rid: MailboxId, msg: u8| WriteOp::Deposit {
+            receive_id: rid,
+            message_id: MessageId([msg; 16]),
+            bytes: vec![msg; 10],
+            arrival: 1,
+            verified_with: None,
+            quota: 10,
+            first_contact_limit: 10,
+        };
+        let mut answers = Vec::new();
+        let mut jobs = Vec::new();
+        for op in [
+            deposit(good, 1),
+            deposit(MailboxId([9; 16]), 2),
+            deposit(good, 3),
+        ] {
+            let (reply, rx) = oneshot::channel();
+            jobs.push(Job {
+                op,
+                reply: Some(reply),
+            });
+            answers.push(rx);
+        }
+        commit_batch(&store, jobs);
+        let answers: Vec<_> = answers
+            .into_iter()
+            .map(|mut rx| rx.try_recv().unwrap())
+            .collect();
+        assert!(matches!(answers[0], Ok(WriteOutcome::Stored { .. })));
+        assert!(matches!(answers[1], Err(StoreError::Corrupt(_))));
+        assert!(matches!(answers[2], Ok(WriteOutcome::Stored { .. })));
+        assert_eq!(store.stats().unwrap().envelopes, 2);
     }
 
     #[tokio::test]

@@ -145,3 +145,163 @@ async fn connections_per_ip_are_limited_and_slots_come_back() {
     c.close().await;
     b.close().await;
 }
+
+/// The relay's resident memory in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn subscribers_that_never_read_do_not_make_the_relay_buffer_their_mailbox() {
+    use enlace_protocol::envelope::{CoarseTime, Envelope, MessageId};
+    use enlace_protocol::limits::BODY_LARGE;
+
+    let dir = tempfile::tempdir().unwrap();
+    let relay = start(&dir.path().join("relay"), &[]).await;
+    let conn = relay.connect().await;
+    let (recipient, sender) = (key(), key());
+    let mb = conn.create_mailbox(&recipient).await.unwrap();
+    conn.secure(mb.receive_id, *sender.public(), &recipient)
+        .await
+        .unwrap();
+    // A full mailbox of the largest envelopes (8 MiB).
+    for _ in 0..128 {
+        let env = Envelope::sign(
+            &sender,
+            mb.send_id,
+            MessageId(rand::random()),
+            CoarseTime(500_000),
+            &[0x5a; BODY_LARGE],
+        )
+        .unwrap();
+        conn.send(&env).await.unwrap();
+    }
+    conn.close().await;
+    let before = rss_kib(relay.pid());
+
+    // Subscribe on every stream of a few connections and never read: each
+    // subscription takes over the last, and each stream's writes block.
+    let mut held = Vec::new();
+    let mut conns = Vec::new();
+    // A client that lets each stream take only a sliver (so the relay's
+    // first write on it blocks) but the connection as a whole a lot.
+    let mut config = enlace_client::transport::client_config(*relay.address.fingerprint()).unwrap();
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .stream_receive_window(quinn::VarInt::from_u32(1024))
+        .receive_window(quinn::VarInt::from_u32(64 << 20))
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
+    config.transport_config(std::sync::Arc::new(transport));
+    let remote = format!("127.0.0.1:{}", relay.address.port())
+        .parse()
+        .unwrap();
+    for _ in 0..4 {
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(config.clone());
+        let raw = endpoint
+            .connect(remote, "enlace-relay")
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(matches!(
+            raw_exchange(&raw, &frame(&Request::hello())).await,
+            Some(Response::Hello { .. })
+        ));
+        let mut binding = [0u8; 32];
+        raw.export_keying_material(
+            &mut binding,
+            enlace_protocol::command::BINDING_EXPORTER_LABEL,
+            b"",
+        )
+        .unwrap();
+        let binding = ConnectionBinding(binding);
+        for _ in 0..31 {
+            let (mut send, recv) = raw.open_bi().await.unwrap();
+            let sub = Request::subscribe(mb.receive_id, &recipient, &binding);
+            send.write_all(&frame(&sub)).await.unwrap();
+            held.push((send, recv));
+        }
+        conns.push((endpoint, raw));
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let grown_mib = rss_kib(relay.pid()).saturating_sub(before) / 1024;
+    // 124 stuck subscriptions; each may hold one envelope and quinn's send
+    // buffer is 1 MiB per connection.
+    assert!(grown_mib < 48, "relay grew by {grown_mib} MiB");
+    drop((held, conns));
+}
+
+#[tokio::test]
+async fn a_subscriber_that_never_reads_does_not_delay_shutdown() {
+    use enlace_protocol::envelope::{CoarseTime, Envelope, MessageId};
+    use enlace_protocol::limits::BODY_LARGE;
+
+    let dir = tempfile::tempdir().unwrap();
+    let relay = start(&dir.path().join("relay"), &[]).await;
+    let conn = relay.connect().await;
+    let (recipient, sender) = (key(), key());
+    let mb = conn.create_mailbox(&recipient).await.unwrap();
+    conn.secure(mb.receive_id, *sender.public(), &recipient)
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        let env = Envelope::sign(
+            &sender,
+            mb.send_id,
+            MessageId(rand::random()),
+            CoarseTime(500_000),
+            &[0x5a; BODY_LARGE],
+        )
+        .unwrap();
+        conn.send(&env).await.unwrap();
+    }
+    conn.close().await;
+
+    // A stream window of 1 KiB: the relay's first delivery blocks.
+    let mut config = enlace_client::transport::client_config(*relay.address.fingerprint()).unwrap();
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .stream_receive_window(quinn::VarInt::from_u32(1024))
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
+    config.transport_config(std::sync::Arc::new(transport));
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(config);
+    let remote = format!("127.0.0.1:{}", relay.address.port())
+        .parse()
+        .unwrap();
+    let raw = endpoint
+        .connect(remote, "enlace-relay")
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(matches!(
+        raw_exchange(&raw, &frame(&Request::hello())).await,
+        Some(Response::Hello { .. })
+    ));
+    let mut binding = [0u8; 32];
+    raw.export_keying_material(
+        &mut binding,
+        enlace_protocol::command::BINDING_EXPORTER_LABEL,
+        b"",
+    )
+    .unwrap();
+    let (mut send, _recv) = raw.open_bi().await.unwrap();
+    let sub = Request::subscribe(mb.receive_id, &recipient, &ConnectionBinding(binding));
+    send.write_all(&frame(&sub)).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let started = std::time::Instant::now();
+    relay.signal("-TERM");
+    let status = relay.wait().await;
+    assert!(status.success(), "exit status {status:?}");
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(4),
+        "shutdown took {took:?}"
+    );
+}

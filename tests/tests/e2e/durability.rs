@@ -2,13 +2,14 @@
 //! expiry uses the relay's clock.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use enlace_client::transport::{SubscriptionEvent, TransportError};
+use enlace_client::transport::{RelayConnection, SubscriptionEvent, TransportError};
 use enlace_protocol::delivery::DeliveryKey;
 use enlace_protocol::envelope::MessageId;
 
-use crate::support::{WAIT, envelope, free_port, key, metric, metrics, start};
+use crate::support::{WAIT, envelope, free_port, key, lossy_proxy, metric, metrics, start};
 
 #[tokio::test]
 async fn envelopes_survive_kill_9_and_restart() {
@@ -189,4 +190,72 @@ async fn ttl_expiry_uses_the_relays_arrival_time() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     conn.close().await;
+}
+
+#[tokio::test]
+async fn sigterm_delivers_every_answer_over_a_lossy_link() {
+    // Every envelope on disk after a SIGTERM was answered `Stored` to its
+    // sender, even when the packet carrying an answer was lost and had to be
+    // sent again: the relay closes connections only after its answers are
+    // acknowledged.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let relay = start(&data, &["--quota", "100000"]).await;
+    let setup = relay.connect().await;
+    let (recipient, sender) = (key(), key());
+    let mb = setup.create_mailbox(&recipient).await.unwrap();
+    setup
+        .secure(mb.receive_id, *sender.public(), &recipient)
+        .await
+        .unwrap();
+    setup.close().await;
+    let relay_addr = format!("127.0.0.1:{}", relay.address.port())
+        .parse()
+        .unwrap();
+    let proxy = lossy_proxy(relay_addr, 3).await;
+    let via_proxy = format!("127.0.0.1:{proxy}").parse().unwrap();
+
+    let answered = Arc::new(AtomicU64::new(0));
+    let enough = Arc::new(tokio::sync::Notify::new());
+    let sender = Arc::new(sender);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let conn = Arc::new(
+            RelayConnection::connect_to(via_proxy, *relay.address.fingerprint())
+                .await
+                .unwrap(),
+        );
+        // Several deposits in flight per connection.
+        for _ in 0..8 {
+            let (conn, answered, enough, sender) = (
+                conn.clone(),
+                answered.clone(),
+                enough.clone(),
+                sender.clone(),
+            );
+            let send_id = mb.send_id;
+            tasks.spawn(async move {
+                while conn.send(&envelope(&sender, send_id)).await.is_ok() {
+                    if answered.fetch_add(1, Ordering::SeqCst) + 1 >= 200 {
+                        enough.notify_one();
+                    }
+                }
+            });
+        }
+    }
+    tokio::time::timeout(WAIT, enough.notified()).await.unwrap();
+    relay.signal("-TERM");
+    let status = relay.wait().await;
+    assert!(status.success(), "exit status {status:?}");
+    tokio::time::timeout(WAIT, async { while tasks.join_next().await.is_some() {} })
+        .await
+        .unwrap();
+    let answered = answered.load(Ordering::SeqCst);
+
+    let port = free_port();
+    let relay = start(&data, &["--metrics", &format!("127.0.0.1:{port}")]).await;
+    let on_disk = metric(&metrics(port).await, "enlace_stored_envelopes").unwrap();
+    assert_eq!(on_disk, answered, "envelopes stored whose answer was lost");
+    relay.signal("-TERM");
+    relay.wait().await;
 }

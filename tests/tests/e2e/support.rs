@@ -199,3 +199,47 @@ pub fn frame(request: &enlace_protocol::command::Request) -> Vec<u8> {
     enlace_protocol::frame::encode_frame(&request.to_bytes(), &mut out).unwrap();
     out
 }
+
+/// A UDP forwarder on 127.0.0.1 between clients and `relay` that drops
+/// every `nth` packet from the relay to a client (the first few, the
+/// handshake, pass), so the relay must retransmit what it sent. Returns the
+/// port to connect to; runs until the test's runtime ends.
+pub async fn lossy_proxy(relay: std::net::SocketAddr, nth: u64) -> u16 {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let port = front.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        // One upstream socket per client address.
+        let mut backs: HashMap<std::net::SocketAddr, Arc<tokio::net::UdpSocket>> = HashMap::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let Ok((n, client)) = front.recv_from(&mut buf).await else {
+                return;
+            };
+            let back = match backs.get(&client) {
+                Some(b) => b.clone(),
+                None => {
+                    let b = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+                    b.connect(relay).await.unwrap();
+                    let (b2, front2) = (b.clone(), front.clone());
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 65536];
+                        let mut count = 0u64;
+                        while let Ok(n) = b2.recv(&mut buf).await {
+                            count += 1;
+                            if count > 8 && count % nth == 0 {
+                                continue;
+                            }
+                            let _ = front2.send_to(&buf[..n], client).await;
+                        }
+                    });
+                    backs.insert(client, b.clone());
+                    b
+                }
+            };
+            let _ = back.send(&buf[..n]).await;
+        }
+    });
+    port
+}

@@ -1,17 +1,78 @@
-//! The Enlace client library: what the `enlace` CLI and the end-to-end tests
-//! use to talk to relays.
+//! The Enlace client: the `enlace` command-line tool and the library it is
+//! built from (so tests can drive every command in-process).
 //!
-//! - [`transport`]: QUIC connections to a relay with its key pinned by
-//!   fingerprint, and the mailbox commands (create, secure, send,
-//!   subscribe, ack, delete) over them.
+//! What it does: keeps one organizer's profile (identity, contacts,
+//! sessions, mailboxes, history, outbox) in an encrypted store
+//! ([`store`]), and runs the commands of [`cli::Command`] against it.
+//! [`transport`] is its QUIC connection to relays, with the relay's key
+//! pinned by fingerprint, and the mailbox commands (create, secure, send,
+//! subscribe, ack, delete) over it.
 //!
-//! It does not keep state on disk and does no end-to-end cryptography
-//! beyond opening the relay's delivery sealing; sessions live in the
-//! protocol crate.
+//! What it does not do: protocol logic (that is `enlace-protocol`), or
+//! relay work. It reads the clock only in [`time`].
 //!
-//! Specifications used: RFC 9000/9001 (QUIC) via quinn, RFC 8446 (TLS 1.3)
+//! The store format, the KDF parameters and what `wipe` can promise are in
+//! `docs/client.md`.
+//!
+//! Specifications used: RFC 9106 (argon2id), draft-irtf-cfrg-xchacha
+//! (XChaCha20-Poly1305), RFC 9000/9001 (QUIC) via quinn, RFC 8446 (TLS 1.3)
 //! via rustls with the ring provider, RFC 8410 (ed25519 certificates).
 
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod message;
+mod net;
+pub mod profile;
+mod qr;
+pub mod store;
+pub mod time;
 pub mod transport;
+
+use std::ffi::OsString;
+use std::io::{BufRead, Write};
+
+use clap::Parser;
+
+pub use app::Env;
+pub use error::Error;
+
+/// Parses `args` (including the program name), runs the command and
+/// renders any error as one line on `err`. Returns the exit code.
+pub fn main_with<I, T>(
+    args: I,
+    env: &Env,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                error::exit::USAGE
+            } else {
+                error::exit::OK
+            };
+            // Plain text (no colour codes): output is often piped or logged.
+            let text = e.render().to_string();
+            let target: &mut dyn Write = if e.use_stderr() { err } else { out };
+            let _ = write!(target, "{text}");
+            return code;
+        }
+    };
+    match app::run(cli, env, input, out) {
+        Ok(()) => error::exit::OK,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e} — {}", e.hint());
+            e.exit_code()
+        }
+    }
+}

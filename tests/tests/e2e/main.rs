@@ -11,6 +11,7 @@
 )]
 
 mod abuse;
+mod cli;
 mod durability;
 mod load;
 mod mailbox;

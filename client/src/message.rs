@@ -1,0 +1,460 @@
+//! The application messages carried inside the end-to-end session: text
+//! parts and delivery receipts. Layout (big-endian) in `docs/client.md`:
+//!
+//! ```text
+//! version u8 (1) | kind u8 | fields
+//!   kind 1, text part: message id [16] | sent_at u64 | part u16 | parts u16
+//!                      | len u16 | bytes [len]
+//!   kind 2, receipt:   count u8 (1..=MAX_RECEIPT_IDS) | message id [16] * count
+//! ```
+//!
+//! The handshake's own payload (from the accepter, inside the session's
+//! first message) is [`AcceptPayload`].
+//!
+//! A long text is split into parts that each fit one small envelope and
+//! is put back together by the receiver, whatever order the parts arrive
+//! in. Parts are byte ranges of the UTF-8 text; the whole is decoded once
+//! complete.
+
+use crate::profile::{PartialMessage, Profile};
+
+/// The format version written in the first byte.
+pub const MESSAGE_VERSION: u8 = 1;
+const KIND_TEXT: u8 = 1;
+const KIND_RECEIPT: u8 = 2;
+
+/// Bytes of a text part before its text.
+pub const TEXT_PART_OVERHEAD: usize = 1 + 1 + 16 + 8 + 2 + 2 + 2;
+
+/// Most parts in one message: 64 small envelopes (about 120 KB of text).
+/// Bounds what a receiver holds for an incomplete message.
+pub const MAX_PARTS: usize = 64;
+
+/// Most incomplete messages kept per contact; the oldest is dropped beyond
+/// this, so a contact cannot fill the store with never-finished messages.
+pub const MAX_PARTIAL_PER_CONTACT: usize = 8;
+
+/// Most message ids acknowledged in one receipt.
+pub const MAX_RECEIPT_IDS: usize = 32;
+
+/// An application message.
+#[derive(Clone, PartialEq, Eq)]
+pub enum AppMessage {
+    /// One part of a text.
+    Text(TextPart),
+    /// The sender's client received these messages completely.
+    Receipt(Vec<[u8; 16]>),
+}
+
+impl std::fmt::Debug for AppMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Text(p) => write!(f, "Text(part {} of {})", p.part + 1, p.parts),
+            Self::Receipt(ids) => write!(f, "Receipt({} ids)", ids.len()),
+        }
+    }
+}
+
+/// One part of a text message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TextPart {
+    /// The message id, the same in every part.
+    pub message_id: [u8; 16],
+    /// The sender's clock when written (Unix seconds).
+    pub sent_at: u64,
+    /// Index of this part, from 0.
+    pub part: u16,
+    /// How many parts there are.
+    pub parts: u16,
+    /// This part's bytes of the UTF-8 text.
+    pub bytes: Vec<u8>,
+}
+
+/// Why an application message was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MessageError {
+    /// The bytes are not a message this version understands.
+    #[error("malformed message")]
+    Malformed,
+    /// The text needs more than [`MAX_PARTS`] envelopes.
+    #[error("the message is too long (at most {0} bytes)")]
+    TooLong(usize),
+}
+
+impl std::fmt::Debug for TextPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TextPart({} of {})", self.part + 1, self.parts)
+    }
+}
+
+impl AppMessage {
+    /// Encodes the message.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![MESSAGE_VERSION];
+        match self {
+            Self::Text(p) => {
+                out.push(KIND_TEXT);
+                out.extend_from_slice(&p.message_id);
+                out.extend_from_slice(&p.sent_at.to_be_bytes());
+                out.extend_from_slice(&p.part.to_be_bytes());
+                out.extend_from_slice(&p.parts.to_be_bytes());
+                out.extend_from_slice(&(p.bytes.len() as u16).to_be_bytes());
+                out.extend_from_slice(&p.bytes);
+            }
+            Self::Receipt(ids) => {
+                out.push(KIND_RECEIPT);
+                out.push(ids.len() as u8);
+                for id in ids {
+                    out.extend_from_slice(id);
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes exactly one message; trailing bytes are refused.
+    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+        let mut r = bytes;
+        let [version, kind] = take::<2>(&mut r)?;
+        if version != MESSAGE_VERSION {
+            return Err(MessageError::Malformed);
+        }
+        let msg = match kind {
+            KIND_TEXT => {
+                let message_id = take::<16>(&mut r)?;
+                let sent_at = u64::from_be_bytes(take(&mut r)?);
+                let part = u16::from_be_bytes(take(&mut r)?);
+                let parts = u16::from_be_bytes(take(&mut r)?);
+                let len = usize::from(u16::from_be_bytes(take(&mut r)?));
+                if parts == 0 || part >= parts || usize::from(parts) > MAX_PARTS {
+                    return Err(MessageError::Malformed);
+                }
+                let (text, rest) = r.split_at_checked(len).ok_or(MessageError::Malformed)?;
+                r = rest;
+                Self::Text(TextPart {
+                    message_id,
+                    sent_at,
+                    part,
+                    parts,
+                    bytes: text.to_vec(),
+                })
+            }
+            KIND_RECEIPT => {
+                let [count] = take::<1>(&mut r)?;
+                let count = usize::from(count);
+                if count == 0 || count > MAX_RECEIPT_IDS {
+                    return Err(MessageError::Malformed);
+                }
+                let mut ids = Vec::with_capacity(count);
+                for _ in 0..count {
+                    ids.push(take::<16>(&mut r)?);
+                }
+                Self::Receipt(ids)
+            }
+            _ => return Err(MessageError::Malformed),
+        };
+        if !r.is_empty() {
+            return Err(MessageError::Malformed);
+        }
+        Ok(msg)
+    }
+}
+
+fn take<const N: usize>(r: &mut &[u8]) -> Result<[u8; N], MessageError> {
+    let (head, rest) = r.split_first_chunk::<N>().ok_or(MessageError::Malformed)?;
+    *r = rest;
+    Ok(*head)
+}
+
+/// What the accepter puts in the handshake: the secret seed of the key the
+/// inviter will sign envelopes to the accepter's mailbox with.
+///
+/// The accepter makes that key and secures its mailbox with it before the
+/// handshake leaves, so its mailbox never accepts anyone else's envelopes.
+/// Knowing the seed lets only the accepter itself deposit into its own
+/// mailbox; messages are authenticated by the session, not by this key.
+///
+/// ```text
+/// version u8 (1) | sender key seed [32]
+/// ```
+pub struct AcceptPayload {
+    /// The seed of the inviter's sender key for the accepter's mailbox.
+    pub sender_seed: zeroize::Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for AcceptPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AcceptPayload(..)")
+    }
+}
+
+impl AcceptPayload {
+    /// Encodes the payload.
+    pub fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(33));
+        out.push(MESSAGE_VERSION);
+        out.extend_from_slice(&*self.sender_seed);
+        out
+    }
+
+    /// Decodes exactly one payload.
+    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+        let mut r = bytes;
+        let [version] = take::<1>(&mut r)?;
+        let seed = zeroize::Zeroizing::new(take::<32>(&mut r)?);
+        if version != MESSAGE_VERSION || !r.is_empty() {
+            return Err(MessageError::Malformed);
+        }
+        Ok(Self { sender_seed: seed })
+    }
+}
+
+/// Splits `text` into encoded parts of at most `max_plaintext` bytes each
+/// (the session's limit for one small envelope).
+pub fn split_text(
+    text: &str,
+    message_id: [u8; 16],
+    sent_at: u64,
+    max_plaintext: usize,
+) -> Result<Vec<Vec<u8>>, MessageError> {
+    let room = max_plaintext
+        .saturating_sub(TEXT_PART_OVERHEAD)
+        .min(usize::from(u16::MAX));
+    if room == 0 {
+        return Err(MessageError::TooLong(0));
+    }
+    let chunks: Vec<&[u8]> = if text.is_empty() {
+        vec![&[]]
+    } else {
+        text.as_bytes().chunks(room).collect()
+    };
+    if chunks.len() > MAX_PARTS {
+        return Err(MessageError::TooLong(room * MAX_PARTS));
+    }
+    let parts = chunks.len() as u16;
+    Ok(chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, bytes)| {
+            AppMessage::Text(TextPart {
+                message_id,
+                sent_at,
+                part: i as u16,
+                parts,
+                bytes: bytes.to_vec(),
+            })
+            .encode()
+        })
+        .collect())
+}
+
+/// A text message put back together.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CompleteText {
+    /// The message id.
+    pub message_id: [u8; 16],
+    /// The sender's clock when written.
+    pub sent_at: u64,
+    /// The text (invalid UTF-8 replaced, never refused: the sender's
+    /// client splits on bytes, so only a broken sender produces it).
+    pub text: String,
+}
+
+impl std::fmt::Debug for CompleteText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CompleteText(..)")
+    }
+}
+
+/// Adds a received part from `contact` to the profile; returns the whole
+/// text when this part completes it. Repeated parts are ignored, and so are
+/// parts of a message already in the history.
+pub fn add_part(profile: &mut Profile, contact: u64, part: TextPart) -> Option<CompleteText> {
+    if profile
+        .history
+        .iter()
+        .any(|h| h.contact == contact && h.message_id == part.message_id)
+    {
+        return None;
+    }
+    if part.parts == 1 {
+        return Some(CompleteText {
+            message_id: part.message_id,
+            sent_at: part.sent_at,
+            text: String::from_utf8_lossy(&part.bytes).into_owned(),
+        });
+    }
+    let index = match profile
+        .partial
+        .iter()
+        .position(|p| p.contact == contact && p.message_id == part.message_id)
+    {
+        Some(i) => i,
+        None => {
+            let mine: Vec<usize> = profile
+                .partial
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.contact == contact)
+                .map(|(i, _)| i)
+                .collect();
+            if mine.len() >= MAX_PARTIAL_PER_CONTACT
+                && let Some(&oldest) = mine.first()
+            {
+                profile.partial.remove(oldest);
+            }
+            profile.partial.push(PartialMessage {
+                contact,
+                message_id: part.message_id,
+                sent_at: part.sent_at,
+                parts: vec![None; usize::from(part.parts)],
+            });
+            profile.partial.len() - 1
+        }
+    };
+    let partial = profile.partial.get_mut(index)?;
+    if partial.parts.len() != usize::from(part.parts) {
+        return None; // A part that disagrees on the count: ignore it.
+    }
+    let slot = partial.parts.get_mut(usize::from(part.part))?;
+    if slot.is_none() {
+        *slot = Some(part.bytes);
+    }
+    if partial.parts.iter().any(Option::is_none) {
+        return None;
+    }
+    let done = profile.partial.remove(index);
+    let bytes: Vec<u8> = done.parts.iter().flatten().flatten().copied().collect();
+    Some(CompleteText {
+        message_id: done.message_id,
+        sent_at: done.sent_at,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        for msg in [
+            AppMessage::Text(TextPart {
+                message_id: [3; 16],
+                sent_at: 1_790_000_000,
+                part: 1,
+                parts: 2,
+                bytes: b"hola".to_vec(),
+            }),
+            AppMessage::Receipt(vec![[1; 16], [2; 16]]),
+        ] {
+            let bytes = msg.encode();
+            assert_eq!(AppMessage::decode(&bytes).unwrap(), msg);
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert_eq!(AppMessage::decode(&longer), Err(MessageError::Malformed));
+            for cut in 0..bytes.len() {
+                assert!(AppMessage::decode(&bytes[..cut]).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn accept_payload_round_trip() {
+        let p = AcceptPayload {
+            sender_seed: zeroize::Zeroizing::new([4; 32]),
+        };
+        let bytes = p.encode();
+        assert_eq!(*AcceptPayload::decode(&bytes).unwrap().sender_seed, [4; 32]);
+        assert!(AcceptPayload::decode(&bytes[..32]).is_err());
+        assert!(AcceptPayload::decode(&[&bytes[..], &[0]].concat()).is_err());
+        assert!(AcceptPayload::decode(&[&[2][..], &bytes[1..]].concat()).is_err());
+    }
+
+    #[test]
+    fn malformed_rejected() {
+        let part = |part: u16, parts: u16| {
+            let mut b = vec![1, KIND_TEXT];
+            b.extend_from_slice(&[0; 24]);
+            b.extend_from_slice(&part.to_be_bytes());
+            b.extend_from_slice(&parts.to_be_bytes());
+            b.extend_from_slice(&0u16.to_be_bytes());
+            b
+        };
+        assert!(AppMessage::decode(&part(0, 1)).is_ok());
+        assert!(AppMessage::decode(&part(1, 1)).is_err());
+        assert!(AppMessage::decode(&part(0, 0)).is_err());
+        assert!(AppMessage::decode(&part(0, MAX_PARTS as u16 + 1)).is_err());
+        assert!(AppMessage::decode(&[2, KIND_TEXT]).is_err());
+        assert!(AppMessage::decode(&[1, 9]).is_err());
+        assert!(AppMessage::decode(&[1, KIND_RECEIPT, 0]).is_err());
+    }
+
+    #[test]
+    fn long_text_split_and_reassembled_in_any_order() {
+        let text: String = "¡Huelga general! ".repeat(700);
+        let mut parts = split_text(&text, [9; 16], 42, 2000).unwrap();
+        assert!(parts.len() > 5);
+        assert!(parts.iter().all(|p| p.len() <= 2000));
+        parts.reverse();
+        parts.swap(1, 3);
+        let mut profile = Profile::new(&mut rand::rng(), 0);
+        let last = parts.len() - 1;
+        for (i, bytes) in parts.iter().enumerate() {
+            let AppMessage::Text(part) = AppMessage::decode(bytes).unwrap() else {
+                panic!("not text")
+            };
+            let result = add_part(&mut profile, 1, part.clone());
+            if i < last {
+                assert!(result.is_none());
+                // A repeated part changes nothing.
+                assert!(add_part(&mut profile, 1, part).is_none());
+            } else {
+                assert_eq!(result.unwrap().text, text);
+            }
+        }
+        assert!(profile.partial.is_empty());
+    }
+
+    #[test]
+    fn reassembly_yields_exact_text() {
+        let text = "ñ".repeat(3000); // two bytes a character: splits mid-char
+        let parts = split_text(&text, [1; 16], 7, 1000).unwrap();
+        let mut profile = Profile::new(&mut rand::rng(), 0);
+        let mut result = None;
+        for bytes in parts {
+            let AppMessage::Text(part) = AppMessage::decode(&bytes).unwrap() else {
+                panic!()
+            };
+            if let Some(done) = add_part(&mut profile, 5, part) {
+                result = Some(done);
+            }
+        }
+        let done = result.unwrap();
+        assert_eq!(done.text, text);
+        assert_eq!(done.sent_at, 7);
+        assert!(profile.partial.is_empty());
+    }
+
+    #[test]
+    fn too_long_and_bounded_partials() {
+        let huge = "x".repeat(2000 * (MAX_PARTS + 1));
+        assert!(matches!(
+            split_text(&huge, [0; 16], 0, 2000),
+            Err(MessageError::TooLong(_))
+        ));
+        let mut profile = Profile::new(&mut rand::rng(), 0);
+        for i in 0..(MAX_PARTIAL_PER_CONTACT as u8 + 3) {
+            let part = TextPart {
+                message_id: [i; 16],
+                sent_at: 0,
+                part: 0,
+                parts: 2,
+                bytes: vec![1],
+            };
+            assert!(add_part(&mut profile, 1, part).is_none());
+        }
+        assert_eq!(profile.partial.len(), MAX_PARTIAL_PER_CONTACT);
+    }
+}

@@ -22,6 +22,7 @@
 
 pub mod app;
 pub mod cli;
+mod display;
 pub mod engine;
 pub mod error;
 pub mod message;

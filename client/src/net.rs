@@ -690,7 +690,12 @@ fn complete_invitation(
 fn print_messages(out: &mut Out<'_>, shown: &[Shown]) -> Result<(), Error> {
     for m in shown {
         out.emit(
-            &format!("[{}] {}: {}", time::format_utc(m.sent_at), m.from, m.text),
+            &format!(
+                "[{}] {}: {}",
+                time::format_utc(m.sent_at),
+                crate::display::terminal_safe(&m.from),
+                crate::display::terminal_safe(&m.text)
+            ),
             json!({"event": "message", "from": m.from, "sent_at": m.sent_at, "text": m.text}),
         )?;
     }

@@ -412,20 +412,31 @@ pub(crate) async fn send(
     let mut relays = Relays::default();
     let result = flush_outbox(store, &mut relays).await;
     relays.close().await;
-    let status = if result.is_ok() { "stored" } else { "queued" };
+    // This message's own fate: others in the outbox may have been refused
+    // while it went out.
+    let stored = !store
+        .load()?
+        .outbox
+        .iter()
+        .any(|e| !e.control && e.message_id == message_id);
+    let status = if stored { "stored" } else { "queued" };
     let hex = crate::app::hex(&message_id);
     out.emit(
-        &match &result {
-            Ok(()) => format!("Sent to {name} (stored by the relay)."),
-            Err(_) => format!("Queued for {name} in the encrypted outbox."),
+        &if stored {
+            format!("Sent to {name} (stored by the relay).")
+        } else {
+            format!("Queued for {name} in the encrypted outbox.")
         },
         json!({"event": "sent", "to": name, "message_id": hex, "status": status}),
     )?;
-    result
+    if stored { Ok(()) } else { result }
 }
 
-/// Sends everything in the outbox, oldest first. An envelope leaves the
-/// outbox only when its relay answered `stored`.
+/// Sends everything in the outbox, oldest first per destination mailbox. An
+/// envelope leaves the outbox only when its relay answered `stored`. A relay
+/// that cannot be reached holds back everything for it; a refusal (quota,
+/// auth, ...) holds back only later envelopes to the same mailbox, so one
+/// contact whose mailbox refuses us cannot stop messages to everyone else.
 async fn flush_outbox(store: &Store, relays: &mut Relays) -> Result<(), Error> {
     let pending: Vec<([u8; 16], String, Vec<u8>)> = store
         .load()?
@@ -434,6 +445,7 @@ async fn flush_outbox(store: &Store, relays: &mut Relays) -> Result<(), Error> {
         .map(|e| (e.envelope_id, e.relay.clone(), e.envelope.clone()))
         .collect();
     let mut down = BTreeSet::new();
+    let mut blocked = BTreeSet::new();
     let mut refused = None;
     for (envelope_id, relay, bytes) in pending {
         if down.contains(&relay) {
@@ -447,6 +459,10 @@ async fn flush_outbox(store: &Store, relays: &mut Relays) -> Result<(), Error> {
             })?;
             continue;
         };
+        let destination = (relay.clone(), envelope.send_id());
+        if blocked.contains(&destination) {
+            continue;
+        }
         let conn = match relays.get(&relay).await {
             Ok(c) => c,
             Err(_) => {
@@ -459,20 +475,21 @@ async fn flush_outbox(store: &Store, relays: &mut Relays) -> Result<(), Error> {
                 engine::mark_stored(p, envelope_id);
                 Ok(())
             })?,
-            Err(e) => {
-                if let Some(reason) = relay_error(&e) {
+            Err(e) => match relay_error(&e) {
+                Some(reason) => {
                     refused = Some(reason);
-                } else {
-                    relays.forget(&relay);
+                    blocked.insert(destination);
                 }
-                down.insert(relay);
-            }
+                None => {
+                    relays.forget(&relay);
+                    down.insert(relay);
+                }
+            },
         }
     }
     let queued = store.load()?.outbox.len();
     match refused {
         _ if queued == 0 => Ok(()),
-        Some(reason) if down.is_empty() => Err(Error::RelayRefused(reason)),
         Some(reason) => Err(Error::RelayRefused(reason)),
         None if down.is_empty() => Ok(()),
         None => Err(Error::RelayUnreachable { queued }),

@@ -414,3 +414,30 @@ fn nothing_readable_left_after_a_conversation() {
     assert!(!ana.dir.exists());
     assert_eq!(ana.run(&["read"]).status.code(), Some(1));
 }
+
+/// A mailbox that refuses us (here: full) holds back only what goes to it;
+/// messages to other contacts on the same relay still go out.
+#[test]
+fn a_refusing_mailbox_does_not_block_other_contacts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&tmp.path().join("relay"));
+    let ana = Home::new(tmp.path(), "ana", &relay);
+    let ben = Home::new(tmp.path(), "ben", &relay);
+    let cai = Home::new(tmp.path(), "cai", &relay);
+    connect(&ana, "Ben", &ben, "Ana");
+    connect(&ana, "Cai", &cai, "Ana");
+
+    // Ben never reads: three long texts overflow his mailbox's quota of 128
+    // envelopes, so the last one stays in Ana's outbox.
+    let long: String = (0..5000).map(|i| format!("{i:>20}")).collect();
+    let codes: Vec<Option<i32>> = (0..3)
+        .map(|_| ana.run(&["send", "Ben", &long]).status.code())
+        .collect();
+    assert_eq!(codes.last(), Some(&Some(4)), "{codes:?}");
+    assert_eq!(ana.statuses().iter().filter(|s| *s == "queued").count(), 1);
+
+    // The refused envelopes are retried first, and refused again, but the
+    // message to Cai goes out all the same.
+    ana.ok(&["send", "Cai", "reunión mañana"]);
+    assert_eq!(cai.read_texts(), ["reunión mañana"]);
+}

@@ -459,6 +459,10 @@ pub fn wipe(dir: &Path, rng: &mut impl CryptoRng) -> Result<(), Error> {
     if !Store::exists(dir) {
         return Err(Error::NoProfile(dir.to_owned()));
     }
+    // Wait (briefly) for a running command to finish its update: one that
+    // had already read the profile would otherwise write it back after the
+    // wipe. Never wait forever: under duress the wipe must go ahead.
+    let _lock = lock_for_wipe(dir);
     for name in OWN_FILES {
         let path = dir.join(name);
         match overwrite_and_remove(&path, rng) {
@@ -476,6 +480,28 @@ pub fn wipe(dir: &Path, rng: &mut impl CryptoRng) -> Result<(), Error> {
         Err(e) => Err(Error::io("cannot remove the profile directory", e)),
     }
 }
+
+/// Takes the profile lock, giving up after [`WIPE_LOCK_WAIT`].
+fn lock_for_wipe(dir: &Path) -> Option<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .ok()?;
+    let deadline = std::time::Instant::now() + WIPE_LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Some(file),
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// How long `wipe` waits for another command's update: updates hold the
+/// lock for one read-modify-write, far less than this.
+const WIPE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn overwrite_and_remove(path: &Path, rng: &mut impl CryptoRng) -> io::Result<()> {
     let len = fs::metadata(path)?.len();
@@ -595,6 +621,27 @@ mod tests {
             Err(Error::ProfileExists(_))
         ));
         assert_eq!(fs::read(dir.join(STORE_FILE)).unwrap(), before);
+    }
+
+    #[test]
+    fn wipe_waits_for_an_update_in_progress() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("p");
+        let store = new_store(&dir);
+        // An update has read the profile and is about to save it.
+        let guard = store.lock().unwrap();
+        let profile = store.load().unwrap();
+        let wiper = {
+            let dir = dir.clone();
+            std::thread::spawn(move || wipe(&dir, &mut rand::rng()))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        store.save(&profile, &mut rand::rng()).unwrap();
+        drop(guard);
+        wiper.join().unwrap().unwrap();
+        // The wipe came after the save: nothing of the profile is left.
+        assert!(!dir.join(STORE_FILE).exists());
+        assert!(matches!(store.load(), Err(Error::NoProfile(_))));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use enlace_protocol::address::RelayAddress;
 use enlace_protocol::keys::{PublicKey, SafetyNumber, SigningKeyPair};
 use serde_json::json;
 
-use crate::cli::{Cli, Command, RelayCommand};
+use crate::cli::{Cli, Command, NucleusCommand, RelayCommand};
 use crate::error::Error;
 use crate::net;
 use crate::profile::Profile;
@@ -114,6 +114,7 @@ pub fn run(cli: Cli, env: &Env, input: &mut dyn BufRead, out: &mut dyn Write) ->
             let (store, _) = ctx.open()?;
             net::block_on(net::send(&store, &mut out, &name, &text))
         }
+        Command::Nucleus(cmd) => nucleus(&ctx, &mut out, input, cmd),
         Command::Read => {
             let (store, _) = ctx.open()?;
             net::block_on(net::read(&store, &mut out))
@@ -123,6 +124,139 @@ pub fn run(cli: Cli, env: &Env, input: &mut dyn BufRead, out: &mut dyn Write) ->
             net::block_on(net::listen(&store, &mut out))
         }
     }
+}
+
+fn nucleus(
+    ctx: &Ctx<'_>,
+    out: &mut Out<'_>,
+    input: &mut dyn BufRead,
+    cmd: NucleusCommand,
+) -> Result<(), Error> {
+    match cmd {
+        NucleusCommand::Create { name } => {
+            let name = crate::net::check_name(&name)?;
+            let name = ctx.update(|p| crate::nucleus::create(p, &name, &mut rand::rng()))?;
+            out.emit(
+                &format!(
+                    "Created nucleus #{name}. Add members with `enlace nucleus add {name} CONTACT`."
+                ),
+                json!({"event": "nucleus-created", "nucleus": name}),
+            )
+        }
+        NucleusCommand::List => nucleus_list(ctx, out),
+        NucleusCommand::Members { name } => nucleus_members(ctx, out, &name),
+        NucleusCommand::Add { name, contact } => {
+            let (store, _) = ctx.open()?;
+            net::block_on(net::nucleus_add(&store, out, &name, &contact))
+        }
+        NucleusCommand::Remove { name, contact } => {
+            let (store, _) = ctx.open()?;
+            net::block_on(net::nucleus_remove(&store, out, &name, &contact))
+        }
+        NucleusCommand::Leave { name } => {
+            let (store, _) = ctx.open()?;
+            net::block_on(net::nucleus_leave(&store, out, &name))
+        }
+        NucleusCommand::Send { name, text } => {
+            let text = match text {
+                Some(t) => t,
+                None => read_message(input)?,
+            };
+            let (store, _) = ctx.open()?;
+            net::block_on(net::nucleus_send(&store, out, &name, &text))
+        }
+    }
+}
+
+fn own_identity(profile: &Profile) -> [u8; 32] {
+    *SigningKeyPair::from_secret_bytes(&profile.identity)
+        .public()
+        .as_bytes()
+}
+
+fn nucleus_list(ctx: &Ctx<'_>, out: &mut Out<'_>) -> Result<(), Error> {
+    let (_, profile) = ctx.open()?;
+    if profile.nuclei.is_empty() {
+        out.text("No nuclei yet. Start one with `enlace nucleus create NAME`.")?;
+    }
+    let me = own_identity(&profile);
+    for n in &profile.nuclei {
+        let members = n.members();
+        let state = if members.contains_key(&me) {
+            "member"
+        } else if n.creator.is_none() || n.ops.len() <= 1 {
+            "joining"
+        } else {
+            "removed"
+        };
+        let name = crate::display::terminal_safe(&n.name);
+        let text = match state {
+            "member" => format!("#{name}  {} member(s)", members.len()),
+            "joining" => format!("#{name}  (being added; `enlace read` completes it)"),
+            _ => format!("#{name}  (you were removed; `enlace nucleus leave {name}` forgets it)"),
+        };
+        out.emit(
+            &text,
+            json!({"nucleus": n.name, "state": state, "members": members.len()}),
+        )?;
+    }
+    Ok(())
+}
+
+fn nucleus_members(ctx: &Ctx<'_>, out: &mut Out<'_>, name: &str) -> Result<(), Error> {
+    let (_, profile) = ctx.open()?;
+    let n = crate::nucleus::find(&profile, name)?;
+    let me = own_identity(&profile);
+    let members = n.members();
+    if !members.contains_key(&me) {
+        return Err(Error::NotMember(n.name.clone()));
+    }
+    for (key, member) in &members {
+        let contact = profile.contacts.iter().find(|c| &c.identity_key == key);
+        let (shown, state, session) = if *key == me {
+            ("you".to_owned(), "you", true)
+        } else if let Some(c) = contact {
+            (
+                c.name.clone(),
+                c.verification().as_str(),
+                c.send_to.is_some(),
+            )
+        } else {
+            (
+                format!("{} (no session yet)", member.suggested_name),
+                "no-session",
+                false,
+            )
+        };
+        let introduced = contact.and_then(|c| {
+            profile
+                .introduced
+                .iter()
+                .find(|i| !i.pending && i.local == c.id)
+                .map(|i| {
+                    profile
+                        .contacts
+                        .iter()
+                        .find(|b| b.identity_key == i.by)
+                        .map(|b| b.name.clone())
+                        .unwrap_or_default()
+                })
+        });
+        let mut text = format!("{}  {state}", crate::display::terminal_safe(&shown));
+        if let Some(by) = &introduced {
+            text.push_str(&format!(
+                "  introduced by {}",
+                crate::display::terminal_safe(by)
+            ));
+        }
+        out.emit(
+            &text,
+            json!({"nucleus": n.name, "member": shown, "verification": state,
+                   "session": session, "introduced_by": introduced,
+                   "fingerprint": crate::nucleus::fingerprint(key).map(|f| hex(&f))}),
+        )?;
+    }
+    Ok(())
 }
 
 /// Text from standard input, without its final newline (`send` without

@@ -90,6 +90,9 @@ pub enum Command {
         /// The message
         text: Option<String>,
     },
+    /// Nuclei: small groups whose messages go to every member
+    #[command(subcommand)]
+    Nucleus(NucleusCommand),
     /// Fetch, decrypt and print new messages
     Read,
     /// Stay connected and print messages as they arrive (Ctrl-C stops)
@@ -114,4 +117,47 @@ pub enum RelayCommand {
     },
     /// Show the home relay
     Show,
+}
+
+/// `enlace nucleus ...`
+#[derive(Debug, Subcommand)]
+pub enum NucleusCommand {
+    /// Create a nucleus with you as its only member
+    Create {
+        /// Its name
+        name: String,
+    },
+    /// Add a contact to a nucleus (they see messages from now on only)
+    Add {
+        /// The nucleus
+        name: String,
+        /// The contact to add
+        contact: String,
+    },
+    /// Remove a member from a nucleus
+    Remove {
+        /// The nucleus
+        name: String,
+        /// The member (a contact) to remove
+        contact: String,
+    },
+    /// Leave a nucleus and forget it
+    Leave {
+        /// The nucleus
+        name: String,
+    },
+    /// List a nucleus's members
+    Members {
+        /// The nucleus
+        name: String,
+    },
+    /// Send a message to every member (reads standard input when TEXT is omitted)
+    Send {
+        /// The nucleus
+        name: String,
+        /// The message
+        text: Option<String>,
+    },
+    /// List your nuclei
+    List,
 }

@@ -146,15 +146,18 @@ pub fn mark_stored(profile: &mut Profile, envelope_id: [u8; 16]) {
     if entry.control {
         return;
     }
+    // A nucleus message has one id and a copy per member: each member's
+    // copy has its own status.
     let left = profile
         .outbox
         .iter()
-        .any(|e| !e.control && e.message_id == entry.message_id);
+        .any(|e| !e.control && e.contact == entry.contact && e.message_id == entry.message_id);
     if !left
-        && let Some(sent) = profile
-            .sent
-            .iter_mut()
-            .find(|s| s.message_id == entry.message_id && s.status == Status::Queued)
+        && let Some(sent) = profile.sent.iter_mut().find(|s| {
+            s.contact == entry.contact
+                && s.message_id == entry.message_id
+                && s.status == Status::Queued
+        })
     {
         sent.status = Status::Stored;
     }
@@ -171,6 +174,9 @@ pub enum Received {
     Receipt,
     /// Nothing new (a repeat), or a message this version cannot read.
     Nothing,
+    /// A nucleus message was applied; seal these plaintexts for these
+    /// contacts (gossiped operations, forwarded introductions).
+    Forward(Vec<(u64, Vec<u8>)>),
 }
 
 /// Applies a decrypted application message from `contact_id`.
@@ -211,6 +217,11 @@ pub fn handle_plaintext(
                 .retain(|e| e.control || !ids.contains(&e.message_id));
             Received::Receipt
         }
+        Ok(
+            msg @ (AppMessage::NucleusOp(_)
+            | AppMessage::GroupText(_)
+            | AppMessage::Introduction(_)),
+        ) => crate::nucleus::handle(profile, contact_id, msg, now),
         Err(_) => Received::Nothing,
     }
 }
@@ -220,6 +231,8 @@ pub fn handle_plaintext(
 pub struct Shown {
     /// The contact's name.
     pub from: String,
+    /// The nucleus it was sent to, for a nucleus message.
+    pub nucleus: Option<String>,
     /// The sender's clock when written.
     pub sent_at: u64,
     /// The text.
@@ -240,12 +253,20 @@ pub fn take_unshown(profile: &mut Profile) -> Vec<Shown> {
         .iter()
         .map(|c| (c.id, c.name.clone()))
         .collect();
+    let labels: Vec<Option<String>> = profile
+        .history
+        .iter()
+        .filter(|h| h.direction == Direction::In && !h.shown)
+        .map(|h| crate::nucleus::label_for(profile, h.contact, &h.message_id))
+        .collect();
+    let mut labels = labels.into_iter();
     for h in profile
         .history
         .iter_mut()
         .filter(|h| h.direction == Direction::In && !h.shown)
     {
         h.shown = true;
+        let nucleus = labels.next().flatten();
         let from = names
             .iter()
             .find(|(id, _)| *id == h.contact)
@@ -253,6 +274,7 @@ pub fn take_unshown(profile: &mut Profile) -> Vec<Shown> {
             .unwrap_or_else(|| "(removed contact)".into());
         shown.push(Shown {
             from,
+            nucleus,
             sent_at: h.sent_at,
             text: h.text.clone(),
         });

@@ -65,6 +65,24 @@ pub enum Error {
     /// No contact by that name.
     #[error("no contact named {0:?}")]
     UnknownContact(String),
+    /// No nucleus by that name.
+    #[error("no nucleus named {0:?}")]
+    UnknownNucleus(String),
+    /// A nucleus with that name exists already.
+    #[error("a nucleus named {0:?} already exists")]
+    NucleusExists(String),
+    /// A nucleus limit was reached.
+    #[error("nucleus limit reached: {0}")]
+    NucleusLimit(String),
+    /// We are not (or no longer) a member of the nucleus.
+    #[error("you are not a member of {0:?}")]
+    NotMember(String),
+    /// The contact is a member already.
+    #[error("{0} is already a member of {1:?}")]
+    AlreadyMember(String, String),
+    /// The contact is not a member.
+    #[error("{0} is not a member of {1:?}")]
+    NotAMember(String, String),
     /// A contact with that name exists already.
     #[error("a contact named {0:?} already exists")]
     ContactExists(String),
@@ -156,6 +174,16 @@ impl Error {
             }
             Self::UnknownContact(_) => "run `enlace contacts` to list them".into(),
             Self::ContactExists(_) => "choose another --name".into(),
+            Self::UnknownNucleus(_) => "run `enlace nucleus list` to list them".into(),
+            Self::NucleusExists(_) => "choose another name".into(),
+            Self::NucleusLimit(_) => "leave a nucleus you no longer use, or start a new one".into(),
+            Self::NotMember(n) => {
+                format!("ask a member to add you again, or `enlace nucleus leave {n}` to forget it")
+            }
+            Self::AlreadyMember(..) => {
+                "nothing to do; `enlace nucleus members NAME` lists them".into()
+            }
+            Self::NotAMember(..) => "`enlace nucleus members NAME` lists the members".into(),
             Self::InvalidName(_) => {
                 "use 1 to 64 characters, no control characters, not only spaces".into()
             }

@@ -27,6 +27,7 @@ pub mod engine;
 pub mod error;
 pub mod message;
 mod net;
+pub mod nucleus;
 pub mod profile;
 mod qr;
 pub mod store;

@@ -6,6 +6,9 @@
 //!   kind 1, text part: message id [16] | sent_at u64 | part u16 | parts u16
 //!                      | len u16 | bytes [len]
 //!   kind 2, receipt:   count u8 (1..=MAX_RECEIPT_IDS) | message id [16] * count
+//!   kind 3, nucleus membership operation ([`crate::nucleus::Op`])
+//!   kind 4, nucleus text part ([`crate::nucleus::GroupText`])
+//!   kind 5, nucleus introduction ([`crate::nucleus::Introduction`])
 //! ```
 //!
 //! The handshake's own payload (from the accepter, inside the session's
@@ -22,6 +25,9 @@ use crate::profile::{PartialMessage, Profile};
 pub const MESSAGE_VERSION: u8 = 1;
 const KIND_TEXT: u8 = 1;
 const KIND_RECEIPT: u8 = 2;
+const KIND_NUCLEUS_OP: u8 = 3;
+const KIND_GROUP_TEXT: u8 = 4;
+const KIND_INTRODUCTION: u8 = 5;
 
 /// Bytes of a text part before its text.
 pub const TEXT_PART_OVERHEAD: usize = 1 + 1 + 16 + 8 + 2 + 2 + 2;
@@ -44,6 +50,12 @@ pub enum AppMessage {
     Text(TextPart),
     /// The sender's client received these messages completely.
     Receipt(Vec<[u8; 16]>),
+    /// A signed nucleus membership change.
+    NucleusOp(crate::nucleus::Op),
+    /// One part of a nucleus text.
+    GroupText(crate::nucleus::GroupText),
+    /// A signed introduction of a new nucleus member.
+    Introduction(crate::nucleus::Introduction),
 }
 
 impl std::fmt::Debug for AppMessage {
@@ -51,6 +63,9 @@ impl std::fmt::Debug for AppMessage {
         match self {
             Self::Text(p) => write!(f, "Text(part {} of {})", p.part + 1, p.parts),
             Self::Receipt(ids) => write!(f, "Receipt({} ids)", ids.len()),
+            Self::NucleusOp(op) => write!(f, "NucleusOp({op:?})"),
+            Self::GroupText(t) => write!(f, "GroupText({t:?})"),
+            Self::Introduction(_) => f.write_str("Introduction(..)"),
         }
     }
 }
@@ -77,6 +92,9 @@ pub enum MessageError {
     /// The bytes are not a message this version understands.
     #[error("malformed message")]
     Malformed,
+    /// A signature in the message does not verify.
+    #[error("invalid signature")]
+    BadSignature,
     /// The text needs more than [`MAX_PARTS`] envelopes.
     #[error("the message is too long (at most {0} bytes)")]
     TooLong(usize),
@@ -95,12 +113,19 @@ impl AppMessage {
         match self {
             Self::Text(p) => {
                 out.push(KIND_TEXT);
-                out.extend_from_slice(&p.message_id);
-                out.extend_from_slice(&p.sent_at.to_be_bytes());
-                out.extend_from_slice(&p.part.to_be_bytes());
-                out.extend_from_slice(&p.parts.to_be_bytes());
-                out.extend_from_slice(&(p.bytes.len() as u16).to_be_bytes());
-                out.extend_from_slice(&p.bytes);
+                encode_text_part(p, &mut out);
+            }
+            Self::NucleusOp(op) => {
+                out.push(KIND_NUCLEUS_OP);
+                out.extend_from_slice(op.as_bytes());
+            }
+            Self::GroupText(t) => {
+                out.push(KIND_GROUP_TEXT);
+                t.encode_into(&mut out);
+            }
+            Self::Introduction(i) => {
+                out.push(KIND_INTRODUCTION);
+                out.extend_from_slice(i.as_bytes());
             }
             Self::Receipt(ids) => {
                 out.push(KIND_RECEIPT);
@@ -121,25 +146,12 @@ impl AppMessage {
             return Err(MessageError::Malformed);
         }
         let msg = match kind {
-            KIND_TEXT => {
-                let message_id = take::<16>(&mut r)?;
-                let sent_at = u64::from_be_bytes(take(&mut r)?);
-                let part = u16::from_be_bytes(take(&mut r)?);
-                let parts = u16::from_be_bytes(take(&mut r)?);
-                let len = usize::from(u16::from_be_bytes(take(&mut r)?));
-                if parts == 0 || part >= parts || usize::from(parts) > MAX_PARTS {
-                    return Err(MessageError::Malformed);
-                }
-                let (text, rest) = r.split_at_checked(len).ok_or(MessageError::Malformed)?;
-                r = rest;
-                Self::Text(TextPart {
-                    message_id,
-                    sent_at,
-                    part,
-                    parts,
-                    bytes: text.to_vec(),
-                })
-            }
+            KIND_TEXT => Self::Text(decode_text_part(&mut r)?),
+            KIND_NUCLEUS_OP => Self::NucleusOp(crate::nucleus::Op::decode(std::mem::take(&mut r))?),
+            KIND_GROUP_TEXT => Self::GroupText(crate::nucleus::GroupText::decode_from(&mut r)?),
+            KIND_INTRODUCTION => Self::Introduction(crate::nucleus::Introduction::decode(
+                std::mem::take(&mut r),
+            )?),
             KIND_RECEIPT => {
                 let [count] = take::<1>(&mut r)?;
                 let count = usize::from(count);
@@ -159,6 +171,37 @@ impl AppMessage {
         }
         Ok(msg)
     }
+}
+
+/// Appends a text part's fields (after the kind byte).
+pub(crate) fn encode_text_part(p: &TextPart, out: &mut Vec<u8>) {
+    out.extend_from_slice(&p.message_id);
+    out.extend_from_slice(&p.sent_at.to_be_bytes());
+    out.extend_from_slice(&p.part.to_be_bytes());
+    out.extend_from_slice(&p.parts.to_be_bytes());
+    out.extend_from_slice(&(p.bytes.len() as u16).to_be_bytes());
+    out.extend_from_slice(&p.bytes);
+}
+
+/// Reads a text part's fields (after the kind byte).
+pub(crate) fn decode_text_part(r: &mut &[u8]) -> Result<TextPart, MessageError> {
+    let message_id = take::<16>(r)?;
+    let sent_at = u64::from_be_bytes(take(r)?);
+    let part = u16::from_be_bytes(take(r)?);
+    let parts = u16::from_be_bytes(take(r)?);
+    let len = usize::from(u16::from_be_bytes(take(r)?));
+    if parts == 0 || part >= parts || usize::from(parts) > MAX_PARTS {
+        return Err(MessageError::Malformed);
+    }
+    let (text, rest) = r.split_at_checked(len).ok_or(MessageError::Malformed)?;
+    *r = rest;
+    Ok(TextPart {
+        message_id,
+        sent_at,
+        part,
+        parts,
+        bytes: text.to_vec(),
+    })
 }
 
 fn take<const N: usize>(r: &mut &[u8]) -> Result<[u8; N], MessageError> {

@@ -29,6 +29,9 @@ use crate::store::Store;
 use crate::time;
 use crate::transport::{RelayConnection, SubscriptionEvent, TransportError};
 
+mod nucleus;
+pub(crate) use nucleus::{nucleus_add, nucleus_leave, nucleus_remove, nucleus_send};
+
 /// How long an invitation stays valid: a week, long enough to meet in
 /// person, short enough that a lost code stops mattering.
 pub(crate) const INVITATION_LIFETIME_SECS: u64 = 7 * 86_400;
@@ -144,7 +147,7 @@ fn sealer(now: u64) -> impl engine::Seal {
     }
 }
 
-fn check_name(name: &str) -> Result<String, Error> {
+pub(crate) fn check_name(name: &str) -> Result<String, Error> {
     let name = name.trim();
     if name.is_empty() {
         return Err(Error::InvalidName("empty"));
@@ -625,7 +628,12 @@ fn receive(
         .iter()
         .position(|i| i.mailbox.receive_id == rid)
     {
-        return complete_invitation(p, index, envelope, now);
+        let invitation_id = p.invitations.get(index).map(|i| i.id);
+        let outcome = complete_invitation(p, index, envelope, now)?;
+        if let (Outcome::Contact(name, _), Some(invitation_id)) = (&outcome, invitation_id) {
+            nucleus::invitation_completed(p, invitation_id, name);
+        }
+        return Ok(outcome);
     }
     let Some(contact) = p
         .contacts
@@ -644,6 +652,7 @@ fn receive(
         Received::Text(message_id) => {
             engine::queue_receipt(p, id, vec![message_id], &mut rand::rng(), sealer(now))?;
         }
+        Received::Forward(outgoing) => nucleus::queue_forwards(p, outgoing, now)?,
         Received::Part | Received::Receipt | Received::Nothing => {}
     }
     Ok(Outcome::Done)
@@ -706,14 +715,23 @@ fn complete_invitation(
 
 fn print_messages(out: &mut Out<'_>, shown: &[Shown]) -> Result<(), Error> {
     for m in shown {
+        let place = match &m.nucleus {
+            Some(n) => format!("#{} ", crate::display::terminal_safe(n)),
+            None => String::new(),
+        };
+        let mut value =
+            json!({"event": "message", "from": m.from, "sent_at": m.sent_at, "text": m.text});
+        if let Some(n) = &m.nucleus {
+            value["nucleus"] = json!(n);
+        }
         out.emit(
             &format!(
-                "[{}] {}: {}",
+                "[{}] {place}{}: {}",
                 time::format_utc(m.sent_at),
                 crate::display::terminal_safe(&m.from),
                 crate::display::terminal_safe(&m.text)
             ),
-            json!({"event": "message", "from": m.from, "sent_at": m.sent_at, "text": m.text}),
+            value,
         )?;
     }
     Ok(())
@@ -813,6 +831,7 @@ pub(crate) async fn read(store: &Store, out: &mut Out<'_>) -> Result<(), Error> 
         }
     }
     drop(rx);
+    nucleus::run_tasks(store, &mut relays, out).await?;
     let second = flush_outbox(store, &mut relays).await;
     relays.close().await;
     if !shown_any {
@@ -903,6 +922,7 @@ async fn listen_once(store: &Store, out: &mut Out<'_>) -> Result<bool, Error> {
                 };
                 let conn = relays.get(&mailbox.relay).await?;
                 handle_envelope(store, conn, mailbox, envelope, out).await?;
+                nucleus::run_tasks(store, &mut relays, out).await?;
                 // Receipts go out at once.
                 let _ = flush_outbox(store, &mut relays).await;
             }

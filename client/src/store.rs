@@ -49,9 +49,12 @@ const LOCK_FILE: &str = "lock";
 const OWN_FILES: [&str; 3] = [STORE_FILE, TEMP_FILE, LOCK_FILE];
 
 const MAGIC: &[u8; 8] = b"ENLACEPF";
-/// The store format this client writes and reads: header layout and the
-/// postcard shape of [`Profile`].
-pub const FORMAT_VERSION: u16 = 1;
+/// The store format this client writes: header layout and the postcard
+/// shape of [`Profile`]. Format 2 added nuclei at the end of the profile;
+/// format 1 stores are still read (and written back as format 2).
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest store format this client reads.
+const OLDEST_FORMAT: u16 = 1;
 const KDF_ARGON2ID_V13: u8 = 1;
 const SALT_LEN: usize = 32;
 const NONCE_LEN: usize = 24;
@@ -170,7 +173,7 @@ impl Header {
         if version > FORMAT_VERSION {
             return Err(Error::NewerStore(version));
         }
-        if version != FORMAT_VERSION {
+        if version < OLDEST_FORMAT {
             return Err(Error::CannotOpen);
         }
         let [kdf] = take::<1>(&mut r)?;
@@ -348,6 +351,17 @@ impl Store {
                 )
                 .map_err(|_| Error::CannotOpen)?,
         );
+        let plain = if file.get(8..10) == Some(&1u16.to_be_bytes()[..]) {
+            // Format 1: the profile without the fields format 2 appended.
+            // Copied into a buffer of the final size, never reallocated.
+            let tail = &crate::profile::FORMAT_1_TAIL;
+            let mut longer = Zeroizing::new(Vec::with_capacity(plain.len() + tail.len()));
+            longer.extend_from_slice(&plain);
+            longer.extend_from_slice(tail);
+            longer
+        } else {
+            plain
+        };
         // Authenticated bytes that do not parse were written by a client
         // with another idea of the format: still "cannot open".
         postcard::from_bytes(&plain).map_err(|_| Error::CannotOpen)
@@ -577,7 +591,9 @@ mod tests {
         // KDF bounds stop absurd parameters before any work is done.
         for i in [0, 9, 10, 14, 18, 22, 30, 60, 80, original.len() - 1] {
             let mut bad = original.clone();
-            bad[i] ^= 1;
+            // Byte 9 (the format's low byte): 2 becomes 1, an older format
+            // whose header no longer matches what was authenticated.
+            bad[i] ^= if i == 9 { 3 } else { 1 };
             fs::write(dir.join(STORE_FILE), &bad).unwrap();
             assert!(
                 matches!(
@@ -601,12 +617,45 @@ mod tests {
         let dir = tmp.path().join("p");
         new_store(&dir);
         let mut bytes = fs::read(dir.join(STORE_FILE)).unwrap();
-        bytes[9] = 2;
+        bytes[9] = 3;
         fs::write(dir.join(STORE_FILE), &bytes).unwrap();
         assert!(matches!(
             Store::open(&dir, &pass("correct horse")),
-            Err(Error::NewerStore(2))
+            Err(Error::NewerStore(3))
         ));
+    }
+
+    #[test]
+    fn format_1_store_opens_and_is_rewritten_as_format_2() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("p");
+        let store = new_store(&dir);
+        // Write the profile as a format 1 client did: its postcard without
+        // the fields format 2 appended, under a header saying 1.
+        let profile = store.load().unwrap();
+        let v2 = postcard::to_allocvec(&profile).unwrap();
+        let v1 = &v2[..v2.len() - crate::profile::FORMAT_1_TAIL.len()];
+        let mut file = store.header.encode(&[5; NONCE_LEN]);
+        file[8..10].copy_from_slice(&1u16.to_be_bytes());
+        let cipher = XChaCha20Poly1305::new(&(*store.key).into());
+        let ct = cipher
+            .encrypt(
+                &XNonce::from([5; NONCE_LEN]),
+                Payload {
+                    msg: v1,
+                    aad: &file,
+                },
+            )
+            .unwrap();
+        file.extend_from_slice(&ct);
+        fs::write(dir.join(STORE_FILE), &file).unwrap();
+        let (store, back) = Store::open(&dir, &pass("correct horse")).unwrap();
+        assert_eq!(back.home_relay.as_deref(), Some("secret-relay-host"));
+        assert!(back.nuclei.is_empty());
+        store.save(&back, &mut rand::rng()).unwrap();
+        let bytes = fs::read(dir.join(STORE_FILE)).unwrap();
+        assert_eq!(&bytes[8..10], &FORMAT_VERSION.to_be_bytes());
+        assert!(Store::open(&dir, &pass("correct horse")).is_ok());
     }
 
     #[test]

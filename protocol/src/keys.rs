@@ -269,6 +269,51 @@ pub(crate) mod labels {
     pub(crate) const RATCHET_MESSAGE_KEY: &str = "enlace/v1/ratchet-message-key";
     pub(crate) const RATCHET_HEADER: &str = "enlace/v1/ratchet-header";
     pub(crate) const RATCHET_BODY: &str = "enlace/v1/ratchet-body";
+    pub(crate) const NUCLEUS_OP: &str = "enlace/v1/nucleus-op";
+    pub(crate) const NUCLEUS_INTRODUCTION: &str = "enlace/v1/nucleus-introduction";
+}
+
+/// What a nucleus (group) signature covers: the client signs membership
+/// changes and introductions with its identity key under one of these
+/// labels, so neither can be taken for the other or for anything else
+/// an identity key signs (invitations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NucleusStatement {
+    /// A membership change (create, add, remove) of a nucleus.
+    Op,
+    /// An introduction of a new member to an existing one.
+    Introduction,
+}
+
+impl NucleusStatement {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Op => labels::NUCLEUS_OP,
+            Self::Introduction => labels::NUCLEUS_INTRODUCTION,
+        }
+    }
+}
+
+impl SigningKeyPair {
+    /// Signs a nucleus statement's encoded bytes with this identity key,
+    /// domain-separated by the statement's kind.
+    pub fn sign_nucleus(&self, kind: NucleusStatement, bytes: &[u8]) -> Signature {
+        self.sign_parts(kind.label(), &[bytes])
+    }
+}
+
+impl PublicKey {
+    /// Verifies (strictly) a signature made by [`SigningKeyPair::sign_nucleus`]
+    /// over exactly `bytes` as received.
+    pub fn verify_nucleus(
+        &self,
+        kind: NucleusStatement,
+        bytes: &[u8],
+        signature: &Signature,
+    ) -> Result<(), Error> {
+        self.verify_parts(kind.label(), &[bytes], signature)
+    }
 }
 
 #[cfg(test)]
@@ -296,6 +341,27 @@ mod tests {
         assert!(
             k.public()
                 .verify_parts(labels::ENVELOPE, &[b"abd"], &sig)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn nucleus_statements_are_domain_separated() {
+        let k = key(2);
+        let sig = k.sign_nucleus(NucleusStatement::Op, b"op");
+        assert!(
+            k.public()
+                .verify_nucleus(NucleusStatement::Op, b"op", &sig)
+                .is_ok()
+        );
+        assert!(
+            k.public()
+                .verify_nucleus(NucleusStatement::Introduction, b"op", &sig)
+                .is_err()
+        );
+        assert!(
+            k.public()
+                .verify_parts(labels::INVITATION, &[b"op"], &sig)
                 .is_err()
         );
     }

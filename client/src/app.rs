@@ -182,12 +182,16 @@ fn nucleus_list(ctx: &Ctx<'_>, out: &mut Out<'_>) -> Result<(), Error> {
     let me = own_identity(&profile);
     for n in &profile.nuclei {
         let members = n.members();
+        let removed = n
+            .decoded_ops()
+            .iter()
+            .any(|op| op.action == crate::nucleus::Action::Remove && op.target == me);
         let state = if members.contains_key(&me) {
             "member"
-        } else if n.creator.is_none() || n.ops.len() <= 1 {
-            "joining"
-        } else {
+        } else if removed {
             "removed"
+        } else {
+            "joining"
         };
         let name = crate::display::terminal_safe(&n.name);
         let text = match state {

@@ -721,8 +721,8 @@ fn print_messages(out: &mut Out<'_>, shown: &[Shown]) -> Result<(), Error> {
         };
         let mut value =
             json!({"event": "message", "from": m.from, "sent_at": m.sent_at, "text": m.text});
-        if let Some(n) = &m.nucleus {
-            value["nucleus"] = json!(n);
+        if let (Some(n), Some(map)) = (&m.nucleus, value.as_object_mut()) {
+            map.insert("nucleus".into(), json!(n));
         }
         out.emit(
             &format!(

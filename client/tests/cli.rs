@@ -105,6 +105,67 @@ fn init_relay_contacts() {
 }
 
 #[test]
+fn nucleus_commands_offline() {
+    let (_tmp, home) = new_home();
+    let r = run(&home, &["nucleus", "list"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(r.out.contains("No nuclei yet"), "{}", r.out);
+
+    let r = run(&home, &["nucleus", "create", "barrio"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(r.out.contains("#barrio"), "{}", r.out);
+    let r = run(&home, &["nucleus", "create", "Barrio"]);
+    assert_eq!(r.code, 1);
+    assert!(r.err.starts_with("error: a nucleus named"), "{}", r.err);
+    assert_eq!(r.err.lines().count(), 1);
+    let r = run(&home, &["nucleus", "create", "a\u{1b}]52;c;x"]);
+    assert_eq!(r.code, 1);
+    assert!(r.err.contains("control characters"), "{}", r.err);
+    let r = run(&home, &["nucleus", "create", "   "]);
+    assert_eq!(r.code, 1);
+    assert!(r.err.contains("invalid"), "{}", r.err);
+
+    let r = run(&home, &["--json", "nucleus", "members", "barrio"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    let v: serde_json::Value = serde_json::from_str(r.out.trim()).unwrap();
+    assert_eq!(v["member"], "you");
+
+    let r = run(&home, &["--json", "nucleus", "list"]);
+    let first: serde_json::Value = serde_json::from_str(r.out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["nucleus"], "barrio");
+    assert_eq!(first["state"], "member");
+    assert_eq!(first["members"], 1);
+
+    let r = run(&home, &["nucleus", "add", "barrio", "Nadie"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.err.starts_with("error: no contact named \"Nadie\""),
+        "{}",
+        r.err
+    );
+    let r = run(&home, &["nucleus", "send", "otro", "hola"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.err.starts_with("error: no nucleus named \"otro\""),
+        "{}",
+        r.err
+    );
+    assert!(r.err.contains("enlace nucleus list"), "{}", r.err);
+    // Alone in it: nothing to send to, nothing queued.
+    let r = run(&home, &["nucleus", "send", "barrio", "hola"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(r.out.contains("no other member"), "{}", r.out);
+    let r = run_with(&home, Some(PASS), &["nucleus", "send", "barrio"], "  \n");
+    assert_eq!(r.code, 1);
+    assert!(r.err.contains("empty"), "{}", r.err);
+
+    let r = run(&home, &["nucleus", "leave", "barrio"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    let r = run(&home, &["nucleus", "members", "barrio"]);
+    assert_eq!(r.code, 1);
+}
+
+#[test]
 fn init_can_set_the_relay() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("p");

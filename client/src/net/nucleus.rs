@@ -92,10 +92,12 @@ pub(crate) async fn nucleus_add(
     let (nucleus, member) = update(store, |p| {
         group::add(p, nucleus, contact, &mut rand::rng(), sealer(now))
     })?;
+    let safe = crate::display::terminal_safe;
+    let (nucleus_shown, member_shown) = (safe(&nucleus), safe(&member));
     let (result, stored) = send_now(store).await;
     out.emit(
         &format!(
-            "Added {member} to #{nucleus}; they see messages from now on, nothing earlier{}.",
+            "Added {member_shown} to #{nucleus_shown}; they see messages from now on, nothing earlier{}.",
             if stored {
                 ""
             } else {
@@ -119,10 +121,12 @@ pub(crate) async fn nucleus_remove(
     let (nucleus, member) = update(store, |p| {
         group::remove(p, nucleus, contact, &mut rand::rng(), sealer(now))
     })?;
+    let safe = crate::display::terminal_safe;
+    let (nucleus_shown, member_shown) = (safe(&nucleus), safe(&member));
     let (result, stored) = send_now(store).await;
     out.emit(
         &format!(
-            "Removed {member} from #{nucleus}; nothing you send there reaches them any more{}.",
+            "Removed {member_shown} from #{nucleus_shown}; nothing you send there reaches them any more{}.",
             if stored {
                 ""
             } else {
@@ -148,7 +152,8 @@ pub(crate) async fn nucleus_leave(
     let (result, stored) = send_now(store).await;
     out.emit(
         &format!(
-            "Left #{nucleus} and forgot it{}.",
+            "Left #{} and forgot it{}.",
+            crate::display::terminal_safe(&nucleus),
             if stored {
                 ""
             } else {
@@ -191,10 +196,13 @@ pub(crate) async fn nucleus_send(
     let hex = crate::app::hex(&sent.message_id);
     let count = sent.sent_to.len();
     let mut text = if count == 0 {
+        let name = crate::display::terminal_safe(&name);
         format!("#{name} has no other member to send to yet.")
     } else if stored {
+        let name = crate::display::terminal_safe(&name);
         format!("Sent to #{name}: {count} member(s) (stored by the relays).")
     } else {
+        let name = crate::display::terminal_safe(&name);
         format!("Queued for #{name}: {count} member(s), in the encrypted outbox.")
     };
     if !sent.skipped.is_empty() {

@@ -15,5 +15,6 @@ mod cli;
 mod durability;
 mod load;
 mod mailbox;
+mod nuclei;
 mod pinning;
 mod support;

@@ -1571,6 +1571,39 @@ mod tests {
     }
 
     #[test]
+    fn each_members_copy_has_its_own_status() {
+        let mut a = profile_of(1, &[2, 3]);
+        create(&mut a, "n", &mut rand::rng()).unwrap();
+        add(&mut a, "n", "c2", &mut rand::rng(), clear).unwrap();
+        add(&mut a, "n", "c3", &mut rand::rng(), clear).unwrap();
+        a.outbox.clear();
+        let sent = send_text(&mut a, "n", "hola", 1, 1900, &mut rand::rng(), clear).unwrap();
+        assert_eq!(a.sent.len(), 2);
+        // Member 3's copy is stored first: only its status moves.
+        let third = a
+            .outbox
+            .iter()
+            .find(|e| e.contact == 3)
+            .unwrap()
+            .envelope_id;
+        engine::mark_stored(&mut a, third);
+        let status = |p: &Profile, c: u64| {
+            p.sent
+                .iter()
+                .find(|s| s.contact == c && s.message_id == sent.message_id)
+                .unwrap()
+                .status
+        };
+        assert_eq!(status(&a, 3), Status::Stored);
+        assert_eq!(status(&a, 2), Status::Queued);
+        // A receipt from 2 marks only 2's copy delivered.
+        let receipt = AppMessage::Receipt(vec![sent.message_id]).encode();
+        engine::handle_plaintext(&mut a, 2, &receipt, 2);
+        assert_eq!(status(&a, 2), Status::Delivered);
+        assert_eq!(status(&a, 3), Status::Stored);
+    }
+
+    #[test]
     fn long_group_text_fits_envelopes_and_reassembles() {
         let mut a = profile_of(1, &[2]);
         let mut b = profile_of(2, &[1]);

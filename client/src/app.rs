@@ -411,13 +411,30 @@ fn contacts(ctx: &Ctx<'_>, out: &mut Out<'_>) -> Result<(), Error> {
     }
     for c in &profile.contacts {
         let state = c.verification().as_str();
+        // Contacts made by a nucleus introduction say who introduced them.
+        let introduced_by = profile
+            .introduced
+            .iter()
+            .find(|i| !i.pending && i.local == c.id)
+            .map(|i| {
+                profile
+                    .contacts
+                    .iter()
+                    .find(|b| b.identity_key == i.by)
+                    .map_or_else(|| "a former contact".to_owned(), |b| b.name.clone())
+            });
+        let note = introduced_by
+            .as_ref()
+            .map(|by| format!("  introduced by {}", crate::display::terminal_safe(by)))
+            .unwrap_or_default();
         out.emit(
             &format!(
-                "{}  {state}  added {}",
-                c.name,
+                "{}  {state}  added {}{note}",
+                crate::display::terminal_safe(&c.name),
                 time::format_utc(c.added_at)
             ),
-            json!({"name": c.name, "verification": state, "added_at": c.added_at}),
+            json!({"name": c.name, "verification": state, "added_at": c.added_at,
+                   "introduced_by": introduced_by}),
         )?;
     }
     let pending = profile.invitations.len();

@@ -178,6 +178,11 @@ fn connect(inviter: &Home, as_accepter: &str, accepter: &Home, as_inviter: &str)
     );
 }
 
+fn sorted(mut v: Vec<(String, String, String)>) -> Vec<(String, String, String)> {
+    v.sort();
+    v
+}
+
 fn msg(nucleus: &str, from: &str, text: &str) -> (String, String, String) {
     (nucleus.into(), from.into(), text.into())
 }
@@ -269,6 +274,19 @@ fn nucleus_on_two_relays_add_remove_and_introductions() {
         .collect();
     assert!(names.contains(&"barrio/Cai"), "{names:?}");
     assert!(names.contains(&"barrio/Dia"), "{names:?}");
+    let cai_for_ben = ben_contacts
+        .iter()
+        .find(|c| c["name"] == "barrio/Cai")
+        .unwrap();
+    assert_eq!(cai_for_ben["introduced_by"], "Ana");
+    assert_eq!(cai_for_ben["verification"], "unverified");
+    // The side that made the invitation marks it introduced too.
+    let dia_contacts = dia.json(&["contacts"]);
+    let ben_for_dia = dia_contacts
+        .iter()
+        .find(|c| c["name"] == "barrio/Ben")
+        .unwrap();
+    assert_eq!(ben_for_dia["introduced_by"], "Ana", "{dia_contacts:?}");
     let intro = ben
         .json(&["nucleus", "members", "barrio"])
         .into_iter()
@@ -280,15 +298,17 @@ fn nucleus_on_two_relays_add_remove_and_introductions() {
     // Both ways across the relays: Ben (relay 1) and Dia (relay 2).
     ben.ok(&["nucleus", "send", "barrio", "asamblea el jueves"]);
     dia.ok(&["nucleus", "send", "barrio", "llevo el megáfono"]);
+    // Messages from different members arrive on different mailboxes, in
+    // no fixed order between them.
     assert_eq!(
-        ana.read_group(),
+        sorted(ana.read_group()),
         [
             msg("barrio", "Ben", "asamblea el jueves"),
             msg("barrio", "Dia", "llevo el megáfono"),
         ]
     );
     assert_eq!(
-        cai.read_group(),
+        sorted(cai.read_group()),
         [
             msg("barrio", "barrio/Ben", "asamblea el jueves"),
             msg("barrio", "barrio/Dia", "llevo el megáfono"),

@@ -356,6 +356,10 @@ fn nucleus_on_two_relays_add_remove_and_introductions() {
         eva.read_group(),
         [msg("barrio", "barrio/Cai", "hola Eva, soy Cai")]
     );
+    for home in [&ana, &ben, &dia] {
+        let texts: Vec<String> = home.read_group().into_iter().map(|m| m.2).collect();
+        assert_eq!(texts, ["hola Eva, soy Cai"]);
+    }
 
     // Ana removes Cai. Once Ben has the change, what he sends skips Cai.
     ana.ok(&["nucleus", "remove", "barrio", "Cai"]);

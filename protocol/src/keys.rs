@@ -269,6 +269,10 @@ pub(crate) mod labels {
     pub(crate) const RATCHET_MESSAGE_KEY: &str = "enlace/v1/ratchet-message-key";
     pub(crate) const RATCHET_HEADER: &str = "enlace/v1/ratchet-header";
     pub(crate) const RATCHET_BODY: &str = "enlace/v1/ratchet-body";
+    pub(crate) const RELAY_KEY: &str = "enlace/v1/relay-key";
+    pub(crate) const FORWARD_KEY: &str = "enlace/v1/forward-key";
+    pub(crate) const FORWARD_AAD: &str = "enlace/v1/forward";
+    pub(crate) const FORWARD_ID: &str = "enlace/v1/forward-id";
 }
 
 #[cfg(test)]

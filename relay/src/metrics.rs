@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::store::Store;
 
 /// Rejection reasons, in the order of [`Metrics::rejections`].
-pub const REASONS: [&str; 11] = [
+pub const REASONS: [&str; 14] = [
     "malformed",
     "unsupported_version",
     "auth",
@@ -26,6 +26,9 @@ pub const REASONS: [&str; 11] = [
     "internal",
     "unknown_command",
     "connection_limit",
+    "not_own_client",
+    "forward_queue_full",
+    "unreachable",
 ];
 
 /// Relay counters.
@@ -63,6 +66,9 @@ impl Metrics {
             RelayError::StorageFull => "storage_full",
             RelayError::RateLimited { .. } => "rate_limited",
             RelayError::UnknownCommand => "unknown_command",
+            RelayError::NotOwnClient => "not_own_client",
+            RelayError::ForwardQueueFull => "forward_queue_full",
+            RelayError::Unreachable => "unreachable",
             _ => "internal",
         };
         self.reject(reason);

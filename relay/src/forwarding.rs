@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::core::{Core, FORWARD_STATUS_KEEP_SECS};
 use crate::identity::cert_public_key;
+use crate::metrics::Metrics;
 use crate::server::{Clock, Writer, until_shutdown};
 use crate::store::forward::{QueuedForward, STATE_EXPIRED, STATE_REFUSED, STATE_STORED};
 use crate::store::{Store, WriteOp};
@@ -146,6 +148,7 @@ pub(crate) struct Forwarder {
     clock: Clock,
     ttl_secs: u64,
     shutdown: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
     peers: Mutex<HashMap<[u8; 32], Slot>>,
     workers: Mutex<HashSet<[u8; 32]>>,
     waiters: Mutex<HashMap<ForwardId, Vec<oneshot::Sender<()>>>>,
@@ -183,6 +186,7 @@ impl Forwarder {
         clock: Clock,
         ttl_secs: u64,
         shutdown: watch::Receiver<bool>,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             endpoint,
@@ -191,6 +195,7 @@ impl Forwarder {
             clock,
             ttl_secs,
             shutdown,
+            metrics,
             peers: Mutex::new(HashMap::new()),
             workers: Mutex::new(HashSet::new()),
             waiters: Mutex::new(HashMap::new()),
@@ -231,6 +236,7 @@ impl Forwarder {
     ) -> Response {
         let (tx, rx) = oneshot::channel();
         lock(&self.waiters).entry(forward_id).or_default().push(tx);
+        self.metrics.forwards_queued.fetch_add(1, Ordering::Relaxed);
         self.kick(destination);
         let queued = matches!(self.state(&forward_id), Ok(ForwardState::Queued));
         if queued {
@@ -507,6 +513,12 @@ impl Forwarder {
         };
         match self.writer.submit(op).await {
             Ok(_) => {
+                let counter = match state {
+                    STATE_STORED => &self.metrics.forwards_stored,
+                    STATE_REFUSED => &self.metrics.forwards_refused,
+                    _ => &self.metrics.forwards_expired,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
                 if let Some(waiters) = lock(&self.waiters).remove(&forward_id) {
                     for w in waiters {
                         let _ = w.send(());

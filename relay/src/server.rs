@@ -425,6 +425,7 @@ pub async fn run(
         clock,
         config.limits.ttl_secs,
         shutdown_rx.clone(),
+        metrics.clone(),
     );
     let shared = Arc::new(Shared {
         core: Core::new(store.clone(), config.limits).with_identity(Arc::new(identity)),
@@ -1023,6 +1024,10 @@ async fn sweep(shared: Arc<Shared>, interval_secs: u64) {
         };
         match shared.writer.submit(op).await {
             Ok(WriteOutcome::Expired { count }) if count > 0 => {
+                shared
+                    .metrics
+                    .forwards_expired
+                    .fetch_add(count as u64, Ordering::Relaxed);
                 tracing::info!("{count} forwards expired undelivered");
             }
             Ok(_) => {}

@@ -183,7 +183,9 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[tokio::test]
 async fn forward_reaches_the_destination_which_sees_only_the_home_relay() {
     let tmp = tempfile::tempdir().unwrap();
-    let home = start_node(&tmp.path().join("home"), 0, &[]).await;
+    let metrics_port = crate::support::free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let home = start_node(&tmp.path().join("home"), 0, &["--metrics", &metrics_addr]).await;
     let dest = start_node(&tmp.path().join("dest"), 0, &[]).await;
     let other = start_node(&tmp.path().join("other"), 0, &[]).await;
 
@@ -331,6 +333,16 @@ async fn forward_reaches_the_destination_which_sees_only_the_home_relay() {
         Err(TransportError::Relay(RelayError::Auth)) => {}
         other => panic!("expected a refusal, got {other:?}"),
     }
+
+    // H counted what happened (aggregate counts only).
+    let text = crate::support::metrics(metrics_port).await;
+    let count = |name| crate::support::metric(&text, name).unwrap();
+    assert_eq!(count("enlace_forwards_stored_total"), 1);
+    assert_eq!(count("enlace_forwards_refused_total"), 2);
+    assert_eq!(
+        crate::support::metric(&text, "enlace_rejections_total{reason=\"not_own_client\"}"),
+        Some(3)
+    );
 
     // The destination's log (debug) shows H's address as the peer, never
     // the sending client's.

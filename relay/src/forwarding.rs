@@ -452,7 +452,10 @@ impl Forwarder {
     }
 
     /// Delivers a batch in order. False if the destination could not take
-    /// them now (retry later).
+    /// them all now (retry later). A refusal that concerns one mailbox only
+    /// (`quota`, `rate limited`) defers that forward and goes on with the
+    /// next, so one full mailbox on the destination does not hold up
+    /// forwards to every other mailbox there.
     async fn deliver(&self, batch: Vec<QueuedForward>) -> bool {
         let Some(first) = batch.first() else {
             return true;
@@ -468,6 +471,7 @@ impl Forwarder {
             Ok(c) => c,
             Err(_) => return false,
         };
+        let mut deferred = false;
         for entry in batch {
             let now = self.clock.now();
             if entry.arrival.saturating_add(self.ttl_secs) <= now {
@@ -487,6 +491,10 @@ impl Forwarder {
                 }
                 Ok(Response::Error(e)) => {
                     tracing::debug!("relay {} deferred a forward: {e}", address.fingerprint());
+                    if matches!(e, RelayError::Quota | RelayError::RateLimited { .. }) {
+                        deferred = true;
+                        continue;
+                    }
                     false
                 }
                 Ok(_) => false,
@@ -500,7 +508,7 @@ impl Forwarder {
                 return false;
             }
         }
-        true
+        !deferred
     }
 
     /// Records a forward's final state durably, then wakes its waiters.

@@ -608,3 +608,67 @@ fn cli_two_nuclei_talk_through_their_home_relays() {
         ana.statuses()
     );
 }
+
+/// A mailbox at its quota on the destination defers only the forwards to
+/// it: forwards to other mailboxes there still arrive, and the deferred one
+/// goes in once the recipient made room.
+#[tokio::test]
+async fn a_full_mailbox_does_not_hold_up_the_destination() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = start_node(&tmp.path().join("home"), 0, &[]).await;
+    let dest = start_node(&tmp.path().join("dest"), 0, &["--quota", "1"]).await;
+    let sender = key();
+    let dest_conn = dest.connect().await;
+    let (full_owner, full) = secured_mailbox(&dest_conn, &sender).await;
+    let (_, other) = secured_mailbox(&dest_conn, &sender).await;
+    let client = own_client(&home).await;
+    let key_d = client.fetch_relay_key(&dest.address, now()).await.unwrap();
+
+    let first = sealed_envelope(&sender, full.send_id);
+    let f1 = ForwardId(rand::random());
+    assert_eq!(
+        client
+            .forward(&dest.address, &key_d, f1, &first)
+            .await
+            .unwrap(),
+        ForwardOutcome::Stored
+    );
+    // The mailbox is full: this one waits at H.
+    let f2 = ForwardId(rand::random());
+    assert_eq!(
+        client
+            .forward(
+                &dest.address,
+                &key_d,
+                f2,
+                &sealed_envelope(&sender, full.send_id)
+            )
+            .await
+            .unwrap(),
+        ForwardOutcome::Queued
+    );
+    // Another mailbox on D is not held up behind it.
+    let f3 = ForwardId(rand::random());
+    client
+        .forward(
+            &dest.address,
+            &key_d,
+            f3,
+            &sealed_envelope(&sender, other.send_id),
+        )
+        .await
+        .unwrap();
+    wait_stored(&client, &[f3]).await;
+    assert_eq!(
+        client.forward_status(&[f2]).await.unwrap(),
+        vec![ForwardState::Queued]
+    );
+    // Room is made; the deferred forward goes in.
+    dest_conn
+        .ack(full.receive_id, first.message_id(), &full_owner)
+        .await
+        .unwrap();
+    wait_stored(&client, &[f2]).await;
+    home.stop().await;
+    dest.stop().await;
+}

@@ -156,10 +156,31 @@ pub fn mark_stored(profile: &mut Profile, envelope_id: [u8; 16]) {
         && let Some(sent) = profile.sent.iter_mut().find(|s| {
             s.contact == entry.contact
                 && s.message_id == entry.message_id
-                && s.status == Status::Queued
+                && matches!(s.status, Status::Queued | Status::QueuedAtHome)
         })
     {
         sent.status = Status::Stored;
+    }
+}
+
+/// The home relay queued the envelope for forwarding (it stays in the
+/// outbox until the destination stored it): its message shows
+/// `queued at home relay`.
+pub fn mark_queued_at_home(profile: &mut Profile, envelope_id: [u8; 16]) {
+    let Some(entry) = profile
+        .outbox
+        .iter()
+        .find(|e| e.envelope_id == envelope_id && !e.control)
+    else {
+        return;
+    };
+    let message_id = entry.message_id;
+    if let Some(sent) = profile
+        .sent
+        .iter_mut()
+        .find(|s| s.message_id == message_id && s.status == Status::Queued)
+    {
+        sent.status = Status::QueuedAtHome;
     }
 }
 

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use enlace_protocol::address::RelayAddress;
+use enlace_protocol::command::{ForwardState, RelayError};
 use enlace_protocol::delivery::DeliveryKey;
 use enlace_protocol::envelope::{CoarseTime, Envelope, MailboxId, MessageId};
 use enlace_protocol::keys::{PublicKey, SigningKeyPair};
@@ -24,10 +25,12 @@ use crate::app::{Out, update};
 use crate::engine::{self, Received, Shown};
 use crate::error::Error;
 use crate::message::AcceptPayload;
-use crate::profile::{Contact, Invitation, LocalMailbox, Profile, RemoteMailbox};
+use crate::profile::{Contact, Invitation, LocalMailbox, Profile, RemoteMailbox, Status};
 use crate::store::Store;
 use crate::time;
-use crate::transport::{RelayConnection, SubscriptionEvent, TransportError};
+use crate::transport::{
+    ForwardOutcome, RelayConnection, SubscriptionEvent, TransportError, VerifiedRelayKey,
+};
 
 mod nucleus;
 pub(crate) use nucleus::{nucleus_add, nucleus_leave, nucleus_remove, nucleus_send};
@@ -75,6 +78,11 @@ fn parse_relay(text: &str) -> Result<RelayAddress, Error> {
 struct Relays {
     conns: BTreeMap<String, RelayConnection>,
     unreachable: BTreeSet<String>,
+    /// Connections that proved they hold a mailbox on that relay, so it
+    /// forwards for them.
+    proven: BTreeSet<String>,
+    /// Verified forwarding keys of destination relays, by address.
+    keys: BTreeMap<String, VerifiedRelayKey>,
 }
 
 impl Relays {
@@ -97,6 +105,7 @@ impl Relays {
 
     fn forget(&mut self, relay: &str) {
         self.conns.remove(relay);
+        self.proven.remove(relay);
     }
 
     async fn close(self) {
@@ -417,22 +426,39 @@ pub(crate) async fn send(
     relays.close().await;
     // This message's own fate: others in the outbox may have been refused
     // while it went out.
-    let stored = !store
-        .load()?
+    let profile = store.load()?;
+    let stored = !profile
         .outbox
         .iter()
         .any(|e| !e.control && e.message_id == message_id);
-    let status = if stored { "stored" } else { "queued" };
+    let at_home = profile
+        .sent
+        .iter()
+        .any(|s| s.message_id == message_id && s.status == Status::QueuedAtHome);
+    drop(profile);
+    let status = if stored {
+        Status::Stored
+    } else if at_home {
+        Status::QueuedAtHome
+    } else {
+        Status::Queued
+    };
     let hex = crate::app::hex(&message_id);
     out.emit(
-        &if stored {
-            format!("Sent to {name} (stored by the relay).")
-        } else {
-            format!("Queued for {name} in the encrypted outbox.")
+        &match status {
+            Status::Stored => format!("Sent to {name} (stored by the relay)."),
+            Status::QueuedAtHome => format!(
+                "Queued for {name} at your home relay: it forwards the message when their relay is reachable."
+            ),
+            _ => format!("Queued for {name} in the encrypted outbox."),
         },
-        json!({"event": "sent", "to": name, "message_id": hex, "status": status}),
+        json!({"event": "sent", "to": name, "message_id": hex, "status": status.as_str()}),
     )?;
-    if stored { Ok(()) } else { result }
+    if status == Status::Queued {
+        result
+    } else {
+        Ok(())
+    }
 }
 
 /// Sends everything in the outbox, oldest first per destination mailbox. An
@@ -441,16 +467,24 @@ pub(crate) async fn send(
 /// auth, ...) holds back only later envelopes to the same mailbox, so one
 /// contact whose mailbox refuses us cannot stop messages to everyone else.
 async fn flush_outbox(store: &Store, relays: &mut Relays) -> Result<(), Error> {
-    let pending: Vec<([u8; 16], String, Vec<u8>)> = store
-        .load()?
+    let profile = store.load()?;
+    let pending: Vec<([u8; 16], String, Vec<u8>, Route)> = profile
         .outbox
         .iter()
-        .map(|e| (e.envelope_id, e.relay.clone(), e.envelope.clone()))
+        .map(|e| {
+            (
+                e.envelope_id,
+                e.relay.clone(),
+                e.envelope.clone(),
+                route(&profile, &e.relay),
+            )
+        })
         .collect();
+    drop(profile);
     let mut down = BTreeSet::new();
     let mut blocked = BTreeSet::new();
     let mut refused = None;
-    for (envelope_id, relay, bytes) in pending {
+    for (envelope_id, relay, bytes, path) in pending {
         if down.contains(&relay) {
             continue;
         }
@@ -464,6 +498,26 @@ async fn flush_outbox(store: &Store, relays: &mut Relays) -> Result<(), Error> {
         };
         let destination = (relay.clone(), envelope.send_id());
         if blocked.contains(&destination) {
+            continue;
+        }
+        if let Route::ViaHome { home, proof } = path {
+            match forward_one(relays, &home, &proof, &relay, &envelope).await {
+                Ok(ForwardOutcome::Stored) => update(store, |p| {
+                    engine::mark_stored(p, envelope_id);
+                    Ok(())
+                })?,
+                Ok(ForwardOutcome::Queued) => update(store, |p| {
+                    engine::mark_queued_at_home(p, envelope_id);
+                    Ok(())
+                })?,
+                Err(Some(reason)) => {
+                    refused = Some(reason);
+                    blocked.insert(destination);
+                }
+                Err(None) => {
+                    down.insert(relay);
+                }
+            }
             continue;
         }
         let conn = match relays.get(&relay).await {
@@ -496,6 +550,125 @@ async fn flush_outbox(store: &Store, relays: &mut Relays) -> Result<(), Error> {
         Some(reason) => Err(Error::RelayRefused(reason)),
         None if down.is_empty() => Ok(()),
         None => Err(Error::RelayUnreachable { queued }),
+    }
+}
+
+// ------------------------------------------------------------------- routes
+
+/// How envelopes reach a contact's mailbox. A mailbox on the home relay is
+/// sent to directly; one on another relay goes through the home relay,
+/// sealed to the contact's relay, so this client never contacts that relay
+/// and the contact's relay never sees this client's address
+/// (docs/client.md, "Routes").
+enum Route {
+    Direct,
+    ViaHome {
+        /// The home relay's address.
+        home: String,
+        /// One of our mailboxes there, to prove we are its client.
+        proof: Proof,
+    },
+}
+
+/// A mailbox of ours on the home relay: receive id and recipient key.
+struct Proof {
+    receive_id: MailboxId,
+    recipient: Zeroizing<[u8; 32]>,
+}
+
+fn route(profile: &Profile, relay: &str) -> Route {
+    let Some(home) = profile.home_relay.as_deref() else {
+        return Route::Direct;
+    };
+    let (Ok(home_addr), Ok(dest)) = (parse_relay(home), parse_relay(relay)) else {
+        return Route::Direct;
+    };
+    if home_addr.fingerprint() == dest.fingerprint() {
+        return Route::Direct;
+    }
+    // Without a mailbox of ours at home, the home relay would refuse to
+    // forward: send directly as before.
+    let proof = mailboxes(profile)
+        .into_iter()
+        .find(|m| parse_relay(&m.relay).is_ok_and(|a| a.fingerprint() == home_addr.fingerprint()));
+    match proof {
+        Some(m) => Route::ViaHome {
+            home: home.to_owned(),
+            proof: Proof {
+                receive_id: m.receive_id,
+                recipient: m.recipient.secret_bytes(),
+            },
+        },
+        None => Route::Direct,
+    }
+}
+
+/// Forwards one envelope through the home relay. `Err(Some(reason))`: the
+/// destination (or home relay) refused it; `Err(None)`: unreachable now.
+async fn forward_one(
+    relays: &mut Relays,
+    home: &str,
+    proof: &Proof,
+    relay: &str,
+    envelope: &Envelope,
+) -> Result<ForwardOutcome, Option<String>> {
+    let fail = |relays: &mut Relays, e: &TransportError| {
+        let reason = relay_error(e);
+        if reason.is_none() {
+            relays.forget(home);
+        }
+        reason
+    };
+    let dest = parse_relay(relay).map_err(|e| Some(e.to_string()))?;
+    if !relays.proven.contains(home) {
+        let conn = relays.get(home).await.map_err(|_| None)?;
+        // Any verified recipient command makes this connection one of the
+        // home relay's own clients; acking an id never stored changes nothing.
+        let recipient = SigningKeyPair::from_secret_bytes(&proof.recipient);
+        let proved = conn
+            .ack(proof.receive_id, MessageId(rand::random()), &recipient)
+            .await;
+        if let Err(e) = proved {
+            return Err(fail(&mut *relays, &e));
+        }
+        relays.proven.insert(home.to_owned());
+    }
+    let fid = enlace_protocol::forward::forward_id_for(&envelope.message_id());
+    let conn = relays.get(home).await.map_err(|_| None)?;
+    let known = conn.forward_status(&[fid]).await;
+    match known.as_deref() {
+        Ok([ForwardState::Stored]) => return Ok(ForwardOutcome::Stored),
+        Ok([ForwardState::Queued]) => return Ok(ForwardOutcome::Queued),
+        Ok([ForwardState::Refused(code)]) => {
+            return Err(Some(RelayError::from_code(*code).to_string()));
+        }
+        Ok(_) => {}
+        Err(e) => return Err(fail(&mut *relays, e)),
+    }
+    let cached = relays
+        .keys
+        .get(relay)
+        .filter(|k| k.expires > time::now())
+        .copied();
+    let key = match cached {
+        Some(k) => k,
+        None => {
+            let conn = relays.get(home).await.map_err(|_| None)?;
+            match conn.fetch_relay_key(&dest, time::now()).await {
+                Ok(k) => {
+                    relays.keys.insert(relay.to_owned(), k);
+                    k
+                }
+                // The destination could not be asked now: not a refusal.
+                Err(TransportError::Relay(RelayError::Unreachable)) => return Err(None),
+                Err(e) => return Err(fail(&mut *relays, &e)),
+            }
+        }
+    };
+    let conn = relays.get(home).await.map_err(|_| None)?;
+    match conn.forward(&dest, &key, fid, envelope).await {
+        Ok(outcome) => Ok(outcome),
+        Err(e) => Err(fail(&mut *relays, &e)),
     }
 }
 

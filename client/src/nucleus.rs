@@ -9,7 +9,7 @@
 //! forwards it to the other members it has sessions with.
 //!
 //! The byte layouts, the fold and its limits are in `docs/protocol.md`,
-//! section 12. Nothing here does I/O; sealing is passed in as
+//! section 13. Nothing here does I/O; sealing is passed in as
 //! [`engine::Seal`] closures and the network work (invitations for
 //! introductions) is queued as [`NucleusTask`]s for the driver.
 

@@ -324,6 +324,9 @@ pub enum Status {
     Stored,
     /// The contact's client sent a delivery receipt.
     Delivered,
+    /// Durably queued at the home relay, which forwards it to the contact's
+    /// relay when that is reachable (appended last: older profiles decode).
+    QueuedAtHome,
 }
 
 impl Status {
@@ -333,6 +336,7 @@ impl Status {
             Self::Queued => "queued",
             Self::Stored => "stored",
             Self::Delivered => "delivered",
+            Self::QueuedAtHome => "queued at home relay",
         }
     }
 }

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use enlace_protocol::address::RelayAddress;
 use enlace_protocol::command::{
-    BINDING_EXPORTER_LABEL, ConnectionBinding, EndReason, RelayError, Request, Response,
+    BINDING_EXPORTER_LABEL, ConnectionBinding, EndReason, Forward, ForwardId, ForwardState,
+    RelayError, Request, Response,
 };
 use enlace_protocol::delivery::{DeliveryKey, DhKeyPair};
 use enlace_protocol::envelope::{Envelope, MailboxId, MessageId};
@@ -216,6 +217,26 @@ impl fmt::Debug for CreatedMailbox {
     }
 }
 
+/// What the home relay said about a forwarded send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardOutcome {
+    /// The destination relay has it on disk.
+    Stored,
+    /// Durably queued at the home relay; ask [`RelayConnection::forward_status`]
+    /// later.
+    Queued,
+}
+
+/// A destination relay's forwarding key, checked against its pinned
+/// fingerprint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerifiedRelayKey {
+    /// The X25519 key sends are sealed to.
+    pub forward_dh: [u8; 32],
+    /// Unix seconds after which it must be fetched again.
+    pub expires: u64,
+}
+
 /// An open, verified connection to a relay that has agreed on the version.
 #[derive(Debug)]
 pub struct RelayConnection {
@@ -268,6 +289,83 @@ impl RelayConnection {
         };
         match this.request(&Request::hello()).await? {
             Response::Hello { .. } => Ok(this),
+            _ => Err(TransportError::Unexpected),
+        }
+    }
+
+    /// The local UDP address this connection leaves from (for tests that
+    /// check which addresses a relay sees).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.local_addr().ok()
+    }
+
+    /// Asks this (home) relay for `destination`'s signed forwarding key; the
+    /// home relay fetches it, so this client never contacts the destination.
+    /// A bundle that does not verify against the destination's pinned
+    /// fingerprint at `now` is [`TransportError::Untrusted`].
+    pub async fn fetch_relay_key(
+        &self,
+        destination: &RelayAddress,
+        now: u64,
+    ) -> Result<VerifiedRelayKey, TransportError> {
+        let request = Request::FetchRelayKey {
+            destination: destination.clone(),
+        };
+        match self.request(&request).await? {
+            Response::RelayKey(key) => {
+                let forward_dh = key
+                    .verify(destination.fingerprint(), now)
+                    .map_err(|_| TransportError::Untrusted)?;
+                Ok(VerifiedRelayKey {
+                    forward_dh,
+                    expires: key.expires(),
+                })
+            }
+            Response::Error(e) => Err(TransportError::Relay(e)),
+            _ => Err(TransportError::Unexpected),
+        }
+    }
+
+    /// Seals `envelope` to `destination` and asks this (home) relay to
+    /// forward it. Retrying with the same `forward_id` never queues twice.
+    pub async fn forward(
+        &self,
+        destination: &RelayAddress,
+        key: &VerifiedRelayKey,
+        forward_id: ForwardId,
+        envelope: &Envelope,
+    ) -> Result<ForwardOutcome, TransportError> {
+        let sealed = enlace_protocol::forward::seal_send(
+            &mut rand::rng(),
+            destination.fingerprint(),
+            &key.forward_dh,
+            envelope,
+        )
+        .map_err(|_| TransportError::Untrusted)?;
+        let request = Request::Forward(Forward {
+            destination: destination.clone(),
+            forward_id,
+            sealed,
+        });
+        match self.request(&request).await? {
+            Response::Stored => Ok(ForwardOutcome::Stored),
+            Response::Queued => Ok(ForwardOutcome::Queued),
+            Response::Error(e) => Err(TransportError::Relay(e)),
+            _ => Err(TransportError::Unexpected),
+        }
+    }
+
+    /// What became of earlier forwards (at most
+    /// [`enlace_protocol::limits::MAX_FORWARD_STATUS_IDS`] per call), in the
+    /// order asked.
+    pub async fn forward_status(
+        &self,
+        ids: &[ForwardId],
+    ) -> Result<Vec<ForwardState>, TransportError> {
+        let request = Request::ForwardStatus { ids: ids.to_vec() };
+        match self.request(&request).await? {
+            Response::ForwardStatus(states) if states.len() == ids.len() => Ok(states),
+            Response::Error(e) => Err(TransportError::Relay(e)),
             _ => Err(TransportError::Unexpected),
         }
     }

@@ -3,6 +3,8 @@
 #![no_main]
 
 use enlace_protocol::command::{ConnectionBinding, RelayError, Request, Response};
+use enlace_protocol::delivery::DhKeyPair;
+use enlace_protocol::forward::ForwardKey;
 use enlace_protocol::keys::SigningKeyPair;
 use libfuzzer_sys::fuzz_target;
 
@@ -20,6 +22,16 @@ fuzz_target!(|data: &[u8]| {
             _ => false,
         };
         assert!(!forged, "fuzzer forged a recipient signature");
+        // Sealed forwards are bounded to the fixed lengths and never open
+        // without the key they were sealed to.
+        if let Request::RelayDeliver { sealed } = &req {
+            let fk = ForwardKey::new(
+                DhKeyPair::from_secret_bytes([7; 32]),
+                key.public().relay_fingerprint(),
+            );
+            assert!(enlace_protocol::forward::is_sealed_len(sealed.len()));
+            assert!(fk.open(sealed).is_err(), "fuzzer forged a sealed forward");
+        }
     }
     if let Ok(resp) = Response::decode(data) {
         // Unknown error codes from newer relays drop their details.

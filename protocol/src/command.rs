@@ -10,16 +10,19 @@
 //! TLS exporter value). A captured command therefore does not verify on any
 //! other connection.
 //!
-//! Both enums are `#[non_exhaustive]`: later versions add relay-to-relay
-//! forwarding tags (0x10..=0x1f are reserved for it) without a new format.
+//! Relay-to-relay forwarding uses tags 0x10..=0x1f (requests) and
+//! 0x46..=0x48 (responses); see [`crate::forward`] for the sealing. Both
+//! enums are `#[non_exhaustive]`.
 
 use std::fmt;
 
+use crate::address::RelayAddress;
 use crate::codec::Reader;
 use crate::delivery::{MAX_SEALED_LEN, SEAL_NONCE_LEN, SEAL_TAG_LEN};
 use crate::envelope::{Envelope, MailboxId, MessageId};
+use crate::forward::{RelayKey, is_sealed_len};
 use crate::keys::{PublicKey, SIGNATURE_LEN, Signature, SigningKeyPair, labels};
-use crate::limits::ENVELOPE_OVERHEAD;
+use crate::limits::{ENVELOPE_OVERHEAD, MAX_FORWARD_STATUS_IDS};
 use crate::{DecodeError, Error, PROTOCOL_VERSION};
 
 /// Request tags.
@@ -31,6 +34,10 @@ mod tag {
     pub(super) const SUBSCRIBE: u8 = 0x05;
     pub(super) const ACK: u8 = 0x06;
     pub(super) const DELETE: u8 = 0x07;
+    pub(super) const FETCH_RELAY_KEY: u8 = 0x10;
+    pub(super) const FORWARD: u8 = 0x11;
+    pub(super) const RELAY_DELIVER: u8 = 0x12;
+    pub(super) const FORWARD_STATUS: u8 = 0x13;
 
     pub(super) const OK: u8 = 0x40;
     pub(super) const HELLO_OK: u8 = 0x41;
@@ -38,6 +45,9 @@ mod tag {
     pub(super) const STORED: u8 = 0x43;
     pub(super) const DELIVER: u8 = 0x44;
     pub(super) const ENDED: u8 = 0x45;
+    pub(super) const RELAY_KEY: u8 = 0x46;
+    pub(super) const QUEUED: u8 = 0x47;
+    pub(super) const FORWARD_STATUS_OK: u8 = 0x48;
     pub(super) const ERROR: u8 = 0x7f;
 }
 
@@ -139,6 +149,74 @@ pub struct Delete {
     pub receive_id: MailboxId,
 }
 
+/// Bytes of a [`ForwardId`].
+pub const FORWARD_ID_LEN: usize = 16;
+
+/// A random id the client picks for one forwarded send, to ask its home
+/// relay later what became of it (and to make a retried forward idempotent).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ForwardId(pub [u8; FORWARD_ID_LEN]);
+
+impl fmt::Debug for ForwardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ForwardId(..)")
+    }
+}
+
+/// Asks the home relay to carry a sealed send to another relay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forward {
+    /// The destination relay (its fingerprint is pinned when connecting).
+    pub destination: RelayAddress,
+    /// The client's id for this forward.
+    pub forward_id: ForwardId,
+    /// A `Send` sealed to the destination ([`crate::forward::seal_send`]).
+    pub sealed: Vec<u8>,
+}
+
+/// What became of a forwarded send, as the home relay knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForwardState {
+    /// No such forward (never seen, or its record expired).
+    Unknown,
+    /// Durably queued at the home relay, not yet accepted by the destination.
+    Queued,
+    /// The destination answered stored.
+    Stored,
+    /// Its TTL passed before the destination accepted it.
+    Expired,
+    /// The destination refused it with this error code.
+    Refused(u16),
+}
+
+impl ForwardState {
+    fn encode(self, out: &mut Vec<u8>) {
+        let (state, code) = match self {
+            Self::Unknown => (0u8, 0u16),
+            Self::Queued => (1, 0),
+            Self::Stored => (2, 0),
+            Self::Expired => (3, 0),
+            Self::Refused(c) => (4, c),
+        };
+        out.push(state);
+        out.extend_from_slice(&code.to_be_bytes());
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let state = r.u8()?;
+        let code = r.u16()?;
+        Ok(match (state, code) {
+            (0, 0) => Self::Unknown,
+            (1, 0) => Self::Queued,
+            (2, 0) => Self::Stored,
+            (3, 0) => Self::Expired,
+            (4, c) if c != 0 => Self::Refused(c),
+            _ => return Err(DecodeError::InvalidField("forward state")),
+        })
+    }
+}
+
 /// A client-to-relay message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -162,6 +240,25 @@ pub enum Request {
     Ack(Signed<Ack>),
     /// Delete a mailbox.
     Delete(Signed<Delete>),
+    /// Ask for a relay's signed forwarding key: this relay's own if the
+    /// fingerprint is its own, otherwise (for its own clients) the
+    /// destination's, fetched over a relay-to-relay connection.
+    FetchRelayKey {
+        /// The relay whose key is wanted.
+        destination: RelayAddress,
+    },
+    /// Forward a sealed send to another relay (own clients only).
+    Forward(Forward),
+    /// A relay delivering a forwarded, sealed send to this relay.
+    RelayDeliver {
+        /// A `Send` sealed to this relay.
+        sealed: Vec<u8>,
+    },
+    /// Ask what became of earlier forwards (own clients only).
+    ForwardStatus {
+        /// 1 to [`MAX_FORWARD_STATUS_IDS`] forward ids.
+        ids: Vec<ForwardId>,
+    },
 }
 
 impl Request {
@@ -273,6 +370,27 @@ impl Request {
             Self::Subscribe(s) => s.encode(out),
             Self::Ack(s) => s.encode(out),
             Self::Delete(s) => s.encode(out),
+            Self::FetchRelayKey { destination } => {
+                out.push(tag::FETCH_RELAY_KEY);
+                destination.encode(out);
+            }
+            Self::Forward(f) => {
+                out.push(tag::FORWARD);
+                f.destination.encode(out);
+                out.extend_from_slice(&f.forward_id.0);
+                out.extend_from_slice(&f.sealed);
+            }
+            Self::RelayDeliver { sealed } => {
+                out.push(tag::RELAY_DELIVER);
+                out.extend_from_slice(sealed);
+            }
+            Self::ForwardStatus { ids } => {
+                out.push(tag::FORWARD_STATUS);
+                out.push(ids.len() as u8);
+                for id in ids {
+                    out.extend_from_slice(&id.0);
+                }
+            }
         }
     }
 
@@ -336,11 +454,46 @@ impl Request {
                 let receive_id = MailboxId(r.array()?);
                 Self::Delete(signed_tail(Delete { receive_id }, payload, &mut r)?)
             }
+            tag::FETCH_RELAY_KEY => Self::FetchRelayKey {
+                destination: RelayAddress::decode_from(&mut r)?,
+            },
+            tag::FORWARD => {
+                let destination = RelayAddress::decode_from(&mut r)?;
+                let forward_id = ForwardId(r.array()?);
+                Self::Forward(Forward {
+                    destination,
+                    forward_id,
+                    sealed: sealed_rest(&mut r)?,
+                })
+            }
+            tag::RELAY_DELIVER => Self::RelayDeliver {
+                sealed: sealed_rest(&mut r)?,
+            },
+            tag::FORWARD_STATUS => {
+                let n = usize::from(r.u8()?);
+                if n == 0 || n > MAX_FORWARD_STATUS_IDS {
+                    return Err(DecodeError::InvalidField("forward id count"));
+                }
+                let mut ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ids.push(ForwardId(r.array()?));
+                }
+                Self::ForwardStatus { ids }
+            }
             other => return Err(DecodeError::UnknownTag(other)),
         };
         r.finish()?;
         Ok(request)
     }
+}
+
+/// The rest of a frame as a sealed forward: one of the fixed lengths.
+fn sealed_rest(r: &mut Reader<'_>) -> Result<Vec<u8>, DecodeError> {
+    let sealed = r.rest();
+    if !is_sealed_len(sealed.len()) {
+        return Err(DecodeError::InvalidField("sealed forward length"));
+    }
+    Ok(sealed.to_vec())
 }
 
 fn sign<T>(
@@ -449,6 +602,16 @@ pub enum RelayError {
     /// The request tag is unknown to this relay.
     #[error("unknown command")]
     UnknownCommand,
+    /// Forwarding (and fetching other relays' keys) is only for clients
+    /// holding a mailbox on this relay.
+    #[error("forwarding is only for clients holding a mailbox on this relay")]
+    NotOwnClient,
+    /// The relay's queue for that destination is full.
+    #[error("the forwarding queue to that relay is full")]
+    ForwardQueueFull,
+    /// The destination relay could not be reached (or did not prove its key).
+    #[error("the destination relay is unreachable")]
+    Unreachable,
     /// An error code from a newer relay.
     #[error("relay error {0}")]
     Other(u16),
@@ -468,7 +631,33 @@ impl RelayError {
             Self::RateLimited { .. } => 8,
             Self::Internal => 9,
             Self::UnknownCommand => 10,
+            Self::NotOwnClient => 11,
+            Self::ForwardQueueFull => 12,
+            Self::Unreachable => 13,
             Self::Other(c) => *c,
+        }
+    }
+
+    /// The error for a bare wire code (as a forward's status carries it);
+    /// details a code would carry are unknown and set to zero.
+    pub fn from_code(code: u16) -> Self {
+        match code {
+            1 => Self::Malformed,
+            2 => Self::UnsupportedVersion { min: 0, max: 0 },
+            3 => Self::Auth,
+            4 => Self::UnknownMailbox,
+            5 => Self::Quota,
+            6 => Self::TooLarge,
+            7 => Self::StorageFull,
+            8 => Self::RateLimited {
+                retry_after_secs: 0,
+            },
+            9 => Self::Internal,
+            10 => Self::UnknownCommand,
+            11 => Self::NotOwnClient,
+            12 => Self::ForwardQueueFull,
+            13 => Self::Unreachable,
+            other => Self::Other(other),
         }
     }
 
@@ -503,6 +692,9 @@ impl RelayError {
             },
             9 => Self::Internal,
             10 => Self::UnknownCommand,
+            11 => Self::NotOwnClient,
+            12 => Self::ForwardQueueFull,
+            13 => Self::Unreachable,
             0 => return Err(DecodeError::InvalidField("error code 0")),
             other => {
                 // A newer relay may attach details we cannot interpret.
@@ -567,6 +759,14 @@ pub enum Response {
     Deliver(Vec<u8>),
     /// The subscription on this stream ended.
     SubscriptionEnded(EndReason),
+    /// A relay's signed forwarding key (verify it with
+    /// [`RelayKey::verify`] against the pinned fingerprint).
+    RelayKey(Box<RelayKey>),
+    /// The forward is durably queued at the home relay (fsynced); the
+    /// destination has not accepted it yet.
+    Queued,
+    /// The state of each asked forward, in the order asked.
+    ForwardStatus(Vec<ForwardState>),
     /// The command failed.
     Error(RelayError),
 }
@@ -598,6 +798,18 @@ impl Response {
             Self::SubscriptionEnded(reason) => {
                 out.push(tag::ENDED);
                 out.push(reason.code());
+            }
+            Self::RelayKey(k) => {
+                out.push(tag::RELAY_KEY);
+                k.encode(out);
+            }
+            Self::Queued => out.push(tag::QUEUED),
+            Self::ForwardStatus(states) => {
+                out.push(tag::FORWARD_STATUS_OK);
+                out.push(states.len() as u8);
+                for s in states {
+                    s.encode(out);
+                }
             }
             Self::Error(e) => {
                 out.push(tag::ERROR);
@@ -638,6 +850,19 @@ impl Response {
             }
             tag::ENDED => Self::SubscriptionEnded(EndReason::from_code(r.u8()?)),
             tag::ERROR => Self::Error(RelayError::decode(&mut r)?),
+            tag::RELAY_KEY => Self::RelayKey(Box::new(RelayKey::decode_from(&mut r)?)),
+            tag::QUEUED => Self::Queued,
+            tag::FORWARD_STATUS_OK => {
+                let n = usize::from(r.u8()?);
+                if n == 0 || n > MAX_FORWARD_STATUS_IDS {
+                    return Err(DecodeError::InvalidField("forward state count"));
+                }
+                let mut states = Vec::with_capacity(n);
+                for _ in 0..n {
+                    states.push(ForwardState::decode(&mut r)?);
+                }
+                Self::ForwardStatus(states)
+            }
             other => return Err(DecodeError::UnknownTag(other)),
         };
         r.finish()?;
@@ -674,6 +899,31 @@ mod tests {
             Request::subscribe(rid, &k, binding),
             Request::ack(rid, MessageId([5; 16]), &k, binding),
             Request::delete(rid, &k, binding),
+            Request::FetchRelayKey {
+                destination: RelayAddress::new(
+                    crate::keys::Fingerprint([0xaa; 32]),
+                    "relay.example",
+                    4433,
+                )
+                .unwrap(),
+            },
+            Request::Forward(Forward {
+                destination: RelayAddress::new(
+                    crate::keys::Fingerprint([0xbb; 32]),
+                    "127.0.0.1",
+                    9,
+                )
+                .unwrap(),
+                forward_id: ForwardId([6; 16]),
+                sealed: vec![1; crate::forward::sealed_len(crate::envelope::BodySize::Small)],
+            }),
+            Request::RelayDeliver {
+                // The smallest class: a cut can never land on a valid length.
+                sealed: vec![2; crate::forward::sealed_len(crate::envelope::BodySize::Small)],
+            },
+            Request::ForwardStatus {
+                ids: vec![ForwardId([1; 16]), ForwardId([2; 16])],
+            },
         ]
     }
 
@@ -691,7 +941,15 @@ mod tests {
             }
             let mut long = bytes.clone();
             long.push(0);
-            assert_eq!(Request::decode(&long), Err(DecodeError::TrailingBytes(1)));
+            let expected = match req {
+                // The sealed part runs to the end: one more byte is a
+                // length no size class has.
+                Request::Forward(_) | Request::RelayDeliver { .. } => {
+                    DecodeError::InvalidField("sealed forward length")
+                }
+                _ => DecodeError::TrailingBytes(1),
+            };
+            assert_eq!(Request::decode(&long), Err(expected));
         }
     }
 
@@ -711,7 +969,14 @@ mod tests {
                 _ => Ok(()),
             };
             check(&binding, k.public()).unwrap();
-            if !matches!(decoded, Request::Hello { .. } | Request::Send(_)) {
+            if matches!(
+                decoded,
+                Request::CreateMailbox(_)
+                    | Request::Secure(_)
+                    | Request::Subscribe(_)
+                    | Request::Ack(_)
+                    | Request::Delete(_)
+            ) {
                 assert_eq!(check(&other, k.public()), Err(Error::VerificationFailed));
                 assert_eq!(
                     check(&binding, key(2).public()),
@@ -747,6 +1012,18 @@ mod tests {
                 retry_after_secs: 30,
             }),
             Response::Error(RelayError::Other(999)),
+            Response::Error(RelayError::NotOwnClient),
+            Response::Error(RelayError::ForwardQueueFull),
+            Response::Error(RelayError::Unreachable),
+            Response::RelayKey(Box::new(RelayKey::sign(&key(3), [4; 32], 99))),
+            Response::Queued,
+            Response::ForwardStatus(vec![
+                ForwardState::Unknown,
+                ForwardState::Queued,
+                ForwardState::Stored,
+                ForwardState::Expired,
+                ForwardState::Refused(4),
+            ]),
         ];
         for resp in responses {
             let bytes = resp.to_bytes();
@@ -756,7 +1033,18 @@ mod tests {
 
     #[test]
     fn unknown_tags_and_versions() {
-        assert_eq!(Request::decode(&[0x10]), Err(DecodeError::UnknownTag(0x10)));
+        assert_eq!(Request::decode(&[0x1f]), Err(DecodeError::UnknownTag(0x1f)));
+        // Sealed forwards of any other length, and empty or oversized
+        // status queries, are refused before allocation.
+        let mut odd = vec![0x12];
+        odd.extend_from_slice(&[0; 100]);
+        assert!(Request::decode(&odd).is_err());
+        assert!(Request::decode(&[0x13, 0]).is_err());
+        let mut many = vec![0x13, 65];
+        many.extend_from_slice(&[0; 65 * 16]);
+        assert!(Request::decode(&many).is_err());
+        assert!(Response::decode(&[0x48, 1, 4, 0, 0]).is_err());
+        assert!(Response::decode(&[0x48, 1, 5, 0, 0]).is_err());
         assert_eq!(Response::decode(&[0x00]), Err(DecodeError::UnknownTag(0)));
         assert_eq!(Request::decode(&[]), Err(DecodeError::Truncated));
         assert_eq!(negotiate_version(1, 3), Ok(1));

@@ -271,6 +271,10 @@ pub(crate) mod labels {
     pub(crate) const RATCHET_BODY: &str = "enlace/v1/ratchet-body";
     pub(crate) const NUCLEUS_OP: &str = "enlace/v1/nucleus-op";
     pub(crate) const NUCLEUS_INTRODUCTION: &str = "enlace/v1/nucleus-introduction";
+    pub(crate) const RELAY_KEY: &str = "enlace/v1/relay-key";
+    pub(crate) const FORWARD_KEY: &str = "enlace/v1/forward-key";
+    pub(crate) const FORWARD_AAD: &str = "enlace/v1/forward";
+    pub(crate) const FORWARD_ID: &str = "enlace/v1/forward-id";
 }
 
 /// What a nucleus (group) signature covers: the client signs membership

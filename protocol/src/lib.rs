@@ -12,6 +12,8 @@
 //! - [`envelope`]: the signed, padded envelope a relay stores and forwards;
 //! - [`command`]: the client-relay command set (requests and responses);
 //! - [`delivery`]: the relay's per-mailbox re-encryption of deliveries;
+//! - [`forward`]: relay-to-relay forwarding: a relay's signed forwarding
+//!   key and sends sealed to it;
 //! - [`session`]: end-to-end sessions: invitations, the hybrid
 //!   post-quantum handshake and the Double Ratchet;
 //! - [`limits`]: every bound, with the reason for it.
@@ -38,6 +40,7 @@ pub mod command;
 pub mod delivery;
 pub mod envelope;
 mod error;
+pub mod forward;
 pub mod frame;
 pub mod keys;
 pub mod limits;

@@ -32,6 +32,10 @@ pub const MAX_ENVELOPE_LEN: usize = ENVELOPE_OVERHEAD + BODY_LARGE;
 /// rejected before any allocation.
 pub const MAX_FRAME_LEN: usize = MAX_ENVELOPE_LEN + 1024;
 
+/// Forward ids one status query may name: a client asks about what it
+/// queued since it last looked, a few dozen at most; the answer stays tiny.
+pub const MAX_FORWARD_STATUS_IDS: usize = 64;
+
 /// Bytes of the frame length prefix (big-endian `u32`).
 pub const FRAME_HEADER_LEN: usize = 4;
 
@@ -45,6 +49,11 @@ pub const SAFETY_NUMBER_ITERATIONS: u32 = 5200;
 
 const _: () = assert!(BodySize::Large.len() == BODY_LARGE);
 const _: () = assert!(crate::delivery::MAX_SEALED_LEN < MAX_FRAME_LEN);
+// The largest forward: tag, longest address, forward id, sealed large send.
+const _: () = assert!(
+    1 + 32 + 1 + MAX_HOST_LEN + 2 + 16 + crate::forward::sealed_len(BodySize::Large)
+        <= MAX_FRAME_LEN
+);
 
 /// Message keys a receiver derives ahead in one chain to reach a counter it
 /// has not seen: out-of-order delivery over a store-and-forward relay rarely

@@ -83,7 +83,7 @@ fn response_tags_and_error_codes() {
         .iter()
         .map(|r| (r[1].replace(' ', "_"), r[0].parse().unwrap()))
         .collect();
-    assert_eq!(codes.len(), 10);
+    assert_eq!(codes.len(), 13);
     for v in vectors("responses.json") {
         let name = v["name"].as_str().unwrap();
         let payload = hex::decode(v["payload"].as_str().unwrap()).unwrap();
@@ -120,6 +120,10 @@ fn limits_table() {
     assert_eq!(value("MAX_ENVELOPE_LEN"), limits::MAX_ENVELOPE_LEN);
     assert_eq!(value("MAX_FRAME_LEN"), limits::MAX_FRAME_LEN);
     assert_eq!(value("MAX_HOST_LEN"), limits::MAX_HOST_LEN);
+    assert_eq!(
+        value("MAX_FORWARD_STATUS_IDS"),
+        limits::MAX_FORWARD_STATUS_IDS
+    );
     assert_eq!(
         value("SAFETY_NUMBER_ITERATIONS"),
         limits::SAFETY_NUMBER_ITERATIONS as usize

@@ -10,11 +10,15 @@
 use std::convert::Infallible;
 use std::path::PathBuf;
 
-use enlace_protocol::command::{ConnectionBinding, EndReason, RelayError, Request, Response};
+use enlace_protocol::address::RelayAddress;
+use enlace_protocol::command::{
+    ConnectionBinding, EndReason, Forward, ForwardId, ForwardState, RelayError, Request, Response,
+};
 use enlace_protocol::delivery::{DeliveryKey, DhKeyPair};
 use enlace_protocol::envelope::{CoarseTime, Envelope, MailboxId, MessageId};
+use enlace_protocol::forward::{ForwardKey, RelayKey, seal_send};
 use enlace_protocol::frame::{decode_frame, encode_frame};
-use enlace_protocol::keys::{PublicKey, SafetyNumber, SigningKeyPair};
+use enlace_protocol::keys::{Fingerprint, PublicKey, SafetyNumber, SigningKeyPair};
 use enlace_protocol::limits::{BODY_LARGE, BODY_MEDIUM, BODY_SMALL, MAX_FRAME_LEN};
 use enlace_protocol::{DecodeError, Error};
 use serde_json::{Value, json};
@@ -91,6 +95,9 @@ const RECEIVE_ID: [u8; 16] = [0xa1; 16];
 const RECIPIENT_DH: [u8; 32] = [0x11; 32];
 const RELAY_DH_SECRET: [u8; 32] = [0x22; 32];
 const NONCE: [u8; 24] = [0x33; 24];
+const FORWARD_DH_SECRET: [u8; 32] = [0x44; 32];
+const EPH_SECRET: [u8; 32] = [0x55; 32];
+const RELAY_KEY_EXPIRES: u64 = 1_900_000_000;
 
 /// The name an implementation reports for a rejection.
 fn error_name(e: &Error) -> &'static str {
@@ -216,6 +223,160 @@ fn sample_requests() -> Vec<(&'static str, Request)> {
             Request::ack(rid, MessageId([0xb2; 16]), &recipient, &binding),
         ),
         ("delete", Request::delete(rid, &recipient, &binding)),
+        (
+            "fetch_relay_key",
+            Request::FetchRelayKey {
+                destination: sample_destination(),
+            },
+        ),
+        (
+            "forward",
+            Request::Forward(Forward {
+                destination: sample_destination(),
+                forward_id: ForwardId([0xf1; 16]),
+                sealed: sample_forward().1,
+            }),
+        ),
+        (
+            "relay_deliver",
+            Request::RelayDeliver {
+                sealed: sample_forward().1,
+            },
+        ),
+        (
+            "forward_status",
+            Request::ForwardStatus {
+                ids: vec![ForwardId([0xf1; 16]), ForwardId([0xf2; 16])],
+            },
+        ),
+    ]
+}
+
+/// The destination relay of the forwarding vectors: its identity and
+/// forwarding key.
+fn forward_relay() -> (SigningKeyPair, DhKeyPair) {
+    (
+        SigningKeyPair::from_secret_bytes(&seed(30)),
+        DhKeyPair::from_secret_bytes(FORWARD_DH_SECRET),
+    )
+}
+
+fn sample_destination() -> RelayAddress {
+    let (relay, _) = forward_relay();
+    RelayAddress::new(relay.public().relay_fingerprint(), "relay.example", 4433).unwrap()
+}
+
+/// The relay key bundle and a sealed forward of the small sample envelope,
+/// with a fixed ephemeral secret and nonce.
+fn sample_forward() -> (RelayKey, Vec<u8>) {
+    let (relay, fdh) = forward_relay();
+    let bundle = RelayKey::sign(&relay, *fdh.public(), RELAY_KEY_EXPIRES);
+    let (_, env) = sample_envelope(BODY_SMALL, 0);
+    let mut rng = Replay([EPH_SECRET.as_slice(), &NONCE].concat(), 0);
+    let sealed = seal_send(
+        &mut rng,
+        &relay.public().relay_fingerprint(),
+        fdh.public(),
+        &env,
+    )
+    .unwrap();
+    (bundle, sealed)
+}
+
+fn gen_forward() -> Vec<Value> {
+    let (relay, fdh) = forward_relay();
+    let (bundle, sealed) = sample_forward();
+    let (_, env) = sample_envelope(BODY_SMALL, 0);
+    let mut bundle_bytes = Vec::new();
+    bundle.encode(&mut bundle_bytes);
+    vec![json!({
+        "relay_seed": hex::encode(*relay.secret_bytes()),
+        "relay_fingerprint": hex::encode(relay.public().relay_fingerprint().0),
+        "forward_dh_secret": hex::encode(FORWARD_DH_SECRET),
+        "forward_dh": hex::encode(fdh.public()),
+        "expires": RELAY_KEY_EXPIRES,
+        "relay_key": hex::encode(bundle_bytes),
+        "eph_secret": hex::encode(EPH_SECRET),
+        "nonce": hex::encode(NONCE),
+        "envelope": hex::encode(env.as_bytes()),
+        "sealed": hex::encode(sealed),
+    })]
+}
+
+fn gen_fail_forward() -> Vec<Value> {
+    let (relay, _) = forward_relay();
+    let (bundle, sealed) = sample_forward();
+    let mut bundle_bytes = Vec::new();
+    bundle.encode(&mut bundle_bytes);
+    let fp = hex::encode(relay.public().relay_fingerprint().0);
+    let k = json!({
+        "relay_fingerprint": fp,
+        "forward_dh_secret": hex::encode(FORWARD_DH_SECRET),
+        "now": RELAY_KEY_EXPIRES - 1,
+    });
+    let mut flipped = sealed.clone();
+    flipped[100] ^= 1;
+    let mut other_relay = k.clone();
+    other_relay["relay_fingerprint"] = json!(hex::encode(
+        SigningKeyPair::from_secret_bytes(&seed(31))
+            .public()
+            .relay_fingerprint()
+            .0
+    ));
+    let mut expired = k.clone();
+    expired["now"] = json!(RELAY_KEY_EXPIRES);
+    let mut swapped_key = bundle_bytes.clone();
+    swapped_key[40] ^= 1;
+    vec![
+        fail(
+            "tampered",
+            "forward",
+            &flipped,
+            "verification_failed",
+            k.clone(),
+        ),
+        fail(
+            "other_destination",
+            "forward",
+            &sealed,
+            "verification_failed",
+            other_relay.clone(),
+        ),
+        fail(
+            "odd_length",
+            "forward",
+            &sealed[..sealed.len() - 1],
+            "invalid_field",
+            k.clone(),
+        ),
+        fail(
+            "bundle_of_another_relay",
+            "relay_key",
+            &bundle_bytes,
+            "verification_failed",
+            other_relay,
+        ),
+        fail(
+            "bundle_expired",
+            "relay_key",
+            &bundle_bytes,
+            "verification_failed",
+            expired,
+        ),
+        fail(
+            "bundle_key_swapped",
+            "relay_key",
+            &swapped_key,
+            "verification_failed",
+            k.clone(),
+        ),
+        fail(
+            "bundle_truncated",
+            "relay_key",
+            &bundle_bytes[..100],
+            "truncated",
+            k,
+        ),
     ]
 }
 
@@ -283,6 +444,33 @@ fn gen_responses() -> Vec<Value> {
         (
             "error_unknown_command",
             Response::Error(RelayError::UnknownCommand),
+        ),
+        (
+            "error_not_own_client",
+            Response::Error(RelayError::NotOwnClient),
+        ),
+        (
+            "error_forward_queue_full",
+            Response::Error(RelayError::ForwardQueueFull),
+        ),
+        (
+            "error_unreachable",
+            Response::Error(RelayError::Unreachable),
+        ),
+        (
+            "relay_key",
+            Response::RelayKey(Box::new(sample_forward().0)),
+        ),
+        ("queued", Response::Queued),
+        (
+            "forward_status",
+            Response::ForwardStatus(vec![
+                ForwardState::Unknown,
+                ForwardState::Queued,
+                ForwardState::Stored,
+                ForwardState::Expired,
+                ForwardState::Refused(4),
+            ]),
         ),
     ]
     .into_iter()
@@ -481,9 +669,9 @@ fn gen_fail_requests() -> Vec<Value> {
     vec![
         fail("empty", "request", &[], "truncated", none.clone()),
         fail(
-            "forwarding_tag_unknown",
+            "reserved_forwarding_tag_unknown",
             "request",
-            &[0x10],
+            &[0x1f],
             "unknown_tag",
             none.clone(),
         ),
@@ -639,6 +827,16 @@ fn regenerate() {
         "Sealed deliveries that must not open",
         gen_fail_delivery(),
     );
+    save(
+        "forward.json",
+        "A relay key bundle and a sealed forward with a fixed ephemeral secret and nonce",
+        gen_forward(),
+    );
+    save(
+        "fail_forward.json",
+        "Sealed forwards that must not open and relay key bundles that must not verify",
+        gen_fail_forward(),
+    );
 }
 
 // ------------------------------------------------------------------ checking
@@ -727,7 +925,7 @@ fn envelopes() {
 #[test]
 fn requests() {
     let vectors = load("requests.json");
-    assert_eq!(vectors.len(), 7);
+    assert_eq!(vectors.len(), 11);
     for (v, (name, expected)) in vectors.iter().zip(sample_requests()) {
         assert_eq!(v["name"].as_str().unwrap(), name);
         let payload = h(&v["payload"]);
@@ -751,7 +949,7 @@ fn requests() {
 #[test]
 fn responses() {
     let vectors = load("responses.json");
-    assert!(vectors.len() >= 17);
+    assert!(vectors.len() >= 23);
     for v in vectors {
         let payload = h(&v["payload"]);
         let decoded = Response::decode(&payload).unwrap_or_else(|e| panic!("{}: {e}", v["name"]));
@@ -784,6 +982,33 @@ fn delivery() {
     }
 }
 
+#[test]
+fn forward() {
+    for v in load("forward.json") {
+        let relay = SigningKeyPair::from_secret_bytes(&a32(&v["relay_seed"]));
+        let fp = Fingerprint(a32(&v["relay_fingerprint"]));
+        assert_eq!(relay.public().relay_fingerprint(), fp);
+        let fdh = DhKeyPair::from_secret_bytes(a32(&v["forward_dh_secret"]));
+        assert_eq!(fdh.public(), &a32(&v["forward_dh"]));
+        let expires = v["expires"].as_u64().unwrap();
+        let bundle = RelayKey::decode(&h(&v["relay_key"])).unwrap();
+        let mut again = Vec::new();
+        bundle.encode(&mut again);
+        assert_eq!(again, h(&v["relay_key"]));
+        assert_eq!(
+            RelayKey::sign(&relay, *fdh.public(), expires),
+            bundle,
+            "ed25519 signatures are deterministic"
+        );
+        assert_eq!(bundle.verify(&fp, expires - 1).unwrap(), *fdh.public());
+        let env = Envelope::decode(&h(&v["envelope"])).unwrap();
+        let mut rng = Replay([h(&v["eph_secret"]), h(&v["nonce"])].concat(), 0);
+        let sealed = seal_send(&mut rng, &fp, fdh.public(), &env).unwrap();
+        assert_eq!(sealed, h(&v["sealed"]));
+        assert_eq!(ForwardKey::new(fdh, fp).open(&sealed).unwrap(), env);
+    }
+}
+
 fn check_fail(v: &Value) -> Result<(), Error> {
     let input = h(&v["input"]);
     match v["kind"].as_str().unwrap() {
@@ -805,6 +1030,19 @@ fn check_fail(v: &Value) -> Result<(), Error> {
             }
         }
         "response" => Response::decode(&input).map(|_| ()).map_err(Error::from),
+        "forward" => {
+            let key = ForwardKey::new(
+                DhKeyPair::from_secret_bytes(a32(&v["forward_dh_secret"])),
+                Fingerprint(a32(&v["relay_fingerprint"])),
+            );
+            key.open(&input).map(|_| ())
+        }
+        "relay_key" => RelayKey::decode(&input)?
+            .verify(
+                &Fingerprint(a32(&v["relay_fingerprint"])),
+                v["now"].as_u64().unwrap(),
+            )
+            .map(|_| ()),
         "delivery" => {
             let key = DeliveryKey::from_bytes(a32(&v["delivery_key"]));
             key.open(&MailboxId(a16(&v["receive_id"])), &input)
@@ -823,6 +1061,7 @@ fn fail_vectors_are_rejected_with_the_stated_error() {
         "fail_requests.json",
         "fail_responses.json",
         "fail_delivery.json",
+        "fail_forward.json",
     ] {
         for v in load(file) {
             let name = format!("{file}/{}", v["name"].as_str().unwrap());
@@ -854,6 +1093,8 @@ fn every_testdata_file_is_checked() {
         "fail_requests.json",
         "fail_responses.json",
         "fail_delivery.json",
+        "forward.json",
+        "fail_forward.json",
     ];
     for entry in std::fs::read_dir(dir()).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
-use crate::core::{DEFAULT_QUOTA, DEFAULT_TTL_SECS, FIRST_CONTACT_LIMIT, Limits};
+use crate::core::{
+    DEFAULT_FORWARD_QUEUE_LIMIT, DEFAULT_QUOTA, DEFAULT_TTL_SECS, FIRST_CONTACT_LIMIT, Limits,
+};
 
 /// Default UDP listen address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:4433";
@@ -77,9 +79,14 @@ pub struct Settings {
     /// Default: 128.
     #[arg(long)]
     pub quota: Option<u32>,
-    /// Seconds an envelope is kept after it arrived. Default: 1814400 (21 days).
+    /// Seconds an envelope is kept after it arrived, and a forward to
+    /// another relay is retried. Default: 1814400 (21 days).
     #[arg(long)]
     pub ttl_secs: Option<u64>,
+    /// Forwards this relay queues for one unreachable destination relay;
+    /// clients past it get a "forward queue full" error. Default: 4096.
+    #[arg(long)]
+    pub forward_queue_limit: Option<u32>,
     /// Seconds between sweeps that delete expired envelopes. Default: 60.
     #[arg(long)]
     pub sweep_interval_secs: Option<u64>,
@@ -221,10 +228,11 @@ impl Settings {
             quota: pick!(quota).unwrap_or(DEFAULT_QUOTA),
             ttl_secs: pick!(ttl_secs).unwrap_or(DEFAULT_TTL_SECS),
             first_contact_limit: pick!(first_contact_limit).unwrap_or(FIRST_CONTACT_LIMIT),
+            forward_queue_limit: pick!(forward_queue_limit).unwrap_or(DEFAULT_FORWARD_QUEUE_LIMIT),
         };
-        if limits.quota == 0 || limits.ttl_secs == 0 {
+        if limits.quota == 0 || limits.ttl_secs == 0 || limits.forward_queue_limit == 0 {
             return Err(ConfigError::Invalid(
-                "quota and ttl-secs must be at least 1".into(),
+                "quota, ttl-secs and forward-queue-limit must be at least 1".into(),
             ));
         }
         let config = Config {

@@ -10,12 +10,20 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use enlace_protocol::command::{ConnectionBinding, RelayError, Request, Response};
+use enlace_protocol::address::RelayAddress;
+use enlace_protocol::command::{
+    ConnectionBinding, ForwardId, ForwardState, RelayError, Request, Response,
+};
 use enlace_protocol::delivery::DeliveryKey;
 use enlace_protocol::envelope::{MailboxId, MessageId};
+use enlace_protocol::forward::RelayKey;
 use enlace_protocol::keys::PublicKey;
 use enlace_protocol::{PROTOCOL_VERSION, command::negotiate_version};
 
+use crate::identity::Identity;
+use crate::store::forward::{
+    Enqueue, ForwardRecord, STATE_EXPIRED, STATE_QUEUED, STATE_REFUSED, STATE_STORED,
+};
 use crate::store::{MailboxRecord, Store, StoreError, WriteOp, WriteOutcome};
 
 /// Default per-mailbox quota: a week of steady chat for a busy member
@@ -46,15 +54,31 @@ pub const HOST_CREATE_BURST: u32 = 64;
 /// forgotten; a forgotten bucket is the same as a new one.
 const HOST_TABLE_PRUNE_AT: usize = 4096;
 
+/// Forwards queued for one destination relay: a few days of a busy
+/// nucleus's traffic to a blocked relay, small enough that one client
+/// cannot fill the disk through one destination.
+pub const DEFAULT_FORWARD_QUEUE_LIMIT: u32 = 4096;
+/// Forwards queued for all destinations together (an own client could
+/// otherwise name many made-up destinations): about 280 MiB of small ones.
+pub const FORWARD_QUEUE_TOTAL: u64 = 131_072;
+/// Seconds a forward's final state (stored, refused, expired) is kept for
+/// status queries: a client offline for a week still learns it.
+pub const FORWARD_STATUS_KEEP_SECS: u64 = 7 * 24 * 3600;
+/// Lifetime of a signed relay key bundle: clients may cache it this long.
+pub const RELAY_KEY_VALIDITY_SECS: u64 = 30 * 24 * 3600;
+
 /// Limits the core enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Envelopes per mailbox.
     pub quota: u32,
-    /// Envelope lifetime from its arrival at this relay.
+    /// Envelope lifetime from its arrival at this relay; also how long a
+    /// forward waits in the queue.
     pub ttl_secs: u64,
     /// Unsigned envelopes per unsecured mailbox.
     pub first_contact_limit: u32,
+    /// Forwards queued per destination relay.
+    pub forward_queue_limit: u32,
 }
 
 impl Default for Limits {
@@ -63,6 +87,7 @@ impl Default for Limits {
             quota: DEFAULT_QUOTA,
             ttl_secs: DEFAULT_TTL_SECS,
             first_contact_limit: FIRST_CONTACT_LIMIT,
+            forward_queue_limit: DEFAULT_FORWARD_QUEUE_LIMIT,
         }
     }
 }
@@ -111,6 +136,8 @@ pub struct ConnState {
 #[derive(Debug)]
 struct ConnInner {
     hello: bool,
+    /// Created a mailbox here or proved it holds one: may forward.
+    own: bool,
     first_contact: Bucket,
     creates: Bucket,
 }
@@ -164,6 +191,7 @@ impl ConnState {
             binding,
             inner: Mutex::new(ConnInner {
                 hello: false,
+                own: false,
                 first_contact: Bucket::new(FIRST_CONTACT_BURST, FIRST_CONTACT_REFILL_SECS, now),
                 creates: Bucket::new(CREATE_BURST, CREATE_REFILL_SECS, now),
             }),
@@ -193,6 +221,16 @@ impl ConnState {
 
     fn hello_done(&self) -> bool {
         self.lock().hello
+    }
+
+    /// Marks the connection as one of this relay's own clients.
+    pub fn mark_own(&self) {
+        self.lock().own = true;
+    }
+
+    /// True once the connection created or proved a mailbox here.
+    pub fn is_own(&self) -> bool {
+        self.lock().own
     }
 
     /// Takes one unsigned-send token, or says how long to wait.
@@ -230,6 +268,12 @@ pub enum Step {
         /// Its delivery key.
         delivery_key: DeliveryKey,
     },
+    /// Fetch another relay's signed key over a relay-to-relay connection
+    /// and answer with it.
+    FetchRelayKey {
+        /// The relay.
+        destination: RelayAddress,
+    },
 }
 
 /// The answer to a committed write.
@@ -264,6 +308,13 @@ pub enum Then {
         /// Mailbox.
         receive_id: MailboxId,
     },
+    /// A forward was queued (or was known already).
+    Forwarded {
+        /// The client's id for it.
+        forward_id: ForwardId,
+        /// The destination's fingerprint.
+        destination: [u8; 32],
+    },
 }
 
 /// One sealed delivery.
@@ -282,6 +333,7 @@ pub struct Delivery {
 pub struct Core<S: ?Sized> {
     store: Arc<S>,
     limits: Limits,
+    identity: Option<Arc<Identity>>,
 }
 
 /// Maps a storage failure to what the client is told.
@@ -299,7 +351,47 @@ fn error(e: RelayError) -> Step {
 impl<S: Store + ?Sized> Core<S> {
     /// A core over `store`.
     pub fn new(store: Arc<S>, limits: Limits) -> Self {
-        Self { store, limits }
+        Self {
+            store,
+            limits,
+            identity: None,
+        }
+    }
+
+    /// The same core, able to publish its relay key and open forwards
+    /// sealed to `identity`.
+    pub fn with_identity(mut self, identity: Arc<Identity>) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    fn identity(&self) -> Result<&Identity, RelayError> {
+        // A core without an identity (unit tests) does not forward.
+        self.identity.as_deref().ok_or(RelayError::UnknownCommand)
+    }
+
+    /// The signed relay key bundle, valid from `now`.
+    pub fn relay_key(&self, now: u64) -> Result<RelayKey, RelayError> {
+        let id = self.identity()?;
+        Ok(RelayKey::sign(
+            id.key(),
+            *id.forward_key().public(),
+            now.saturating_add(RELAY_KEY_VALIDITY_SECS),
+        ))
+    }
+
+    /// What a status record says to the client.
+    pub fn forward_state(record: Option<ForwardRecord>) -> ForwardState {
+        match record {
+            None => ForwardState::Unknown,
+            Some(r) => match r.state {
+                STATE_QUEUED => ForwardState::Queued,
+                STATE_STORED => ForwardState::Stored,
+                STATE_EXPIRED => ForwardState::Expired,
+                STATE_REFUSED => ForwardState::Refused(r.code),
+                _ => ForwardState::Unknown,
+            },
+        }
     }
 
     /// The store.
@@ -389,6 +481,7 @@ impl<S: Store + ?Sized> Core<S> {
             Request::Secure(signed) => {
                 let rec = self.load(&signed.unverified().receive_id)?;
                 let cmd = verify(&signed, binding, &rec)?;
+                conn.mark_own();
                 Step::Write {
                     op: WriteOp::Secure {
                         receive_id: cmd.receive_id,
@@ -434,6 +527,7 @@ impl<S: Store + ?Sized> Core<S> {
             Request::Subscribe(signed) => {
                 let rec = self.load(&signed.unverified().receive_id)?;
                 let cmd = verify(&signed, binding, &rec)?;
+                conn.mark_own();
                 Step::Subscribe {
                     receive_id: cmd.receive_id,
                     delivery_key: DeliveryKey::from_bytes(rec.delivery_key),
@@ -442,6 +536,7 @@ impl<S: Store + ?Sized> Core<S> {
             Request::Ack(signed) => {
                 let rec = self.load(&signed.unverified().receive_id)?;
                 let cmd = verify(&signed, binding, &rec)?;
+                conn.mark_own();
                 Step::Write {
                     op: WriteOp::Ack {
                         receive_id: cmd.receive_id,
@@ -468,6 +563,65 @@ impl<S: Store + ?Sized> Core<S> {
             Request::Hello { .. } => Step::Reply(Response::Hello {
                 version: PROTOCOL_VERSION,
             }),
+            Request::FetchRelayKey { destination } => {
+                let me = self.identity()?.fingerprint();
+                if *destination.fingerprint() == me {
+                    Step::Reply(Response::RelayKey(Box::new(self.relay_key(now)?)))
+                } else if conn.is_own() {
+                    Step::FetchRelayKey { destination }
+                } else {
+                    return Err(RelayError::NotOwnClient);
+                }
+            }
+            Request::Forward(forward) => {
+                let me = self.identity()?.fingerprint();
+                if !conn.is_own() {
+                    return Err(RelayError::NotOwnClient);
+                }
+                if *forward.destination.fingerprint() == me {
+                    // A mailbox here is reached with a plain send.
+                    return Err(RelayError::Malformed);
+                }
+                let destination = forward.destination.fingerprint().0;
+                let mut address = Vec::new();
+                forward.destination.encode(&mut address);
+                Step::Write {
+                    op: WriteOp::ForwardEnqueue(Box::new(Enqueue {
+                        forward_id: forward.forward_id,
+                        destination_fp: destination,
+                        destination: address,
+                        sealed: forward.sealed,
+                        arrival: now,
+                        deadline: now.saturating_add(self.limits.ttl_secs),
+                        per_destination: self.limits.forward_queue_limit,
+                        total: FORWARD_QUEUE_TOTAL,
+                    })),
+                    then: Then::Forwarded {
+                        forward_id: forward.forward_id,
+                        destination,
+                    },
+                }
+            }
+            Request::RelayDeliver { sealed } => {
+                // Any failure to open is one coarse refusal.
+                let envelope = self
+                    .identity()?
+                    .forward_key()
+                    .open(&sealed)
+                    .map_err(|_| RelayError::Auth)?;
+                return self.handle_command(conn, Request::Send(envelope), now);
+            }
+            Request::ForwardStatus { ids } => {
+                if !conn.is_own() {
+                    return Err(RelayError::NotOwnClient);
+                }
+                let mut states = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    let record = self.store.forward_status(id).map_err(|e| store_error(&e))?;
+                    states.push(Self::forward_state(record));
+                }
+                Step::Reply(Response::ForwardStatus(states))
+            }
             _ => return Err(RelayError::UnknownCommand),
         })
     }
@@ -498,6 +652,13 @@ impl<S: Store + ?Sized> Core<S> {
             // delivery is at-least-once and acks may be retried.
             (Then::Acked { .. }, WriteOutcome::Done | WriteOutcome::NotFound) => Response::Ok,
             (Then::Secured | Then::Deleted { .. }, WriteOutcome::Done) => Response::Ok,
+            // The driver then waits briefly for the destination's answer.
+            (Then::Forwarded { .. }, WriteOutcome::Stored { .. } | WriteOutcome::Duplicate) => {
+                Response::Queued
+            }
+            (Then::Forwarded { .. }, WriteOutcome::Quota) => {
+                Response::Error(RelayError::ForwardQueueFull)
+            }
             (_, WriteOutcome::UnknownMailbox) => Response::Error(RelayError::UnknownMailbox),
             (_, WriteOutcome::Quota) => Response::Error(RelayError::Quota),
             (_, WriteOutcome::Refused) => Response::Error(RelayError::Auth),
@@ -548,10 +709,14 @@ impl<S: Store + ?Sized> Core<S> {
                     .apply(std::slice::from_ref(&op))
                     .and_then(|mut o| o.pop().ok_or(StoreError::Corrupt("empty batch result")));
                 let resp = Self::finish(&then, outcome);
+                if matches!(resp, Response::MailboxCreated { .. }) {
+                    conn.mark_own();
+                }
                 (resp.clone(), Step::Reply(resp))
             }
             Step::Reply(r) => (r.clone(), Step::Reply(r)),
             step @ Step::Subscribe { .. } => (Response::Ok, step),
+            step @ Step::FetchRelayKey { .. } => (Response::Error(RelayError::Unreachable), step),
         }
     }
 }
@@ -931,5 +1096,151 @@ mod tests {
         let out = w.core.store().apply(&[w.core.expiry_op(at, 100)]).unwrap();
         assert_eq!(out, vec![WriteOutcome::Expired { count: 1 }]);
         assert_eq!(w.core.store().stats().unwrap().envelopes, 1);
+    }
+
+    #[test]
+    fn forwarding_is_for_own_clients_and_relay_deliver_is_a_send() {
+        use enlace_protocol::command::{Forward, ForwardId, ForwardState};
+        use enlace_protocol::forward::seal_send;
+        use enlace_protocol::keys::Fingerprint;
+
+        let dir = tempfile::tempdir().unwrap();
+        let id = Arc::new(Identity::load_or_create(dir.path()).unwrap());
+        let w = world(Limits::default());
+        secure(&w);
+        let limits = Limits {
+            forward_queue_limit: 1,
+            ..Limits::default()
+        };
+        let core = Core::new(w.core.store().clone(), limits).with_identity(id.clone());
+        let me = RelayAddress::new(id.fingerprint(), "127.0.0.1", 4433).unwrap();
+        let other = RelayAddress::new(Fingerprint([5; 32]), "127.0.0.1", 9).unwrap();
+
+        // A stranger gets this relay's own key, and nothing else.
+        let stranger = ConnState::new(ConnectionBinding([2; 32]), NOW);
+        core.handle_now(&stranger, Request::hello(), NOW);
+        let own_key = match core
+            .handle_now(
+                &stranger,
+                Request::FetchRelayKey {
+                    destination: me.clone(),
+                },
+                NOW,
+            )
+            .0
+        {
+            Response::RelayKey(k) => k,
+            r => panic!("{r:?}"),
+        };
+        let forward_dh = own_key.verify(&id.fingerprint(), NOW).unwrap();
+        let sealed = |env: &Envelope| {
+            seal_send(&mut rand::rng(), &id.fingerprint(), &forward_dh, env).unwrap()
+        };
+        let forward = |fid: u8, sealed: Vec<u8>, to: &RelayAddress| {
+            Request::Forward(Forward {
+                destination: to.clone(),
+                forward_id: ForwardId([fid; 16]),
+                sealed,
+            })
+        };
+        let env = envelope(&w, &w.sender, 1);
+        for req in [
+            Request::FetchRelayKey {
+                destination: other.clone(),
+            },
+            forward(1, sealed(&env), &other),
+            Request::ForwardStatus {
+                ids: vec![ForwardId([1; 16])],
+            },
+        ] {
+            assert_eq!(
+                core.handle_now(&stranger, req, NOW).0,
+                Response::Error(RelayError::NotOwnClient)
+            );
+        }
+
+        // Anyone may deliver a sealed send; it is handled as that send.
+        assert_eq!(
+            core.handle_now(
+                &stranger,
+                Request::RelayDeliver {
+                    sealed: sealed(&env)
+                },
+                NOW
+            )
+            .0,
+            Response::Stored
+        );
+        let delivered = core
+            .deliveries(&w.receive_id, &w.key, None, NOW, 10)
+            .unwrap();
+        assert_eq!(delivered.len(), 1);
+        assert_eq!(delivered[0].message_id, env.message_id());
+        let mut tampered = sealed(&envelope(&w, &w.sender, 2));
+        tampered[60] ^= 1;
+        assert_eq!(
+            core.handle_now(&stranger, Request::RelayDeliver { sealed: tampered }, NOW)
+                .0,
+            Response::Error(RelayError::Auth)
+        );
+        // A stranger's signature inside is refused like a direct send.
+        let forged = sealed(&envelope(
+            &w,
+            &SigningKeyPair::from_secret_bytes(&[9; 32]),
+            3,
+        ));
+        assert_eq!(
+            core.handle_now(&stranger, Request::RelayDeliver { sealed: forged }, NOW)
+                .0,
+            Response::Error(RelayError::Auth)
+        );
+
+        // The connection that created a mailbox is an own client: its
+        // forward is queued, the queue limit holds, a forward to this relay
+        // itself is refused.
+        assert!(w.conn.is_own());
+        assert_eq!(
+            core.handle_now(&w.conn, forward(1, sealed(&env), &other), NOW)
+                .0,
+            Response::Queued
+        );
+        assert_eq!(
+            core.handle_now(&w.conn, forward(1, sealed(&env), &other), NOW)
+                .0,
+            Response::Queued
+        );
+        assert_eq!(
+            core.handle_now(&w.conn, forward(2, sealed(&env), &other), NOW)
+                .0,
+            Response::Error(RelayError::ForwardQueueFull)
+        );
+        assert_eq!(
+            core.handle_now(&w.conn, forward(3, sealed(&env), &me), NOW)
+                .0,
+            Response::Error(RelayError::Malformed)
+        );
+        assert_eq!(
+            core.handle_now(
+                &w.conn,
+                Request::ForwardStatus {
+                    ids: vec![ForwardId([1; 16]), ForwardId([2; 16])]
+                },
+                NOW
+            )
+            .0,
+            Response::ForwardStatus(vec![ForwardState::Queued, ForwardState::Unknown])
+        );
+        // A recipient command proves ownership on another connection.
+        let other_conn = ConnState::new(ConnectionBinding([3; 32]), NOW);
+        core.handle_now(&other_conn, Request::hello(), NOW);
+        assert!(!other_conn.is_own());
+        let ack = Request::ack(
+            w.receive_id,
+            MessageId([0; 16]),
+            &w.recipient,
+            &other_conn.binding,
+        );
+        assert_eq!(core.handle_now(&other_conn, ack, NOW).0, Response::Ok);
+        assert!(other_conn.is_own());
     }
 }

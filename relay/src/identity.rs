@@ -13,14 +13,20 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use enlace_protocol::delivery::DhKeyPair;
+use enlace_protocol::forward::ForwardKey;
 use enlace_protocol::keys::{Fingerprint, PublicKey, SigningKeyPair};
 use pkcs8::pkcs8_v1;
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+use zeroize::Zeroizing;
 
 /// File name of the key (the 32-byte ed25519 seed).
 pub const KEY_FILE: &str = "relay.key";
 /// File name of the certificate (DER).
 pub const CERT_FILE: &str = "relay.crt";
+/// File name of the forwarding key (the 32-byte X25519 secret other
+/// relays' clients seal forwarded sends to; see `enlace_protocol::forward`).
+pub const FORWARD_KEY_FILE: &str = "forward.key";
 
 /// Why the identity could not be loaded or made.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +70,7 @@ pub enum IdentityError {
 pub struct Identity {
     key: SigningKeyPair,
     cert: CertificateDer<'static>,
+    forward: ForwardKey,
 }
 
 impl std::fmt::Debug for Identity {
@@ -128,7 +135,11 @@ impl Identity {
             }
             Err(e) => return Err(io(&cert_path)(e)),
         };
-        Ok(Self { key, cert })
+        let forward = ForwardKey::new(
+            load_or_create_forward_key(dir)?,
+            key.public().relay_fingerprint(),
+        );
+        Ok(Self { key, cert, forward })
     }
 
     /// Loads an existing identity without creating anything.
@@ -150,6 +161,11 @@ impl Identity {
         &self.key
     }
 
+    /// The forwarding key.
+    pub fn forward_key(&self) -> &ForwardKey {
+        &self.forward
+    }
+
     /// The certificate.
     pub fn cert(&self) -> &CertificateDer<'static> {
         &self.cert
@@ -158,6 +174,31 @@ impl Identity {
     /// The private key in PKCS#8 for rustls.
     pub fn pkcs8(&self) -> PrivatePkcs8KeyDer<'static> {
         PrivatePkcs8KeyDer::from(pkcs8_v1(&self.key.secret_bytes()))
+    }
+}
+
+/// The forwarding key: made once beside the relay key, 0600, never replaced
+/// silently (clients may hold a signed bundle for it).
+fn load_or_create_forward_key(dir: &Path) -> Result<DhKeyPair, IdentityError> {
+    let path = dir.join(FORWARD_KEY_FILE);
+    match fs::metadata(&path) {
+        Ok(meta) => {
+            if meta.permissions().mode() & 0o077 != 0 {
+                return Err(IdentityError::KeyPermissions(path));
+            }
+            let bytes = Zeroizing::new(fs::read(&path).map_err(io(&path))?);
+            let secret: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| IdentityError::KeyCorrupt(path.clone()))?;
+            Ok(DhKeyPair::from_secret_bytes(secret))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let pair = DhKeyPair::generate(&mut rand::rng());
+            write_private(dir, &path, pair.secret_bytes().as_slice())?;
+            Ok(pair)
+        }
+        Err(e) => Err(io(&path)(e)),
     }
 }
 

@@ -15,8 +15,10 @@
 //! - [`identity`]: the relay key and its self-signed certificate;
 //! - [`config`], [`metrics`], [`cli`]: settings, counters, the binary.
 //!
-//! It does not forward between relays yet, and it does not interpret
-//! envelope bodies.
+//! - [`forwarding`]: relay-to-relay forwarding: the pinned outgoing client
+//!   and the retry workers of the durable forward queue.
+//!
+//! It does not interpret envelope bodies.
 //!
 //! Specifications used: RFC 9000/9001 (QUIC, QUIC-TLS) via quinn, RFC 8446
 //! (TLS 1.3) and RFC 5705/8446 §7.5 (exporters) via rustls, RFC 8410
@@ -27,6 +29,7 @@
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod forwarding;
 pub mod identity;
 pub mod metrics;
 pub mod server;

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::store::Store;
 
 /// Rejection reasons, in the order of [`Metrics::rejections`].
-pub const REASONS: [&str; 11] = [
+pub const REASONS: [&str; 14] = [
     "malformed",
     "unsupported_version",
     "auth",
@@ -26,6 +26,9 @@ pub const REASONS: [&str; 11] = [
     "internal",
     "unknown_command",
     "connection_limit",
+    "not_own_client",
+    "forward_queue_full",
+    "unreachable",
 ];
 
 /// Relay counters.
@@ -37,6 +40,14 @@ pub struct Metrics {
     pub deposits: AtomicU64,
     /// Envelopes pushed to subscribers.
     pub deliveries: AtomicU64,
+    /// Forwards queued for other relays.
+    pub forwards_queued: AtomicU64,
+    /// Forwards another relay answered stored.
+    pub forwards_stored: AtomicU64,
+    /// Forwards another relay refused for good.
+    pub forwards_refused: AtomicU64,
+    /// Forwards that expired undelivered.
+    pub forwards_expired: AtomicU64,
     /// Refusals by reason.
     pub rejections: [AtomicU64; REASONS.len()],
 }
@@ -63,6 +74,9 @@ impl Metrics {
             RelayError::StorageFull => "storage_full",
             RelayError::RateLimited { .. } => "rate_limited",
             RelayError::UnknownCommand => "unknown_command",
+            RelayError::NotOwnClient => "not_own_client",
+            RelayError::ForwardQueueFull => "forward_queue_full",
+            RelayError::Unreachable => "unreachable",
             _ => "internal",
         };
         self.reject(reason);
@@ -113,6 +127,30 @@ impl Metrics {
             "Envelopes pushed to subscribers.",
             "counter",
             self.deliveries.load(Ordering::Relaxed),
+        );
+        gauge(
+            "enlace_forwards_queued_total",
+            "Forward requests accepted (a retried forward id counts again).",
+            "counter",
+            self.forwards_queued.load(Ordering::Relaxed),
+        );
+        gauge(
+            "enlace_forwards_stored_total",
+            "Forwards the destination relay answered stored.",
+            "counter",
+            self.forwards_stored.load(Ordering::Relaxed),
+        );
+        gauge(
+            "enlace_forwards_refused_total",
+            "Forwards the destination relay refused for good.",
+            "counter",
+            self.forwards_refused.load(Ordering::Relaxed),
+        );
+        gauge(
+            "enlace_forwards_expired_total",
+            "Forwards that expired before the destination accepted them.",
+            "counter",
+            self.forwards_expired.load(Ordering::Relaxed),
         );
         let _ = writeln!(
             out,

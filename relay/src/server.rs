@@ -21,6 +21,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::config::Config;
 use crate::core::{ConnState, Core, HostLimits, Step, Then, store_error};
+use crate::forwarding::Forwarder;
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, WriteOp, WriteOutcome};
@@ -327,6 +328,7 @@ impl Drop for InFlightGuard<'_> {
 struct Shared {
     core: Core<dyn Store>,
     writer: Writer,
+    forwarder: Arc<Forwarder>,
     registry: Registry,
     metrics: Arc<Metrics>,
     clock: Clock,
@@ -415,12 +417,23 @@ pub async fn run(
     let metrics = Arc::new(Metrics::default());
     let writer = Writer::spawn(store.clone()).map_err(|e| format!("cannot start writer: {e}"))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let clock = Clock::new(config.clock_offset_secs);
+    let forwarder = Forwarder::new(
+        endpoint.clone(),
+        writer.clone(),
+        store.clone(),
+        clock,
+        config.limits.ttl_secs,
+        shutdown_rx.clone(),
+        metrics.clone(),
+    );
     let shared = Arc::new(Shared {
-        core: Core::new(store.clone(), config.limits),
+        core: Core::new(store.clone(), config.limits).with_identity(Arc::new(identity)),
         writer,
+        forwarder: forwarder.clone(),
         registry: Registry::default(),
         metrics: metrics.clone(),
-        clock: Clock::new(config.clock_offset_secs),
+        clock,
         in_flight: InFlight::default(),
         streams: Arc::default(),
         draining: AtomicBool::new(false),
@@ -444,6 +457,7 @@ pub async fn run(
         ));
     }
     let sweeper = tokio::spawn(sweep(shared.clone(), config.sweep_interval_secs));
+    forwarder.resume();
 
     let running = Running {
         address,
@@ -825,6 +839,9 @@ impl StreamTask {
                 }
                 return Handled::Subscribe(receive_id, delivery_key);
             }
+            Step::FetchRelayKey { destination } => {
+                self.shared.forwarder.fetch_key(&destination).await
+            }
         };
         if let Response::Error(e) = &response {
             self.shared.metrics.reject_error(e);
@@ -844,6 +861,17 @@ impl StreamTask {
         }
         let registry = &self.shared.registry;
         match then {
+            Then::Created { .. } => self.state.mark_own(),
+            Then::Forwarded {
+                forward_id,
+                destination,
+            } => {
+                return self
+                    .shared
+                    .forwarder
+                    .answer(*forward_id, *destination)
+                    .await;
+            }
             Then::Deposited { receive_id } => {
                 self.shared.metrics.deposits.fetch_add(1, Ordering::Relaxed);
                 registry.new_envelope(receive_id);
@@ -986,6 +1014,24 @@ async fn sweep(shared: Arc<Shared>, interval_secs: u64) {
                     break;
                 }
             }
+        }
+        // Forwards past their TTL, and final states past their keep time.
+        let now = shared.clock.now();
+        let op = WriteOp::ForwardExpire {
+            now,
+            keep_until: now.saturating_add(crate::core::FORWARD_STATUS_KEEP_SECS),
+            limit: EXPIRY_BATCH,
+        };
+        match shared.writer.submit(op).await {
+            Ok(WriteOutcome::Expired { count }) if count > 0 => {
+                shared
+                    .metrics
+                    .forwards_expired
+                    .fetch_add(count as u64, Ordering::Relaxed);
+                tracing::info!("{count} forwards expired undelivered");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("forward expiry sweep failed: {e}"),
         }
     }
 }

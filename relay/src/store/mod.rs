@@ -13,8 +13,12 @@
 
 use std::fmt;
 
+use enlace_protocol::command::ForwardId;
 use enlace_protocol::envelope::{MAILBOX_ID_LEN, MESSAGE_ID_LEN, MailboxId, MessageId};
 
+use self::forward::{Enqueue, ForwardRecord, QueuedForward};
+
+pub mod forward;
 pub mod redb;
 #[cfg(feature = "sled")]
 pub mod sled;
@@ -215,6 +219,30 @@ pub enum WriteOp {
         /// Most envelopes to remove in this batch (bounds the commit size).
         limit: usize,
     },
+    /// Queue a sealed forward (`Stored`, `Duplicate` if the forward id is
+    /// known, `Quota` if a queue limit is reached).
+    ForwardEnqueue(Box<Enqueue>),
+    /// Take a queued forward out with its final state (`Done`, or
+    /// `NotFound` if it is no longer queued).
+    ForwardSettle {
+        /// The forward.
+        forward_id: ForwardId,
+        /// `forward::STATE_STORED` or `forward::STATE_REFUSED`.
+        state: u8,
+        /// The destination's error code when refused.
+        code: u16,
+        /// Until when the final state is remembered.
+        keep_until: u64,
+    },
+    /// Expire queued forwards past their deadline and forget old records.
+    ForwardExpire {
+        /// Unix seconds.
+        now: u64,
+        /// Until when an expiry is remembered.
+        keep_until: u64,
+        /// Most records to touch in this batch.
+        limit: usize,
+    },
 }
 
 impl fmt::Debug for WriteOp {
@@ -226,6 +254,9 @@ impl fmt::Debug for WriteOp {
             Self::Ack { .. } => "WriteOp::Ack",
             Self::Delete { .. } => "WriteOp::Delete",
             Self::Expire { .. } => "WriteOp::Expire",
+            Self::ForwardEnqueue(_) => "WriteOp::ForwardEnqueue",
+            Self::ForwardSettle { .. } => "WriteOp::ForwardSettle",
+            Self::ForwardExpire { .. } => "WriteOp::ForwardExpire",
         })
     }
 }
@@ -301,6 +332,26 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<StoredEnvelope>, StoreError>;
     /// Counts.
     fn stats(&self) -> Result<Stats, StoreError>;
+    /// The status record of a forward.
+    fn forward_status(&self, _id: &ForwardId) -> Result<Option<ForwardRecord>, StoreError> {
+        Err(no_forwarding())
+    }
+    /// Up to `limit` queued forwards to `destination`, in queue order.
+    fn forward_queue(
+        &self,
+        _destination: &[u8; 32],
+        _limit: usize,
+    ) -> Result<Vec<QueuedForward>, StoreError> {
+        Err(no_forwarding())
+    }
+    /// Fingerprints of destinations with forwards queued.
+    fn forward_destinations(&self, _limit: usize) -> Result<Vec<[u8; 32]>, StoreError> {
+        Err(no_forwarding())
+    }
+}
+
+fn no_forwarding() -> StoreError {
+    StoreError::Backend("this store keeps no forward queue".into())
 }
 
 // Key layout: one prefix byte per kind of record.
@@ -550,6 +601,18 @@ fn apply_one(
             }
             WriteOutcome::Expired { count }
         }
+        WriteOp::ForwardEnqueue(op) => forward::enqueue(txn, op)?,
+        WriteOp::ForwardSettle {
+            forward_id,
+            state,
+            code,
+            keep_until,
+        } => forward::settle(txn, forward_id, *state, *code, *keep_until)?,
+        WriteOp::ForwardExpire {
+            now,
+            keep_until,
+            limit,
+        } => forward::expire(txn, *now, *keep_until, *limit)?,
     })
 }
 
@@ -651,6 +714,31 @@ pub(crate) fn read_pending(
 pub(crate) fn read_stats(kv: &impl KvRead) -> Result<Stats, StoreError> {
     decode_stats(kv.get(K_STATS)?)
 }
+
+/// Implements the forward-queue reads of [`Store`] for a [`KvRead`] backend.
+macro_rules! forward_reads {
+    () => {
+        fn forward_status(
+            &self,
+            id: &enlace_protocol::command::ForwardId,
+        ) -> Result<Option<super::forward::ForwardRecord>, StoreError> {
+            super::forward::read_status(self, id)
+        }
+
+        fn forward_queue(
+            &self,
+            destination: &[u8; 32],
+            limit: usize,
+        ) -> Result<Vec<super::forward::QueuedForward>, StoreError> {
+            super::forward::read_queue(self, destination, limit)
+        }
+
+        fn forward_destinations(&self, limit: usize) -> Result<Vec<[u8; 32]>, StoreError> {
+            super::forward::read_destinations(self, limit)
+        }
+    };
+}
+pub(crate) use forward_reads;
 
 #[cfg(test)]
 pub(crate) mod conformance {
@@ -801,6 +889,150 @@ pub(crate) mod conformance {
                 .is_none()
         );
         assert_eq!(store.stats().unwrap(), Stats::default());
+    }
+
+    fn enqueue(id: u8, dest: u8, arrival: u64) -> WriteOp {
+        WriteOp::ForwardEnqueue(Box::new(Enqueue {
+            forward_id: ForwardId([id; 16]),
+            destination_fp: [dest; 32],
+            destination: vec![dest; 40],
+            sealed: vec![id; 300],
+            arrival,
+            deadline: arrival + 100,
+            per_destination: 2,
+            total: 3,
+        }))
+    }
+
+    fn settle(id: u8, state: u8, code: u16) -> WriteOp {
+        WriteOp::ForwardSettle {
+            forward_id: ForwardId([id; 16]),
+            state,
+            code,
+            keep_until: 5000,
+        }
+    }
+
+    /// The forward queue: order, limits, idempotency, settling, expiry.
+    pub(crate) fn forwards(store: &dyn Store) {
+        use super::forward::{STATE_EXPIRED, STATE_REFUSED, STATE_STORED};
+        let out = store
+            .apply(&[
+                enqueue(1, 0xd1, 10),
+                enqueue(1, 0xd1, 10),
+                enqueue(2, 0xd1, 11),
+                enqueue(3, 0xd1, 12),
+                enqueue(4, 0xd2, 13),
+                enqueue(5, 0xd3, 14),
+            ])
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                WriteOutcome::Stored { seq: 0 },
+                WriteOutcome::Duplicate,
+                WriteOutcome::Stored { seq: 1 },
+                WriteOutcome::Quota,
+                WriteOutcome::Stored { seq: 0 },
+                WriteOutcome::Quota,
+            ]
+        );
+        let q = store.forward_queue(&[0xd1; 32], 10).unwrap();
+        assert_eq!(q.len(), 2);
+        assert_eq!(q[0].forward_id, ForwardId([1; 16]));
+        assert_eq!(q[0].destination, vec![0xd1; 40]);
+        assert_eq!(q[0].sealed, vec![1; 300]);
+        assert_eq!(q[1].seq, 1);
+        assert_eq!(
+            store.forward_destinations(10).unwrap(),
+            vec![[0xd1; 32], [0xd2; 32]]
+        );
+        assert!(
+            store
+                .forward_status(&ForwardId([1; 16]))
+                .unwrap()
+                .unwrap()
+                .is_queued()
+        );
+        assert!(store.forward_status(&ForwardId([3; 16])).unwrap().is_none());
+
+        let out = store
+            .apply(&[
+                settle(1, STATE_STORED, 0),
+                settle(1, STATE_STORED, 0),
+                settle(2, STATE_REFUSED, 4),
+                enqueue(3, 0xd1, 20),
+            ])
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                WriteOutcome::Done,
+                WriteOutcome::NotFound,
+                WriteOutcome::Done,
+                WriteOutcome::Stored { seq: 0 },
+            ]
+        );
+        let s2 = store.forward_status(&ForwardId([2; 16])).unwrap().unwrap();
+        assert_eq!((s2.state, s2.code), (STATE_REFUSED, 4));
+        assert_eq!(store.forward_queue(&[0xd1; 32], 10).unwrap().len(), 1);
+
+        // Forward 4 (deadline 113) expires; 3 (deadline 120) does not yet.
+        assert_eq!(
+            store
+                .apply(&[WriteOp::ForwardExpire {
+                    now: 115,
+                    keep_until: 5000,
+                    limit: 100
+                }])
+                .unwrap(),
+            vec![WriteOutcome::Expired { count: 1 }]
+        );
+        let s4 = store.forward_status(&ForwardId([4; 16])).unwrap().unwrap();
+        assert_eq!(s4.state, STATE_EXPIRED);
+        assert!(store.forward_queue(&[0xd2; 32], 10).unwrap().is_empty());
+        assert_eq!(store.forward_destinations(10).unwrap(), vec![[0xd1; 32]]);
+        // Past every deadline and keep time: everything is forgotten.
+        store
+            .apply(&[WriteOp::ForwardExpire {
+                now: 200,
+                keep_until: 300,
+                limit: 100,
+            }])
+            .unwrap();
+        assert_eq!(
+            store
+                .forward_status(&ForwardId([3; 16]))
+                .unwrap()
+                .unwrap()
+                .state,
+            STATE_EXPIRED
+        );
+        store
+            .apply(&[WriteOp::ForwardExpire {
+                now: 8000,
+                keep_until: 9000,
+                limit: 100,
+            }])
+            .unwrap();
+        for id in 1..=4 {
+            assert!(
+                store
+                    .forward_status(&ForwardId([id; 16]))
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        assert!(store.forward_destinations(10).unwrap().is_empty());
+        // The total went back to zero: three more fit again.
+        let out = store
+            .apply(&[
+                enqueue(7, 0xd1, 9000),
+                enqueue(8, 0xd2, 9000),
+                enqueue(9, 0xd3, 9000),
+            ])
+            .unwrap();
+        assert!(out.iter().all(|o| matches!(o, WriteOutcome::Stored { .. })));
     }
 
     /// What was committed survives reopening.

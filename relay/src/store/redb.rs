@@ -135,6 +135,8 @@ impl Store for RedbStore {
     fn stats(&self) -> Result<Stats, StoreError> {
         read_stats(self)
     }
+
+    super::forward_reads!();
 }
 
 impl KvRead for RedbStore {
@@ -166,6 +168,7 @@ mod tests {
     #[test]
     fn conformance_in_memory() {
         super::super::conformance::run(&RedbStore::in_memory().unwrap());
+        super::super::conformance::forwards(&RedbStore::in_memory().unwrap());
     }
 
     #[test]

@@ -133,6 +133,8 @@ impl Store for SledStore {
     fn stats(&self) -> Result<Stats, StoreError> {
         read_stats(self)
     }
+
+    super::forward_reads!();
 }
 
 impl KvRead for SledStore {
@@ -161,6 +163,7 @@ mod tests {
     fn conformance() {
         let dir = tempfile::tempdir().unwrap();
         super::super::conformance::run(&SledStore::open(&dir.path().join("db")).unwrap());
+        super::super::conformance::forwards(&SledStore::open(&dir.path().join("fwd")).unwrap());
         let path = dir.path().join("db2");
         super::super::conformance::persists(&|| Box::new(SledStore::open(&path).unwrap()));
     }

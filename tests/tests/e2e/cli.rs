@@ -42,7 +42,7 @@ fn free_udp_port() -> u16 {
 }
 
 /// A relay process on a fixed port, so it can be restarted in place.
-struct Relay {
+pub(crate) struct Relay {
     child: Option<Child>,
     /// Kept open so the relay never writes to a closed pipe.
     stdout: Option<BufReader<std::process::ChildStdout>>,
@@ -52,7 +52,7 @@ struct Relay {
 }
 
 impl Relay {
-    fn start(dir: &Path) -> Self {
+    pub(crate) fn start(dir: &Path) -> Self {
         let mut relay = Self {
             child: None,
             stdout: None,
@@ -64,7 +64,7 @@ impl Relay {
         relay
     }
 
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         assert!(self.child.is_none());
         let mut child = Command::new(bin("enlace-relay"))
             .arg("--data-dir")
@@ -84,7 +84,7 @@ impl Relay {
     }
 
     /// kill -9: no chance to flush or say goodbye.
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
@@ -101,12 +101,12 @@ impl Drop for Relay {
 }
 
 /// One organizer's profile directory.
-struct Home {
+pub(crate) struct Home {
     dir: PathBuf,
 }
 
 impl Home {
-    fn new(root: &Path, name: &str, relay: &Relay) -> Self {
+    pub(crate) fn new(root: &Path, name: &str, relay: &Relay) -> Self {
         let dir = root.join(name);
         let env = Env {
             passphrase: Some(Passphrase::new(PASS.into())),
@@ -138,7 +138,7 @@ impl Home {
     }
 
     /// Runs and expects success; returns standard output.
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -149,7 +149,7 @@ impl Home {
     }
 
     /// JSON lines of a `--json` run that succeeded.
-    fn json(&self, args: &[&str]) -> Vec<serde_json::Value> {
+    pub(crate) fn json(&self, args: &[&str]) -> Vec<serde_json::Value> {
         let mut full = vec!["--json"];
         full.extend_from_slice(args);
         self.ok(&full)
@@ -159,7 +159,7 @@ impl Home {
     }
 
     /// The texts of the messages a `read` printed, in order.
-    fn read_texts(&self) -> Vec<String> {
+    pub(crate) fn read_texts(&self) -> Vec<String> {
         self.json(&["read"])
             .into_iter()
             .filter(|v| v["event"] == "message")
@@ -167,7 +167,7 @@ impl Home {
             .collect()
     }
 
-    fn statuses(&self) -> Vec<String> {
+    pub(crate) fn statuses(&self) -> Vec<String> {
         self.json(&["status"])
             .into_iter()
             .map(|v| v["status"].as_str().unwrap().to_owned())
@@ -177,7 +177,7 @@ impl Home {
 
 /// `inviter` invites `accepter`; both end up with each other as contacts
 /// named `as_accepter` (in the inviter's list) and `as_inviter`.
-fn connect(inviter: &Home, as_accepter: &str, accepter: &Home, as_inviter: &str) {
+pub(crate) fn connect(inviter: &Home, as_accepter: &str, accepter: &Home, as_inviter: &str) {
     let lines = inviter.json(&["invite", "--name", as_accepter]);
     let code = lines[0]["code"].as_str().unwrap().to_owned();
     accepter.ok(&["accept", &code, "--name", as_inviter]);

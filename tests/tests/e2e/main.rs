@@ -13,6 +13,7 @@
 mod abuse;
 mod cli;
 mod durability;
+mod forwarding;
 mod load;
 mod mailbox;
 mod nuclei;

@@ -257,6 +257,9 @@ pub enum WriteOutcome {
     Refused,
     /// Ack of a message id that is not stored.
     NotFound,
+    /// Deposit refused: the disk is nearly full (the rest is kept for
+    /// acks, deletes and expiry, which free space).
+    Full,
     /// Envelopes expired.
     Expired {
         /// How many.

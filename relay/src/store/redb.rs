@@ -123,7 +123,15 @@ pub struct RedbStore {
     /// `None` for an in-memory database, which is never reopened.
     opener: Option<Opener>,
     health: Arc<Health>,
+    /// The directory whose file system holds the database, watched for
+    /// free space.
+    dir: Option<PathBuf>,
 }
+
+/// Free space kept for acks, deletes and expiry: deposits are refused
+/// below it (a tenth of the file system, at most 64 MiB), so that a full
+/// disk never stops the operations that free it.
+const RESERVE_MAX: u64 = 64 << 20;
 
 impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -145,8 +153,9 @@ impl RedbStore {
     /// checksums first: a file damaged outside redb is refused with
     /// [`StoreError::Corrupt`] instead of being served.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let dir = path.parent().map(Path::to_owned);
         let path: PathBuf = path.to_owned();
-        Self::over(move || {
+        let mut store = Self::over(move || {
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -155,7 +164,24 @@ impl RedbStore {
                 .open(&path)
                 .map_err(|e| StoreError::from_io(&e))?;
             redb::backends::FileBackend::new(file).map_err(open_err)
-        })
+        })?;
+        store.dir = dir;
+        Ok(store)
+    }
+
+    /// Whether free space is below the reserve kept for acks and deletes.
+    fn low_on_space(&self) -> bool {
+        let Some(dir) = &self.dir else {
+            return false;
+        };
+        match rustix::fs::statvfs(dir) {
+            Ok(st) => {
+                let total = st.f_blocks.saturating_mul(st.f_frsize);
+                let free = st.f_bavail.saturating_mul(st.f_frsize);
+                free < (total / 10).min(RESERVE_MAX)
+            }
+            Err(_) => false,
+        }
     }
 
     /// A database over any redb storage backend; `backend` is called again
@@ -180,6 +206,7 @@ impl RedbStore {
             db: RwLock::new(Some(db)),
             opener: Some(opener),
             health,
+            dir: None,
         })
     }
 
@@ -192,6 +219,7 @@ impl RedbStore {
             db: RwLock::new(Some(init(db)?)),
             opener: None,
             health: Arc::default(),
+            dir: None,
         })
     }
 
@@ -308,12 +336,38 @@ fn apply_on(db: &Database, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreEr
     }
 }
 
+/// Commits all but the deposits, which are answered [`WriteOutcome::Full`].
+fn refuse_deposits(db: &Database, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
+    let is_deposit = |op: &WriteOp| matches!(op, WriteOp::Deposit { .. });
+    let rest: Vec<WriteOp> = ops.iter().filter(|op| !is_deposit(op)).cloned().collect();
+    let mut done = if rest.is_empty() {
+        Vec::new()
+    } else {
+        apply_on(db, &rest)?
+    }
+    .into_iter();
+    Ok(ops
+        .iter()
+        .map(|op| {
+            if is_deposit(op) {
+                WriteOutcome::Full
+            } else {
+                done.next().unwrap_or(WriteOutcome::Full)
+            }
+        })
+        .collect())
+}
+
 impl Store for RedbStore {
     fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
         if self.read_db().is_none() {
             self.reopen();
         }
+        let is_deposit = |op: &WriteOp| matches!(op, WriteOp::Deposit { .. });
         let result = match &*self.read_db() {
+            Some(db) if ops.iter().any(is_deposit) && self.low_on_space() => {
+                refuse_deposits(db, ops)
+            }
             Some(db) => apply_on(db, ops),
             None => Err(self.unavailable()),
         };

@@ -18,7 +18,7 @@ use crate::support::{envelope, key, relay_bin, start};
 
 enum Outcome {
     Refused(String),
-    Started(tokio::process::Child, RelayAddress),
+    Started(Box<tokio::process::Child>, RelayAddress),
 }
 
 /// Starts the relay; reports a refusal (exit with a message) as such.
@@ -59,7 +59,7 @@ async fn try_start(data: &Path) -> Outcome {
         let mut sink = String::new();
         while stdout.read_line(&mut sink).await.is_ok_and(|n| n > 0) {}
     });
-    Outcome::Started(child, line.trim().parse().unwrap())
+    Outcome::Started(Box::new(child), line.trim().parse().unwrap())
 }
 
 fn damage(file: &Path, round: u64) -> String {

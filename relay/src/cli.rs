@@ -118,8 +118,13 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
     match config.backend {
         Backend::Redb => {
             let path = dir.join(DB_NAME);
-            let store = crate::store::redb::RedbStore::open(&path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            let store = crate::store::redb::RedbStore::open(&path).map_err(|e| match e {
+                crate::store::StoreError::Corrupt(_) => format!(
+                    "cannot open {}: {e}; restore it from a backup, or move it aside to start with an empty store",
+                    path.display()
+                ),
+                _ => format!("cannot open {}: {e}", path.display()),
+            })?;
             // Mailbox ids, recipient and delivery keys live here: owner only,
             // even in a data directory that others may enter.
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))

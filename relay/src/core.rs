@@ -661,6 +661,7 @@ impl<S: Store + ?Sized> Core<S> {
             }
             (_, WriteOutcome::UnknownMailbox) => Response::Error(RelayError::UnknownMailbox),
             (_, WriteOutcome::Quota) => Response::Error(RelayError::Quota),
+            (_, WriteOutcome::Full) => Response::Error(RelayError::StorageFull),
             (_, WriteOutcome::Refused) => Response::Error(RelayError::Auth),
             // A 128-bit id collision, or an outcome that does not fit.
             _ => Response::Error(RelayError::Internal),

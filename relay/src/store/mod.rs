@@ -19,6 +19,8 @@ use enlace_protocol::envelope::{MAILBOX_ID_LEN, MESSAGE_ID_LEN, MailboxId, Messa
 use self::forward::{Enqueue, ForwardRecord, QueuedForward};
 
 pub mod forward;
+#[cfg(test)]
+mod faults;
 pub mod redb;
 #[cfg(feature = "sled")]
 pub mod sled;
@@ -286,6 +288,9 @@ pub enum WriteOutcome {
     Refused,
     /// Ack of a message id that is not stored.
     NotFound,
+    /// Deposit refused: the disk is nearly full (the rest is kept for
+    /// acks, deletes and expiry, which free space).
+    Full,
     /// Envelopes expired.
     Expired {
         /// How many.
@@ -395,16 +400,55 @@ fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
 }
 
 /// Envelope value: arrival (8) | message id (16) | wire bytes.
-fn encode_envelope(arrival: u64, msg: &MessageId, bytes: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + MESSAGE_ID_LEN + bytes.len());
+/// Domain of the checksum stored with each envelope record.
+const ENVELOPE_CHECK_LABEL: &[u8] = b"enlace/v1/relay-store-envelope-check";
+/// Bytes of SHA-256 kept as the record's checksum.
+const CHECK_LEN: usize = 16;
+
+/// The checksum of an envelope record, bound to the key it is stored under
+/// so that a record copied to another place does not verify either. It
+/// detects damage to the file (bit flips, torn or misdirected writes) that
+/// redb's own page checksums do not cover at read time; it is no defence
+/// against someone who can rewrite the file (the recipient's signature and
+/// AEAD checks are).
+fn envelope_check(id: &MailboxId, seq: u64, body: &[u8]) -> [u8; CHECK_LEN] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(ENVELOPE_CHECK_LABEL);
+    h.update(envelope_key(id, seq));
+    h.update(body);
+    let digest = h.finalize();
+    let mut out = [0; CHECK_LEN];
+    out.copy_from_slice(digest.get(..CHECK_LEN).unwrap_or(&[0; CHECK_LEN]));
+    out
+}
+
+fn encode_envelope(
+    id: &MailboxId,
+    seq: u64,
+    arrival: u64,
+    msg: &MessageId,
+    bytes: &[u8],
+) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + MESSAGE_ID_LEN + bytes.len() + CHECK_LEN);
     v.extend_from_slice(&arrival.to_be_bytes());
     v.extend_from_slice(&msg.0);
     v.extend_from_slice(bytes);
+    let check = envelope_check(id, seq, &v);
+    v.extend_from_slice(&check);
     v
 }
 
-fn decode_envelope(seq: u64, value: &[u8]) -> Result<StoredEnvelope, StoreError> {
-    let mut r = Cursor(value);
+/// Decodes an envelope record, refusing one whose checksum does not match.
+fn decode_envelope(id: &MailboxId, seq: u64, value: &[u8]) -> Result<StoredEnvelope, StoreError> {
+    const DAMAGED: StoreError = StoreError::Corrupt("envelope record fails its checksum");
+    let split = value.len().checked_sub(CHECK_LEN).ok_or(DAMAGED)?;
+    let (body, check) = value.split_at(split);
+    let expected = envelope_check(id, seq, body);
+    if !constant_time_eq(check, &expected) {
+        return Err(DAMAGED);
+    }
+    let mut r = Cursor(body);
     let arrival = u64::from_be_bytes(r.array()?);
     let message_id = MessageId(r.array()?);
     Ok(StoredEnvelope {
@@ -413,6 +457,11 @@ fn decode_envelope(seq: u64, value: &[u8]) -> Result<StoredEnvelope, StoreError>
         message_id,
         bytes: r.0.to_vec(),
     })
+}
+
+/// Not secret, but cheap to do right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn seq_from_envelope_key(k: &[u8]) -> Result<u64, StoreError> {
@@ -545,7 +594,7 @@ fn apply_one(
             rec.stored += 1;
             txn.put(
                 &envelope_key(receive_id, seq),
-                &encode_envelope(*arrival, message_id, bytes),
+                &encode_envelope(receive_id, seq, *arrival, message_id, bytes),
             )?;
             txn.put(&msgid_key(receive_id, message_id), &seq.to_be_bytes())?;
             txn.put(&expiry_key(*arrival, receive_id, seq), &[])?;
@@ -558,13 +607,14 @@ fn apply_one(
             receive_id,
             message_id,
         } => {
-            let Some(seq) = txn.get(&msgid_key(receive_id, message_id))? else {
+            let index = msgid_key(receive_id, message_id);
+            let Some(seq) = txn.get(&index)? else {
                 return Ok(WriteOutcome::NotFound);
             };
             let seq = <[u8; 8]>::try_from(seq.as_slice())
                 .map(u64::from_be_bytes)
                 .map_err(|_| StoreError::Corrupt("message index"))?;
-            remove_envelope(txn, receive_id, seq, stats)?;
+            remove_indexed(txn, receive_id, seq, &index, stats)?;
             WriteOutcome::Done
         }
         WriteOp::Delete { receive_id } => {
@@ -596,7 +646,7 @@ fn apply_one(
                 }
                 let id = MailboxId(r.array()?);
                 let seq = u64::from_be_bytes(r.array()?);
-                remove_envelope(txn, &id, seq, stats)?;
+                remove_indexed(txn, &id, seq, &k, stats)?;
                 count += 1;
             }
             WriteOutcome::Expired { count }
@@ -626,17 +676,47 @@ fn remove_envelope(
     let Some(value) = txn.get(&ekey)? else {
         return Err(StoreError::Corrupt("index names a missing envelope"));
     };
-    let env = decode_envelope(seq, &value)?;
     txn.del(&ekey)?;
-    txn.del(&msgid_key(id, &env.message_id))?;
-    txn.del(&expiry_key(env.arrival, id, seq))?;
+    let len = match decode_envelope(id, seq, &value) {
+        Ok(env) => {
+            txn.del(&msgid_key(id, &env.message_id))?;
+            txn.del(&expiry_key(env.arrival, id, seq))?;
+            env.bytes.len()
+        }
+        // A damaged record is removed all the same (acks and the expiry
+        // sweep must not stall on it); its index entries are removed by
+        // whoever found it through them (`remove_damaged`).
+        Err(_) => {
+            tracing::error!("removed an envelope record that failed its checksum");
+            value.len().saturating_sub(8 + MESSAGE_ID_LEN + CHECK_LEN)
+        }
+    };
     if let Some(mut rec) = load(txn, id)? {
         rec.stored = rec.stored.saturating_sub(1);
         txn.put(&mailbox_key(id), &rec.encode())?;
     }
     stats.envelopes = stats.envelopes.saturating_sub(1);
-    stats.bytes = stats.bytes.saturating_sub(env.bytes.len() as u64);
+    stats.bytes = stats.bytes.saturating_sub(len as u64);
     Ok(())
+}
+
+/// Removes the envelope an index entry names, and the index entry itself,
+/// whether or not the envelope record is intact or still there.
+fn remove_indexed(
+    txn: &mut impl KvTxn,
+    id: &MailboxId,
+    seq: u64,
+    index_key: &[u8],
+    stats: &mut Stats,
+) -> Result<(), StoreError> {
+    txn.del(index_key)?;
+    match remove_envelope(txn, id, seq, stats) {
+        Err(StoreError::Corrupt("index names a missing envelope")) => {
+            tracing::error!("removed an index entry that named a missing envelope");
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Read helpers shared by backends: a backend supplies point reads and
@@ -692,7 +772,15 @@ pub(crate) fn read_pending(
         let batch = kv.scan_from(&prefix, &from, limit)?;
         let full = batch.len() == limit;
         for (k, v) in &batch {
-            let env = decode_envelope(seq_from_envelope_key(k)?, v)?;
+            let env = match decode_envelope(id, seq_from_envelope_key(k)?, v) {
+                Ok(env) => env,
+                // Quarantined: never delivered, removed by ack or expiry
+                // like any other record.
+                Err(e) => {
+                    tracing::error!("not delivering a stored envelope: {e}");
+                    continue;
+                }
+            };
             if env.arrival >= not_before {
                 out.push(env);
                 if out.len() == limit {
@@ -1053,5 +1141,63 @@ pub(crate) mod conformance {
         let store = open();
         assert_eq!(store.pending(&rid, None, 0, 10).unwrap().len(), 1);
         assert_eq!(store.stats().unwrap().envelopes, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    /// A read-only key-value map, to put damaged records under the shared
+    /// read path.
+    struct Map(std::collections::BTreeMap<Vec<u8>, Vec<u8>>);
+
+    impl KvRead for Map {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.0.get(key).cloned())
+        }
+        fn scan_from(
+            &self,
+            prefix: &[u8],
+            from: &[u8],
+            limit: usize,
+        ) -> Result<Entries, StoreError> {
+            Ok(self
+                .0
+                .range(from.to_vec()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect())
+        }
+    }
+
+    #[test]
+    fn damaged_or_moved_envelope_records_are_never_read_back() {
+        let id = MailboxId([1; 16]);
+        let mut map = std::collections::BTreeMap::new();
+        for seq in 0..4u64 {
+            let msg = MessageId([seq as u8; 16]);
+            map.insert(
+                envelope_key(&id, seq),
+                encode_envelope(&id, seq, 100, &msg, &[0x5a; 64]),
+            );
+        }
+        let intact = Map(map.clone());
+        assert_eq!(read_pending(&intact, &id, None, 0, 10).unwrap().len(), 4);
+
+        // A flipped bit in a body, a flipped bit in the arrival time, a
+        // truncated record, and a record copied under another key.
+        map.get_mut(&envelope_key(&id, 0)).unwrap()[40] ^= 1;
+        map.get_mut(&envelope_key(&id, 1)).unwrap()[7] ^= 1;
+        map.get_mut(&envelope_key(&id, 2)).unwrap().pop();
+        let copy = map[&envelope_key(&id, 3)].clone();
+        map.insert(envelope_key(&id, 9), copy);
+        let damaged = Map(map);
+        let read = read_pending(&damaged, &id, None, 0, 10).unwrap();
+        assert_eq!(read.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(read[0].bytes, vec![0x5a; 64]);
     }
 }

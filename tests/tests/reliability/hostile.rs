@@ -1,0 +1,529 @@
+//! Hostile clients and handshake floods while 50 honest clients deposit and
+//! receive. Honest clients connect from 127.0.0.1, attackers from
+//! 127.0.0.2 (a loopback address of their own, so per-IP limits can tell
+//! them apart, as they would on a real network).
+//!
+//! Figures: the relay never exits or panics, honest deposit latency p99
+//! under attack against the same clients' p99 without attack, the relay's
+//! resident memory (VmRSS peak while attacked, VmHWM) under a cap.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use enlace_client::transport::{RelayConnection, SubscriptionEvent};
+use enlace_protocol::command::Request;
+use enlace_protocol::envelope::MailboxId;
+use enlace_protocol::keys::SigningKeyPair;
+
+use crate::support::{Relay, WAIT, envelope, frame, key, start};
+use crate::{env_or, load_average, rss_kib};
+
+/// Resident memory cap for the relay under attack (documented in
+/// docs/reliability.md): 64 attacker connections with 1 MiB receive
+/// windows each, plus 50 honest ones, plus the store's cache.
+const RSS_CAP_MIB: u64 = 256;
+
+const ATTACKER: &str = "127.0.0.2:0";
+
+/// 50 honest clients: each deposits to its own mailbox every `pace` and
+/// receives and acks on a subscription of its own. Latencies of deposits
+/// (send until `stored`) go into `lat` while `record` is set.
+struct Honest {
+    lat: Arc<Mutex<Vec<u64>>>,
+    record: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    errors: Arc<AtomicU64>,
+    received: Arc<AtomicU64>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+async fn honest_clients(relay: &Relay, n: usize, pace: Duration) -> Honest {
+    let h = Honest {
+        lat: Arc::default(),
+        record: Arc::default(),
+        stop: Arc::default(),
+        errors: Arc::default(),
+        received: Arc::default(),
+        tasks: tokio::task::JoinSet::new(),
+    };
+    let mut h = h;
+    for _ in 0..n {
+        let conn = Arc::new(relay.connect().await);
+        let (recipient, sender) = (key(), key());
+        let mb = conn.create_mailbox(&recipient).await.unwrap();
+        conn.secure(mb.receive_id, *sender.public(), &recipient)
+            .await
+            .unwrap();
+        let mut sub = conn
+            .subscribe(mb.receive_id, &recipient, mb.delivery_key)
+            .await
+            .unwrap();
+        let (stop, received) = (h.stop.clone(), h.received.clone());
+        h.tasks.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+                    Err(_) => continue,
+                    Ok(Ok(SubscriptionEvent::Envelope(env))) => {
+                        received.fetch_add(1, Ordering::Relaxed);
+                        let _ = sub.ack(env.message_id(), &recipient).await;
+                    }
+                    Ok(_) => return,
+                }
+            }
+        });
+        let (lat, record, stop, errors) = (
+            h.lat.clone(),
+            h.record.clone(),
+            h.stop.clone(),
+            h.errors.clone(),
+        );
+        h.tasks.spawn(async move {
+            // Spread the clients' deposits over the pace interval.
+            tokio::time::sleep(pace.mul_f64(rand::random::<f64>())).await;
+            while !stop.load(Ordering::Relaxed) {
+                let env = envelope(&sender, mb.send_id);
+                let t = Instant::now();
+                match tokio::time::timeout(WAIT, conn.send(&env)).await {
+                    Ok(Ok(())) => {
+                        if record.load(Ordering::Relaxed) {
+                            lat.lock().unwrap().push(t.elapsed().as_micros() as u64);
+                        }
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(pace).await;
+            }
+        });
+    }
+    h
+}
+
+/// Records latencies for `secs` and returns them.
+async fn measure(h: &Honest, secs: u64) -> Vec<u64> {
+    h.lat.lock().unwrap().clear();
+    h.record.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    h.record.store(false, Ordering::SeqCst);
+    std::mem::take(&mut *h.lat.lock().unwrap())
+}
+
+fn percentile(v: &mut [u64], p: f64) -> f64 {
+    v.sort_unstable();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v.get(i).copied().unwrap_or(0) as f64 / 1000.0
+}
+
+/// An attacker endpoint from its own loopback address.
+fn attacker_endpoint(relay: &Relay) -> quinn::Endpoint {
+    let mut endpoint = quinn::Endpoint::client(ATTACKER.parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(
+        enlace_client::transport::client_config(*relay.address.fingerprint()).unwrap(),
+    );
+    endpoint
+}
+
+fn relay_addr(relay: &Relay) -> SocketAddr {
+    format!("127.0.0.1:{}", relay.address.port())
+        .parse()
+        .unwrap()
+}
+
+/// Ammunition prepared once: frames that are valid as frames but fail
+/// inside (bad signatures, commands signed for another connection, unknown
+/// versions) and frames that are not.
+struct Ammo {
+    /// Envelopes to an honest, secured mailbox with one signature bit
+    /// flipped.
+    bad_sig: Vec<Vec<u8>>,
+    /// An ack and a subscribe signed for a connection that is gone.
+    replays: Vec<Vec<u8>>,
+    hello: Vec<u8>,
+    bad_version: Vec<u8>,
+}
+
+async fn ammo(relay: &Relay) -> Ammo {
+    // A mailbox of the attacker's own, secured, to aim at.
+    let conn = relay.connect().await;
+    let (recipient, sender) = (key(), key());
+    let mb = conn.create_mailbox(&recipient).await.unwrap();
+    conn.secure(mb.receive_id, *sender.public(), &recipient)
+        .await
+        .unwrap();
+    let bad_sig = (0..64)
+        .map(|_| {
+            let mut f = frame(&Request::Send(envelope(&sender, mb.send_id)));
+            // The signature is at the end of the envelope.
+            let at = f.len() - 10;
+            f[at] ^= 0x20;
+            f
+        })
+        .collect();
+    let binding = *conn.binding();
+    let replays = vec![
+        frame(&Request::ack(
+            mb.receive_id,
+            enlace_protocol::envelope::MessageId([1; 16]),
+            &recipient,
+            &binding,
+        )),
+        frame(&Request::subscribe(mb.receive_id, &recipient, &binding)),
+        frame(&Request::delete(mb.receive_id, &recipient, &binding)),
+    ];
+    conn.close().await;
+    Ammo {
+        bad_sig,
+        replays,
+        hello: frame(&Request::hello()),
+        bad_version: frame(&Request::Hello {
+            min_version: 9,
+            max_version: 200,
+        }),
+    }
+}
+
+/// One hostile connection: pipelined streams of failing-but-valid frames,
+/// a stream never read, an unknown version, then malformed streams until
+/// the relay closes the connection. Returns frames sent.
+async fn hostile_connection(endpoint: &quinn::Endpoint, to: SocketAddr, ammo: &Ammo) -> u64 {
+    let Ok(connecting) = endpoint.connect(to, "enlace-relay") else {
+        return 0;
+    };
+    let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(10), connecting).await else {
+        return 0;
+    };
+    let mut sent = 0u64;
+    let mut readers = tokio::task::JoinSet::new();
+    // Pipelined: hello, then 100 failing frames, on each of 4 streams.
+    for s in 0..4 {
+        let Ok((mut send, mut recv)) = conn.open_bi().await else {
+            break;
+        };
+        let mut bytes = ammo.hello.clone();
+        for i in 0..100 {
+            let pick = (s * 100 + i) as usize;
+            if i % 4 == 3 {
+                bytes.extend_from_slice(&ammo.replays[pick % ammo.replays.len()]);
+            } else {
+                bytes.extend_from_slice(&ammo.bad_sig[pick % ammo.bad_sig.len()]);
+            }
+        }
+        sent += 101;
+        readers.spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(20), recv.read_to_end(1 << 20)).await;
+        });
+        if send.write_all(&bytes).await.is_err() {
+            break;
+        }
+        let _ = send.finish();
+    }
+    // A stream opened and never read: the relay's answer waits on it.
+    let never_read = conn.open_bi().await.ok().map(|(mut send, recv)| {
+        let replay = ammo.replays[1].clone();
+        (
+            tokio::spawn(async move {
+                let _ = send.write_all(&replay).await;
+                send
+            }),
+            recv,
+        )
+    });
+    sent += 1;
+    // An unknown version.
+    if let Ok((mut send, mut recv)) = conn.open_bi().await {
+        let _ = send.write_all(&ammo.bad_version).await;
+        let _ = send.finish();
+        sent += 1;
+        readers.spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(20), recv.read_to_end(1 << 16)).await;
+        });
+    }
+    // Malformed streams, until the relay closes the connection.
+    for m in 0..12u32 {
+        let garbage: Vec<u8> = match m % 4 {
+            0 => vec![0, 0, 0, 100, 1, 2, 3],           // truncated
+            1 => vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3], // oversized prefix
+            2 => (0..1024).map(|_| rand::random::<u8>()).collect(),
+            _ => vec![0, 0, 0, 2, 0x3e, 0], // unknown command
+        };
+        let Ok((mut send, mut recv)) = conn.open_bi().await else {
+            break;
+        };
+        let _ = send.write_all(&garbage).await;
+        let _ = send.finish();
+        sent += 1;
+        readers.spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(20), recv.read_to_end(1 << 16)).await;
+        });
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(20), conn.closed()).await;
+    drop(never_read);
+    readers.abort_all();
+    conn.close(0u32.into(), b"");
+    sent
+}
+
+struct Watch {
+    peak_rss: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn watch_rss(pid: u32) -> Watch {
+    let peak_rss = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (p, s) = (peak_rss.clone(), stop.clone());
+    let task = tokio::spawn(async move {
+        while !s.load(Ordering::Relaxed) {
+            if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                if let Some(kib) = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                {
+                    p.fetch_max(kib, Ordering::Relaxed);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    Watch {
+        peak_rss,
+        stop,
+        task,
+    }
+}
+
+fn assert_alive(relay: &mut Relay) {
+    assert!(
+        relay.child.try_wait().unwrap().is_none(),
+        "the relay exited under attack"
+    );
+    let log = std::fs::read_to_string(&relay.log).unwrap_or_default();
+    assert!(!log.contains("panicked"), "the relay panicked:\n{log}");
+}
+
+async fn hostile_run(frames: u64, workers: usize, max_secs: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = start(&dir.path().join("relay"), &["--quota", "1000000"]).await;
+    let honest = honest_clients(&relay, 50, Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let load_base = load_average();
+    let mut base = measure(&honest, 10).await;
+    let ammo = Arc::new(ammo(&relay).await);
+    let rss_before = rss_kib(relay.pid()).0;
+
+    let watch = watch_rss(relay.pid());
+    let count = Arc::new(AtomicU64::new(0));
+    let conns = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(max_secs);
+    let to = relay_addr(&relay);
+    let mut attackers = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        let endpoint = attacker_endpoint(&relay);
+        let (ammo, count, conns) = (ammo.clone(), count.clone(), conns.clone());
+        attackers.spawn(async move {
+            while count.load(Ordering::Relaxed) < frames && Instant::now() < deadline {
+                let n = hostile_connection(&endpoint, to, &ammo).await;
+                count.fetch_add(n, Ordering::Relaxed);
+                conns.fetch_add(1, Ordering::Relaxed);
+            }
+            endpoint.close(0u32.into(), b"");
+        });
+    }
+    // Measure honest latency while the attack runs.
+    let started = Instant::now();
+    honest.lat.lock().unwrap().clear();
+    honest.record.store(true, Ordering::SeqCst);
+    while attackers.join_next().await.is_some() {}
+    honest.record.store(false, Ordering::SeqCst);
+    let mut attacked = std::mem::take(&mut *honest.lat.lock().unwrap());
+    let secs = started.elapsed().as_secs_f64();
+    let load_attack = load_average();
+    watch.stop.store(true, Ordering::SeqCst);
+    watch.task.await.unwrap();
+    assert_alive(&mut relay);
+    let (rss_after, hwm) = rss_kib(relay.pid());
+    let peak = watch.peak_rss.load(Ordering::Relaxed);
+
+    // The honest clients still work after the attack.
+    let mut after = measure(&honest, 3).await;
+    honest.stop.store(true, Ordering::SeqCst);
+    let mut tasks = honest.tasks;
+    tokio::time::timeout(WAIT, async { while tasks.join_next().await.is_some() {} })
+        .await
+        .unwrap();
+    assert_alive(&mut relay);
+
+    let sent = count.load(Ordering::Relaxed);
+    let (b50, b99) = (percentile(&mut base, 0.5), percentile(&mut base, 0.99));
+    let (a50, a99) = (
+        percentile(&mut attacked, 0.5),
+        percentile(&mut attacked, 0.99),
+    );
+    println!(
+        "HOSTILE: {sent} hostile frames over {} connections in {secs:.0} s ({:.0} frames/s) from {workers} attacker tasks, 50 honest clients depositing every 100 ms",
+        conns.load(Ordering::Relaxed),
+        sent as f64 / secs
+    );
+    println!(
+        "HOSTILE: honest deposit latency: baseline p50 {b50:.1} ms p99 {b99:.1} ms ({} deposits, load {load_base}); under attack p50 {a50:.1} ms p99 {a99:.1} ms ({} deposits, load {load_attack}); p99 ratio {:.2}; after: {} deposits, {} honest errors, {} received",
+        base.len(),
+        attacked.len(),
+        a99 / b99.max(0.001),
+        after.len(),
+        honest.errors.load(Ordering::Relaxed),
+        honest.received.load(Ordering::Relaxed),
+    );
+    println!(
+        "HOSTILE: relay RSS before {} MiB, peak while attacked {} MiB, after {} MiB, VmHWM {} MiB (cap {RSS_CAP_MIB} MiB)",
+        rss_before / 1024,
+        peak / 1024,
+        rss_after / 1024,
+        hwm / 1024
+    );
+    assert!(sent >= frames.min(1), "no hostile frames sent");
+    assert!(!after.is_empty(), "honest clients stopped working");
+    let _ = percentile(&mut after, 0.99);
+    assert!(
+        hwm / 1024 < RSS_CAP_MIB,
+        "relay VmHWM {} MiB over the cap",
+        hwm / 1024
+    );
+    if std::env::var_os("ENLACE_HOSTILE_STRICT").is_some() {
+        assert!(
+            a99 <= 2.0 * b99,
+            "honest p99 {a99:.1} ms > 2x baseline {b99:.1} ms"
+        );
+    }
+    relay.signal("-TERM");
+    assert!(relay.wait().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_frames_do_not_stop_honest_clients() {
+    hostile_run(env_or("ENLACE_HOSTILE_FRAMES", 20_000), 8, 60).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "long form: 10^6 hostile frames, several minutes"]
+async fn long_hostile_frames() {
+    hostile_run(env_or("ENLACE_HOSTILE_FRAMES", 1_000_000), 16, 900).await;
+}
+
+/// Many new connections per second from one attacker address, held open:
+/// the relay sends Retry past half its per-IP slots and refuses past the
+/// limit, while honest clients from another address still connect and
+/// deposit.
+async fn flood_run(total: u64, max_secs: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = start(&dir.path().join("relay"), &["--quota", "1000000"]).await;
+    let rss_before = rss_kib(relay.pid()).0;
+    let watch = watch_rss(relay.pid());
+    let to = relay_addr(&relay);
+    let attempted = Arc::new(AtomicU64::new(0));
+    let established = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(max_secs);
+    let mut flood = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    for _ in 0..8 {
+        let endpoint = attacker_endpoint(&relay);
+        let (attempted, established) = (attempted.clone(), established.clone());
+        flood.spawn(async move {
+            let mut held = std::collections::VecDeque::new();
+            while attempted.fetch_add(1, Ordering::Relaxed) < total && Instant::now() < deadline {
+                let Ok(connecting) = endpoint.connect(to, "enlace-relay") else {
+                    continue;
+                };
+                if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_secs(5), connecting).await {
+                    established.fetch_add(1, Ordering::Relaxed);
+                    held.push_back(c);
+                    // Hold the newest 6 per task (48 in all: past half the
+                    // per-IP slots, so new ones get a Retry), drop older
+                    // ones: churn.
+                    if held.len() > 6 {
+                        if let Some(old) = held.pop_front() {
+                            old.close(0u32.into(), b"");
+                        }
+                    }
+                }
+            }
+            endpoint.close(0u32.into(), b"");
+        });
+    }
+    // Honest clients (127.0.0.1) connect fresh and deposit while it runs.
+    let mut honest_ok = 0u64;
+    let mut honest_lat = Vec::new();
+    let setup = relay.connect().await;
+    let (recipient, sender) = (key(), key());
+    let mb = setup.create_mailbox(&recipient).await.unwrap();
+    setup
+        .secure(mb.receive_id, *sender.public(), &recipient)
+        .await
+        .unwrap();
+    let send_id: MailboxId = mb.send_id;
+    let sender: SigningKeyPair = sender;
+    while !flood.is_empty() && honest_ok < 10_000 {
+        let t = Instant::now();
+        let conn = tokio::time::timeout(WAIT, RelayConnection::connect(&relay.address))
+            .await
+            .expect("honest connect timed out")
+            .expect("honest client refused during the flood");
+        conn.send(&envelope(&sender, send_id)).await.unwrap();
+        honest_lat.push(t.elapsed().as_micros() as u64);
+        honest_ok += 1;
+        conn.close().await;
+        while flood.try_join_next().is_some() {}
+    }
+    while flood.join_next().await.is_some() {}
+    let secs = started.elapsed().as_secs_f64();
+    watch.stop.store(true, Ordering::SeqCst);
+    watch.task.await.unwrap();
+    assert_alive(&mut relay);
+    let (_, hwm) = rss_kib(relay.pid());
+    let peak = watch.peak_rss.load(Ordering::Relaxed);
+    let attempts = attempted.load(Ordering::Relaxed).min(total);
+    println!(
+        "FLOOD: {attempts} connection attempts from 127.0.0.2 in {secs:.0} s ({:.0}/s), {} established; honest: {honest_ok} fresh connect+deposit, p50 {:.1} ms p99 {:.1} ms, 0 refused; relay RSS before {} MiB peak {} MiB VmHWM {} MiB (load {})",
+        attempts as f64 / secs,
+        established.load(Ordering::Relaxed),
+        percentile(&mut honest_lat, 0.5),
+        percentile(&mut honest_lat, 0.99),
+        rss_before / 1024,
+        peak / 1024,
+        hwm / 1024,
+        load_average()
+    );
+    assert!(honest_ok > 0);
+    assert!(
+        hwm / 1024 < RSS_CAP_MIB,
+        "relay VmHWM {} MiB over the cap",
+        hwm / 1024
+    );
+    setup.close().await;
+    relay.signal("-TERM");
+    assert!(relay.wait().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handshake_flood_does_not_lock_out_honest_clients() {
+    flood_run(
+        env_or("ENLACE_FLOOD_CONNECTIONS", 1_000_000),
+        env_or("ENLACE_FLOOD_SECS", 15),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "long form: 2 minutes of handshakes"]
+async fn long_handshake_flood() {
+    flood_run(
+        env_or("ENLACE_FLOOD_CONNECTIONS", 10_000_000),
+        env_or("ENLACE_FLOOD_SECS", 120),
+    )
+    .await;
+}

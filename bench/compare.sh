@@ -56,6 +56,8 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 mkdir -p "$here/results"
 stamp="$(date -u +%Y-%m-%dT%H%MZ)"
 raw="$here/results/$stamp.jsonl"
+logs="$here/results/$stamp-logs"   # not committed (.gitignore)
+mkdir -p "$logs"
 : > "$raw"
 work="$(mktemp -d /tmp/enlace-bench.XXXXXX)"
 server_pid=""
@@ -96,7 +98,7 @@ wait_tcp() { # port
 start_server() {
   data="$work/data-$1-$RANDOM"
   mkdir -p "$data"
-  log="$work/$1.log"
+  log="$logs/$1-${mode_now:-server}.log"
   case "$1" in
     enlace)
       port="$(free_port udp)"
@@ -162,13 +164,16 @@ started=$(date +%s)
 for s in $systems; do
   for m in $modes; do
     echo "== $s / $m  (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+    mode_now="$m"
     start_server "$s"
-    if ! taskset -c "$load_cpu" "$bench_bin" --system "$(system_kind "$s")" --mode "$m" \
+    if ! RUST_BACKTRACE=0 taskset -c "$load_cpu" "$bench_bin" --system "$(system_kind "$s")" --mode "$m" \
         --label "$s" --target "$target" --server-pid "$server_pid" --data-dir "$data" \
-        --deadline-secs 300 --out "$raw" "${counts[@]}" >/dev/null 2>"$work/bench.err"; then
-      echo "   failed: $(tail -n 3 "$work/bench.err" | tr '\n' ' ')" >&2
+        --deadline-secs 300 --out "$raw" "${counts[@]}" >/dev/null 2>"$logs/bench-$s-$m.err"; then
+      # anyhow prints "Error: ..." and its causes first (a backtrace may follow).
+      why="$(grep -v '^$' "$logs/bench-$s-$m.err" | head -n 6 | tr '\n' ' ')"
+      echo "   failed: $why (log: $logs/bench-$s-$m.err)" >&2
       printf '{"system":"%s","mode":"%s","error":%s}\n' "$s" "$m" \
-        "$(tail -n 3 "$work/bench.err" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')" >> "$raw"
+        "$(printf '%s' "$why" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')" >> "$raw"
     fi
     stop_server
     rm -rf "$data"

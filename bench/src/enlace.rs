@@ -30,6 +30,10 @@ use crate::workload::{self, Config, Pace, System};
 /// default per-address connection limit (64) and per-host mailbox-creation
 /// burst (64).
 const PER_ENDPOINT: usize = 48;
+/// Mailboxes one connection may create at once (the relay's CREATE_BURST).
+const CREATE_PER_CONNECTION: usize = 16;
+/// Mailboxes one source address may create at once (HOST_CREATE_BURST).
+const CREATE_PER_HOST: usize = 64;
 /// Longest wait for one delivery before the run is declared stuck.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -37,12 +41,41 @@ pub struct Enlace {
     address: RelayAddress,
     remote: SocketAddr,
     pool: Mutex<Pool>,
+    setup_pool: Mutex<Pool>,
 }
 
-#[derive(Default)]
+/// Client endpoints on source addresses 127.<octet>.x.y, `per` connections
+/// each.
 struct Pool {
+    octet: u8,
+    per: usize,
     endpoints: Vec<quinn::Endpoint>,
     handed_out: usize,
+}
+
+impl Pool {
+    fn new(octet: u8, per: usize) -> Self {
+        Self {
+            octet,
+            per,
+            endpoints: Vec::new(),
+            handed_out: 0,
+        }
+    }
+
+    fn next(&mut self) -> anyhow::Result<quinn::Endpoint> {
+        let k = self.handed_out / self.per;
+        self.handed_out += 1;
+        if let Some(e) = self.endpoints.get(k) {
+            return Ok(e.clone());
+        }
+        let n = u8::try_from(k / 250).context("too many endpoints")?;
+        let source = Ipv4Addr::new(127, self.octet, n, (k % 250) as u8 + 1);
+        let endpoint = quinn::Endpoint::client(SocketAddr::from((source, 0)))
+            .with_context(|| format!("cannot bind a UDP socket on {source}"))?;
+        self.endpoints.push(endpoint.clone());
+        Ok(endpoint)
+    }
 }
 
 impl Enlace {
@@ -60,26 +93,23 @@ impl Enlace {
         Ok(Self {
             remote: SocketAddr::from((ip, address.port())),
             address,
-            pool: Mutex::new(Pool::default()),
+            pool: Mutex::new(Pool::new(1, PER_ENDPOINT)),
+            setup_pool: Mutex::new(Pool::new(2, CREATE_PER_HOST / CREATE_PER_CONNECTION)),
         })
     }
 
     fn endpoint(&self) -> anyhow::Result<quinn::Endpoint> {
-        let mut pool = self
-            .pool
+        self.pool
             .lock()
-            .map_err(|_| anyhow!("pool lock poisoned"))?;
-        let k = pool.handed_out / PER_ENDPOINT;
-        pool.handed_out += 1;
-        if let Some(e) = pool.endpoints.get(k) {
-            return Ok(e.clone());
-        }
-        let n = u8::try_from(k / 250).context("too many endpoints")?;
-        let source = Ipv4Addr::new(127, 1, n, (k % 250) as u8 + 1);
-        let endpoint = quinn::Endpoint::client(SocketAddr::from((source, 0)))
-            .with_context(|| format!("cannot bind a UDP socket on {source}"))?;
-        pool.endpoints.push(endpoint.clone());
-        Ok(endpoint)
+            .map_err(|_| anyhow!("pool lock poisoned"))?
+            .next()
+    }
+
+    fn setup_endpoint(&self) -> anyhow::Result<quinn::Endpoint> {
+        self.setup_pool
+            .lock()
+            .map_err(|_| anyhow!("pool lock poisoned"))?
+            .next()
     }
 
     async fn connect(&self) -> anyhow::Result<RelayConnection> {
@@ -195,6 +225,7 @@ impl System for Enlace {
     type Pub = Publisher;
     type Sub = Sub;
     type Live = Live;
+    type Prepared = Vec<(SigningKeyPair, CreatedMailbox)>;
     type Idle = Vec<(RelayConnection, Subscription)>;
 
     async fn setup(
@@ -281,12 +312,45 @@ impl System for Enlace {
         Ok(())
     }
 
-    async fn idle(&self, clients: usize) -> anyhow::Result<Self::Idle> {
-        let futures = (0..clients)
-            .map(|_| async {
+    async fn prepare_idle(&self, clients: usize) -> anyhow::Result<Self::Prepared> {
+        // A connection may create CREATE_PER_CONNECTION mailboxes at once,
+        // a source address CREATE_PER_HOST: setup connections come from
+        // their own addresses (127.2.x.y), CREATE_PER_HOST / 16 per address.
+        let futures = (0..clients.div_ceil(CREATE_PER_CONNECTION))
+            .map(|g| async move {
+                let n = CREATE_PER_CONNECTION.min(clients - g * CREATE_PER_CONNECTION);
+                let conn = RelayConnection::connect_on(
+                    &self.setup_endpoint()?,
+                    self.remote,
+                    *self.address.fingerprint(),
+                )
+                .await
+                .context("cannot connect to the relay")?;
+                let mut made = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let recipient = SigningKeyPair::generate(&mut rand::rng());
+                    let mailbox = conn
+                        .create_mailbox(&recipient)
+                        .await
+                        .context("cannot create a mailbox")?;
+                    made.push((recipient, mailbox));
+                }
+                conn.quic().close(quinn::VarInt::from_u32(0), b"done");
+                Ok(made)
+            })
+            .collect();
+        Ok(workload::bounded(futures, 16)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
+    async fn idle(&self, prepared: Self::Prepared) -> anyhow::Result<Self::Idle> {
+        let futures = prepared
+            .into_iter()
+            .map(|(recipient, mailbox)| async move {
                 let conn = self.connect().await?;
-                let recipient = SigningKeyPair::generate(&mut rand::rng());
-                let mailbox = conn.create_mailbox(&recipient).await?;
                 let subscription = conn
                     .subscribe(mailbox.receive_id, &recipient, mailbox.delivery_key)
                     .await?;

@@ -55,6 +55,9 @@ impl Nats {
             subjects: vec![subjects.to_owned()],
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
+            // NATS 2.15 caps a stream at 1,000 consumers unless it sets a
+            // limit itself; the idle mode needs one per client.
+            max_consumers: 10_000,
             ..Default::default()
         })
         .await
@@ -82,6 +85,7 @@ impl System for Nats {
     type Pub = Publisher;
     type Sub = Sub;
     type Live = Live;
+    type Prepared = usize;
     type Idle = Vec<(async_nats::Client, consumer::pull::Stream)>;
 
     async fn setup(
@@ -183,27 +187,38 @@ impl System for Nats {
         Ok(())
     }
 
-    async fn idle(&self, clients: usize) -> anyhow::Result<Self::Idle> {
+    async fn prepare_idle(&self, clients: usize) -> anyhow::Result<usize> {
         let admin = self.connect().await?;
         let js = jetstream::new(admin);
-        self.fresh_stream(&js, IDLE_STREAM, "idle.*").await?;
+        let stream = self.fresh_stream(&js, IDLE_STREAM, "idle.*").await?;
+        let stream = &stream;
         let futures = (0..clients)
             .map(|i| async move {
-                let client = self.connect().await?;
-                let js = jetstream::new(client.clone());
-                let stream = js
-                    .get_stream(IDLE_STREAM)
-                    .await
-                    .context("cannot look up the stream")?;
-                let consumer = stream
+                stream
                     .create_consumer(consumer::pull::Config {
+                        durable_name: Some(format!("idle{i}")),
                         filter_subject: format!("idle.{i}"),
                         ack_policy: consumer::AckPolicy::Explicit,
-                        inactive_threshold: Duration::from_secs(600),
                         ..Default::default()
                     })
                     .await
                     .context("cannot create a consumer")?;
+                Ok(())
+            })
+            .collect();
+        workload::bounded(futures, 64).await?;
+        Ok(clients)
+    }
+
+    async fn idle(&self, clients: usize) -> anyhow::Result<Self::Idle> {
+        let futures = (0..clients)
+            .map(|i| async move {
+                let client = self.connect().await?;
+                let js = jetstream::new(client.clone());
+                let consumer: consumer::Consumer<consumer::pull::Config> = js
+                    .get_consumer_from_stream(format!("idle{i}"), IDLE_STREAM)
+                    .await
+                    .context("cannot look up the consumer")?;
                 let messages = consumer.messages().await.context("cannot pull")?;
                 Ok((client, messages))
             })

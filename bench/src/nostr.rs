@@ -158,6 +158,7 @@ impl System for Nostr {
     type Pub = Publisher;
     type Sub = Sub;
     type Live = Live;
+    type Prepared = usize;
     type Idle = Vec<Ws>;
 
     async fn setup(
@@ -279,6 +280,11 @@ impl System for Nostr {
         }
         let _ = sink.close().await;
         Ok(())
+    }
+
+    async fn prepare_idle(&self, clients: usize) -> anyhow::Result<usize> {
+        // A nostr relay keeps nothing per subscriber before it connects.
+        Ok(clients)
     }
 
     async fn idle(&self, clients: usize) -> anyhow::Result<Self::Idle> {

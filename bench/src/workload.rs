@@ -84,6 +84,7 @@ pub trait System: Sync {
     type Pub: Send + 'static;
     type Sub: Send + 'static;
     type Live: Send + 'static;
+    type Prepared: Send;
     type Idle: Send;
 
     /// Creates one queue per plan (the message indices its publisher will
@@ -114,8 +115,19 @@ pub trait System: Sync {
         tracker: Arc<Tracker>,
     ) -> impl Future<Output = anyhow::Result<()>> + Send + 'static;
 
-    /// Connects `clients` subscribed clients (each with its own queue).
-    fn idle(&self, clients: usize) -> impl Future<Output = anyhow::Result<Self::Idle>> + Send;
+    /// Creates `clients` queues (mailboxes, consumers) for idle clients,
+    /// over connections that are closed again, so that the memory the
+    /// queues' storage takes is not counted as connection memory.
+    fn prepare_idle(
+        &self,
+        clients: usize,
+    ) -> impl Future<Output = anyhow::Result<Self::Prepared>> + Send;
+
+    /// Connects one subscribed client per prepared queue.
+    fn idle(
+        &self,
+        prepared: Self::Prepared,
+    ) -> impl Future<Output = anyhow::Result<Self::Idle>> + Send;
 
     /// Disconnects idle clients.
     fn close_idle(idle: Self::Idle) -> impl Future<Output = ()> + Send;
@@ -314,9 +326,14 @@ async fn run_idle<S: System>(
     probe: &Probe,
     mut out: Map<String, Value>,
 ) -> anyhow::Result<Map<String, Value>> {
+    let prepared = tokio::time::timeout(config.deadline, sys.prepare_idle(config.idle_clients))
+        .await
+        .context("creating the idle clients' queues took longer than the deadline")??;
+    // Let the server finish closing the setup connections.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let rss0 = probe.rss_kib();
     let start = Instant::now();
-    let idle = tokio::time::timeout(config.deadline, sys.idle(config.idle_clients))
+    let idle = tokio::time::timeout(config.deadline, sys.idle(prepared))
         .await
         .context("connecting the idle clients took longer than the deadline")??;
     out.insert("connect_secs".into(), json!(start.elapsed().as_secs_f64()));

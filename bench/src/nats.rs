@@ -38,6 +38,9 @@ impl Nats {
     async fn connect(&self) -> anyhow::Result<async_nats::Client> {
         async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(15))
+            // PubAcks under fsync-per-write with 800 messages in flight can
+            // take longer than the client's default 10 s.
+            .request_timeout(Some(Duration::from_secs(60)))
             .connect(&self.url)
             .await
             .context("cannot connect to nats-server")

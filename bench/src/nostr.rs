@@ -237,11 +237,8 @@ impl System for Nostr {
     async fn subscribe(mut sub: Sub) -> anyhow::Result<Live> {
         let req = json!(["REQ", "q", {"authors": [sub.author], "kinds": [1]}]).to_string();
         sub.ws.send(Message::text(req)).await?;
-        // Stored events (none yet, or the backlog) come before EOSE; the
-        // subscription counts as established once the relay saw the REQ,
-        // which a round trip (a second, empty REQ answered by EOSE) proves.
-        let probe = json!(["REQ", "probe", {"ids": ["00"]}]).to_string();
-        sub.ws.send(Message::text(probe)).await?;
+        // No round trip needed: events stored before the relay handles the
+        // REQ come with its stored-events answer, later ones live.
         Ok(Live {
             ws: sub.ws,
             deletions: sub.deletions,
@@ -258,7 +255,9 @@ impl System for Nostr {
                 deleted += 1;
                 continue;
             }
-            if msg.first().and_then(Value::as_str) != Some("EVENT") {
+            if msg.first().and_then(Value::as_str) != Some("EVENT")
+                || msg.get(1).and_then(Value::as_str) != Some("q")
+            {
                 continue; // EOSE
             }
             let event = msg.get(2).context("EVENT without an event")?;

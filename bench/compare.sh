@@ -4,7 +4,7 @@
 # (and latest.{md,svg}, which the README embeds).
 #
 #   bash bench/peers.sh        # once: NATS server, nostr-rs-relay
-#   bash bench/compare.sh      # about 12 minutes on 2 cores
+#   bash bench/compare.sh      # 12-15 minutes on 2 quiet cores; longer on a loaded machine
 #   bash bench/compare.sh --quick                 # smaller counts, ~4 minutes
 #   bash bench/compare.sh --systems "enlace nats-always"  # a subset
 #

@@ -188,10 +188,10 @@ pub fn cdf(sorted: &[f64], points: usize) -> Vec<(f64, f64)> {
         .step_by(step)
         .filter_map(|i| sorted.get(i).map(|v| (*v, (i + 1) as f64 / n as f64)))
         .collect();
-    if out.last().map(|p| p.1) != Some(1.0) {
-        if let Some(v) = sorted.last() {
-            out.push((*v, 1.0));
-        }
+    if out.last().map(|p| p.1) != Some(1.0)
+        && let Some(v) = sorted.last()
+    {
+        out.push((*v, 1.0));
     }
     out
 }

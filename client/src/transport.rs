@@ -267,12 +267,24 @@ impl RelayConnection {
         } else {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
-        let mut endpoint =
+        let endpoint =
             quinn::Endpoint::client(bind).map_err(|e| TransportError::Setup(e.to_string()))?;
-        endpoint.set_default_client_config(client_config(fingerprint)?);
+        Self::connect_on(&endpoint, remote, fingerprint).await
+    }
+
+    /// Connects over an existing client endpoint (one UDP socket shared by
+    /// many connections, as a load generator holding thousands does),
+    /// pinning `fingerprint`. [`RelayConnection::close`] then waits for the
+    /// whole endpoint to go idle.
+    pub async fn connect_on(
+        endpoint: &quinn::Endpoint,
+        remote: SocketAddr,
+        fingerprint: Fingerprint,
+    ) -> Result<Self, TransportError> {
+        let endpoint = endpoint.clone();
         // The name is not checked (the key is pinned) and reveals nothing.
         let connecting = endpoint
-            .connect(remote, "enlace-relay")
+            .connect_with(client_config(fingerprint)?, remote, "enlace-relay")
             .map_err(|e| TransportError::Setup(e.to_string()))?;
         let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Err(_) => return Err(TransportError::Timeout),

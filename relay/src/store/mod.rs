@@ -18,9 +18,9 @@ use enlace_protocol::envelope::{MAILBOX_ID_LEN, MESSAGE_ID_LEN, MailboxId, Messa
 
 use self::forward::{Enqueue, ForwardRecord, QueuedForward};
 
-pub mod forward;
 #[cfg(test)]
 mod faults;
+pub mod forward;
 pub mod redb;
 #[cfg(feature = "sled")]
 pub mod sled;

@@ -283,18 +283,78 @@ pub(crate) async fn accept(
 
     let mut relays = Relays::default();
     let conn = relays.get(&home.to_string()).await?;
-    let recipient = SigningKeyPair::generate(&mut rand::rng());
-    let created = conn.create_mailbox(&recipient).await.map_err(|e| {
-        relay_error(&e).map_or(Error::RelayUnreachable { queued: 0 }, Error::RelayRefused)
+    let accepted = accept_on_home(conn, &identity, &invitation, &home, now).await?;
+
+    let changed = update(store, |p| {
+        accepted.save(p, &name, invitation.identity(), now);
+        Ok(p.contact(&name).map(Contact::verification))
     })?;
+    announce_contact(out, &name, changed)?;
+    let result = flush_outbox(store, &mut relays).await;
+    relays.close().await;
+    result
+}
+
+/// What accepting an invitation made: a secured mailbox on the home relay
+/// for the inviter to write to, the session, and the first (handshake)
+/// envelope for the inviter's mailbox, ready to be saved and sent.
+pub(crate) struct Accepted {
+    session: Session,
+    send_to: RemoteMailbox,
+    receive_on: LocalMailbox,
+    envelope_id: [u8; 16],
+    envelope: Vec<u8>,
+}
+
+impl Accepted {
+    /// Adds (or updates) the contact named `name` with identity key
+    /// `identity`, and queues the handshake envelope in the outbox.
+    /// Returns the contact's id.
+    pub(crate) fn save(self, p: &mut Profile, name: &str, identity: &PublicKey, now: u64) -> u64 {
+        let relay = self.send_to.relay.clone();
+        let id = upsert_contact(
+            p,
+            name,
+            identity,
+            &self.session,
+            self.send_to,
+            self.receive_on,
+            now,
+        );
+        p.outbox.push(crate::profile::OutboxEntry {
+            contact: id,
+            envelope_id: self.envelope_id,
+            message_id: [0; 16],
+            relay,
+            envelope: self.envelope,
+            control: true,
+        });
+        id
+    }
+}
+
+/// Accepts `invitation` (`enlace accept`, or an introduction in a
+/// nucleus): creates and secures a mailbox for the inviter on our home
+/// relay (over `conn`), runs the handshake and signs its first envelope.
+/// Nothing is saved yet: see [`Accepted::save`].
+pub(crate) async fn accept_on_home(
+    conn: &RelayConnection,
+    identity: &SigningKeyPair,
+    invitation: &InvitationCode,
+    home: &RelayAddress,
+    now: u64,
+) -> Result<Accepted, Error> {
+    let refused = |e: TransportError| {
+        relay_error(&e).map_or(Error::RelayUnreachable { queued: 0 }, Error::RelayRefused)
+    };
+    let recipient = SigningKeyPair::generate(&mut rand::rng());
+    let created = conn.create_mailbox(&recipient).await.map_err(refused)?;
     // The key the inviter will sign with into our mailbox: ours to make,
     // so the mailbox is secured before anyone knows it exists.
     let inviter_sender = SigningKeyPair::generate(&mut rand::rng());
     conn.secure(created.receive_id, *inviter_sender.public(), &recipient)
         .await
-        .map_err(|e| {
-            relay_error(&e).map_or(Error::RelayUnreachable { queued: 0 }, Error::RelayRefused)
-        })?;
+        .map_err(refused)?;
     let payload = AcceptPayload {
         sender_seed: inviter_sender.secret_bytes(),
     }
@@ -306,8 +366,8 @@ pub(crate) async fn accept(
     };
     let (session, first) = session::accept(
         &mut rand::rng(),
-        &identity,
-        &invitation,
+        identity,
+        invitation,
         &reply,
         sender.public(),
         &payload,
@@ -324,43 +384,25 @@ pub(crate) async fn accept(
         &first,
     )
     .map_err(|_| Error::Encode)?;
-
-    let changed = update(store, |p| {
-        let id = upsert_contact(
-            p,
-            &name,
-            invitation.identity(),
-            &session,
-            RemoteMailbox {
-                relay: invitation.relay().to_string(),
-                send_id: invitation.send_id().0,
-                sender_key: *sender.secret_bytes(),
-            },
-            LocalMailbox {
-                relay: home.to_string(),
-                receive_id: created.receive_id.0,
-                send_id: created.send_id.0,
-                recipient_key: *recipient.secret_bytes(),
-                delivery_key: *created.delivery_key.to_bytes(),
-                contact_sender_key: Some(*inviter_sender.public().as_bytes()),
-                secured: true,
-            },
-            now,
-        );
-        p.outbox.push(crate::profile::OutboxEntry {
-            contact: id,
-            envelope_id,
-            message_id: [0; 16],
+    Ok(Accepted {
+        session,
+        send_to: RemoteMailbox {
             relay: invitation.relay().to_string(),
-            envelope: envelope.as_bytes().to_vec(),
-            control: true,
-        });
-        Ok(p.contact(&name).map(Contact::verification))
-    })?;
-    announce_contact(out, &name, changed)?;
-    let result = flush_outbox(store, &mut relays).await;
-    relays.close().await;
-    result
+            send_id: invitation.send_id().0,
+            sender_key: *sender.secret_bytes(),
+        },
+        receive_on: LocalMailbox {
+            relay: home.to_string(),
+            receive_id: created.receive_id.0,
+            send_id: created.send_id.0,
+            recipient_key: *recipient.secret_bytes(),
+            delivery_key: *created.delivery_key.to_bytes(),
+            contact_sender_key: Some(*inviter_sender.public().as_bytes()),
+            secured: true,
+        },
+        envelope_id,
+        envelope: envelope.as_bytes().to_vec(),
+    })
 }
 
 /// The invitation code inside `text`: the first word that starts with the

@@ -3,21 +3,19 @@
 //! handshake of an accepted one). The group logic is in
 //! [`crate::nucleus`]; this only drives it.
 
-use enlace_protocol::envelope::{CoarseTime, Envelope, MessageId};
 use enlace_protocol::keys::SigningKeyPair;
 use enlace_protocol::session::{
-    self, Invitation as InvitationCode, MAX_PLAINTEXT_LEN, PendingInvitation, ReplyAddress,
+    Invitation as InvitationCode, MAX_PLAINTEXT_LEN, PendingInvitation,
 };
 use serde_json::json;
 
 use super::{
-    INVITATION_LIFETIME_SECS, Relays, flush_outbox, home_relay, relay_error, sealer, upsert_contact,
+    INVITATION_LIFETIME_SECS, Relays, accept_on_home, flush_outbox, home_relay, relay_error, sealer,
 };
 use crate::app::{Out, update};
 use crate::error::Error;
-use crate::message::AcceptPayload;
 use crate::nucleus::{self as group, IntroducedContact, Introduction, NucleusTask};
-use crate::profile::{Invitation, LocalMailbox, OutboxEntry, Profile, RemoteMailbox};
+use crate::profile::{Invitation, LocalMailbox, OutboxEntry, Profile};
 use crate::store::Store;
 use crate::time;
 
@@ -410,45 +408,7 @@ async fn accept_introduction(
     drop(profile);
 
     let conn = relays.get(&home.to_string()).await?;
-    let recipient = SigningKeyPair::generate(&mut rand::rng());
-    let created = conn.create_mailbox(&recipient).await.map_err(|e| {
-        relay_error(&e).map_or(Error::RelayUnreachable { queued: 0 }, Error::RelayRefused)
-    })?;
-    let inviter_sender = SigningKeyPair::generate(&mut rand::rng());
-    conn.secure(created.receive_id, *inviter_sender.public(), &recipient)
-        .await
-        .map_err(|e| {
-            relay_error(&e).map_or(Error::RelayUnreachable { queued: 0 }, Error::RelayRefused)
-        })?;
-    let payload = AcceptPayload {
-        sender_seed: inviter_sender.secret_bytes(),
-    }
-    .encode();
-    let sender = SigningKeyPair::generate(&mut rand::rng());
-    let reply = ReplyAddress {
-        relay: home.clone(),
-        send_id: created.send_id,
-    };
-    let (session, first) = session::accept(
-        &mut rand::rng(),
-        &identity,
-        &invitation,
-        &reply,
-        sender.public(),
-        &payload,
-        now,
-    )
-    .map_err(|e| Error::InvalidInvitation(e.to_string()))?;
-    let mut envelope_id = [0u8; 16];
-    rand::Rng::fill_bytes(&mut rand::rng(), &mut envelope_id);
-    let envelope = Envelope::sign(
-        &sender,
-        invitation.send_id(),
-        MessageId(envelope_id),
-        CoarseTime::from_unix_secs(now),
-        &first,
-    )
-    .map_err(|_| Error::Encode)?;
+    let accepted = accept_on_home(conn, &identity, &invitation, &home, now).await?;
 
     let made = update(store, |p| {
         if p.contacts.iter().any(|c| c.identity_key == intro.from) {
@@ -459,35 +419,7 @@ async fn accept_introduction(
         };
         let name = group::introduced_name(p, n, &intro.from);
         let nucleus_name = n.name.clone();
-        let id = upsert_contact(
-            p,
-            &name,
-            invitation.identity(),
-            &session,
-            RemoteMailbox {
-                relay: invitation.relay().to_string(),
-                send_id: invitation.send_id().0,
-                sender_key: *sender.secret_bytes(),
-            },
-            LocalMailbox {
-                relay: home.to_string(),
-                receive_id: created.receive_id.0,
-                send_id: created.send_id.0,
-                recipient_key: *recipient.secret_bytes(),
-                delivery_key: *created.delivery_key.to_bytes(),
-                contact_sender_key: Some(*inviter_sender.public().as_bytes()),
-                secured: true,
-            },
-            now,
-        );
-        p.outbox.push(OutboxEntry {
-            contact: id,
-            envelope_id,
-            message_id: [0; 16],
-            relay: invitation.relay().to_string(),
-            envelope: envelope.as_bytes().to_vec(),
-            control: true,
-        });
+        let id = accepted.save(p, &name, invitation.identity(), now);
         p.introduced.push(IntroducedContact {
             local: id,
             pending: false,

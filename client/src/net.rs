@@ -522,6 +522,8 @@ async fn flush_outbox(store: &Store, relays: &mut Relays) -> Result<(), Error> {
             )
         })
         .collect();
+    // Keys the forward ids, so relays cannot compute them (see forward_one).
+    let forward_secret = Zeroizing::new(profile.identity);
     drop(profile);
     let mut down = BTreeSet::new();
     let mut blocked = BTreeSet::new();
@@ -543,7 +545,7 @@ async fn flush_outbox(store: &Store, relays: &mut Relays) -> Result<(), Error> {
             continue;
         }
         if let Route::ViaHome { home, proof } = path {
-            match forward_one(relays, &home, &proof, &relay, &envelope).await {
+            match forward_one(relays, &home, &proof, &relay, &envelope, &forward_secret).await {
                 Ok(ForwardOutcome::Stored) => update(store, |p| {
                     engine::mark_stored(p, envelope_id);
                     Ok(())
@@ -653,6 +655,7 @@ async fn forward_one(
     proof: &Proof,
     relay: &str,
     envelope: &Envelope,
+    forward_secret: &[u8; 32],
 ) -> Result<ForwardOutcome, Option<String>> {
     let fail = |relays: &mut Relays, e: &TransportError| {
         let reason = relay_error(e);
@@ -675,7 +678,9 @@ async fn forward_one(
         }
         relays.proven.insert(home.to_owned());
     }
-    let fid = enlace_protocol::forward::forward_id_for(&envelope.message_id());
+    // Keyed by our identity seed: stable across retries, and neither relay
+    // (nor both together) can compute it from the message id.
+    let fid = enlace_protocol::forward::forward_id_for(forward_secret, &envelope.message_id());
     let conn = relays.get(home).await.map_err(|_| None)?;
     let known = conn.forward_status(&[fid]).await;
     match known.as_deref() {

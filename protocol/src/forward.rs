@@ -31,7 +31,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
 use rand_core::CryptoRng;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::codec::{Reader, domain_separated};
@@ -64,14 +64,21 @@ pub fn is_sealed_len(len: usize) -> bool {
 }
 
 /// The forward id a client uses for the envelope with `message_id`:
-/// `SHA-256("enlace/v1/forward-id" || 0x00 || message_id)[..16]`. Stable, so a
-/// retried forward of the same envelope is recognized by the home relay, and
-/// one-way, so the home relay cannot match it with the message id the
-/// destination sees.
-pub fn forward_id_for(message_id: &MessageId) -> ForwardId {
-    let digest = Sha256::digest(domain_separated(labels::FORWARD_ID, &[&message_id.0]));
+/// `HKDF-SHA256(salt = none, ikm = client_secret, info =
+/// "enlace/v1/forward-id" || 0x00 || message_id)`, 16 bytes.
+///
+/// `client_secret` is a 32-byte secret the client keeps and no relay ever
+/// sees (the `enlace` client passes its identity seed: the HKDF label keeps
+/// this use apart from signing). The id is
+/// stable, so a retried forward of the same envelope is recognized by the
+/// home relay; and keyed, so neither the home relay nor the destination
+/// (which sees the message id), nor the two together, can compute it from
+/// the message id and so match a forward with the deposit it became.
+pub fn forward_id_for(client_secret: &[u8; 32], message_id: &MessageId) -> ForwardId {
     let mut id = [0u8; 16];
-    id.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+    let info = domain_separated(labels::FORWARD_ID, &[&message_id.0]);
+    // 16 bytes is far below HKDF-SHA256's 8,160-byte limit: cannot fail.
+    let _ = Hkdf::<Sha256>::new(None, client_secret).expand(&info, &mut id);
     ForwardId(id)
 }
 
@@ -287,6 +294,26 @@ impl ForwardKey {
 mod tests {
     use super::*;
     use crate::envelope::{CoarseTime, MailboxId, MessageId};
+
+    #[test]
+    fn forward_ids_are_stable_and_keyed() {
+        let m = MessageId([7; 16]);
+        let a = forward_id_for(&[1; 32], &m);
+        assert_eq!(a, forward_id_for(&[1; 32], &m), "a retry finds its forward");
+        assert_ne!(
+            a,
+            forward_id_for(&[2; 32], &m),
+            "keyed by the client's secret"
+        );
+        assert_ne!(a, forward_id_for(&[1; 32], &MessageId([8; 16])));
+        // Whoever sees the message id (the destination) cannot compute the
+        // id without the client's secret: not the unkeyed hash of it.
+        let unkeyed = {
+            use sha2::Digest;
+            Sha256::digest(domain_separated(labels::FORWARD_ID, &[&m.0]))
+        };
+        assert_ne!(&a.0[..], &unkeyed[..16]);
+    }
     use crate::limits::{BODY_LARGE, BODY_SMALL};
 
     fn relay(seed: u8) -> (SigningKeyPair, ForwardKey) {

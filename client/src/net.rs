@@ -544,6 +544,11 @@ async fn flush_outbox(store: &Store, relays: &mut Relays) -> Result<(), Error> {
         if blocked.contains(&destination) {
             continue;
         }
+        if let Route::Refuse(reason) = path {
+            refused = Some(reason.to_owned());
+            blocked.insert(destination);
+            continue;
+        }
         if let Route::ViaHome { home, proof } = path {
             match forward_one(relays, &home, &proof, &relay, &envelope, &forward_secret).await {
                 Ok(ForwardOutcome::Stored) => update(store, |p| {
@@ -606,6 +611,9 @@ async fn flush_outbox(store: &Store, relays: &mut Relays) -> Result<(), Error> {
 /// (docs/client.md, "Routes").
 enum Route {
     Direct,
+    /// No safe way: going to the contact's relay directly would show it our
+    /// address, so the envelope waits in the outbox (the reason is shown).
+    Refuse(&'static str),
     ViaHome {
         /// The home relay's address.
         home: String,
@@ -621,17 +629,21 @@ struct Proof {
 }
 
 fn route(profile: &Profile, relay: &str) -> Route {
+    const NO_HOME: &str = "no home relay to forward through, and contacting another \
+                           nucleus's relay directly would show it your address";
     let Some(home) = profile.home_relay.as_deref() else {
-        return Route::Direct;
+        return Route::Refuse(NO_HOME);
     };
     let (Ok(home_addr), Ok(dest)) = (parse_relay(home), parse_relay(relay)) else {
-        return Route::Direct;
+        return Route::Refuse(NO_HOME);
     };
     if home_addr.fingerprint() == dest.fingerprint() {
         return Route::Direct;
     }
     // Without a mailbox of ours at home, the home relay would refuse to
-    // forward: send directly as before.
+    // forward; sending directly would show the contact's relay our address,
+    // so the envelope waits (every command that makes a contact makes a
+    // mailbox at home first).
     let proof = mailboxes(profile)
         .into_iter()
         .find(|m| parse_relay(&m.relay).is_ok_and(|a| a.fingerprint() == home_addr.fingerprint()));
@@ -643,7 +655,11 @@ fn route(profile: &Profile, relay: &str) -> Route {
                 recipient: m.recipient.secret_bytes(),
             },
         },
-        None => Route::Direct,
+        None => Route::Refuse(
+            "no mailbox of yours on your home relay to forward through (make one with \
+             `enlace invite`); contacting another nucleus's relay directly would show it \
+             your address",
+        ),
     }
 }
 
@@ -1165,5 +1181,39 @@ async fn listen_once(store: &Store, out: &mut Out<'_>) -> Result<bool, Error> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use enlace_protocol::keys::SigningKeyPair;
+
+    use super::*;
+
+    fn address(seed: u8, port: u16) -> String {
+        let key = SigningKeyPair::from_secret_bytes(&[seed; 32]);
+        RelayAddress::new(key.public().relay_fingerprint(), "127.0.0.1", port)
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn never_contacts_another_relay_directly() {
+        let mut profile = Profile::new(&mut rand::rng(), 0);
+        let home = address(1, 4433);
+        let other = address(2, 4434);
+        // No home relay: nothing safe to do but wait.
+        assert!(matches!(route(&profile, &other), Route::Refuse(_)));
+        profile.home_relay = Some(home.clone());
+        // The home relay itself: direct.
+        assert!(matches!(route(&profile, &home), Route::Direct));
+        // Another relay but no mailbox of ours at home to prove we are its
+        // client: wait, never connect to the other relay (it would see our
+        // address).
+        assert!(matches!(route(&profile, &other), Route::Refuse(_)));
+        assert!(matches!(
+            route(&profile, "not an address"),
+            Route::Refuse(_)
+        ));
     }
 }

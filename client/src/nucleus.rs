@@ -37,6 +37,12 @@ pub const MAX_NUCLEI: usize = 32;
 /// history to check who was a member when; past this, no more changes are
 /// made or accepted (create a new nucleus).
 pub const MAX_OPS: usize = 512;
+/// Largest step an operation may take the Lamport clock past the largest
+/// one seen. An honest author writes one more than the largest it has seen,
+/// and a nucleus holds at most [`MAX_OPS`] operations, so honest clocks stay
+/// far below this; the bound stops one member from pushing the clock to
+/// `u64::MAX` (after which no later operation could sort after it).
+pub const MAX_LAMPORT_JUMP: u64 = 1_024;
 /// How many (author, message id) pairs are remembered per nucleus to drop
 /// duplicates and replays of group messages.
 pub const SEEN_GROUP_KEPT: usize = 1024;
@@ -690,19 +696,16 @@ fn apply_own_op(
             "at most {MAX_OPS} membership changes per nucleus"
         )));
     }
-    let op = Op::sign(
-        &identity,
-        nucleus.id,
-        nucleus.lamport + 1,
-        action,
-        target,
-        name,
-    )?;
+    let lamport = nucleus
+        .lamport
+        .checked_add(1)
+        .ok_or_else(|| Error::NucleusLimit("its change counter is exhausted".into()))?;
+    let op = Op::sign(&identity, nucleus.id, lamport, action, target, name)?;
     let nucleus = p
         .nuclei
         .get_mut(index)
         .ok_or(Error::BrokenState("nucleus"))?;
-    nucleus.lamport += 1;
+    nucleus.lamport = lamport;
     nucleus.ops.push(op.as_bytes().to_vec());
     let members = nucleus.members();
     let all_ops = nucleus.ops.clone();
@@ -1029,6 +1032,11 @@ pub fn handle_op(p: &mut Profile, peer: u64, op: Op) -> Vec<(u64, Vec<u8>)> {
     // cannot push operations to us after we processed its removal. While
     // outside (being added), the adder's welcome is the source.
     if before.contains_key(&me) && !before.contains_key(&peer_key) {
+        return Vec::new();
+    }
+    // A clock far ahead of everything seen is refused: it would let one
+    // member sort its operations after every later one (or wrap the clock).
+    if op.lamport > n.lamport.saturating_add(MAX_LAMPORT_JUMP) {
         return Vec::new();
     }
     let id = op.id();
@@ -1538,6 +1546,48 @@ mod tests {
         // An introduction not from the peer it came from is not forwarded.
         assert!(handle_introduction(&mut a, 2, intro).is_empty());
         assert_eq!(introduced_name(&b, &b.nuclei[0], &pk(5)), "n/c5");
+    }
+
+    /// A clock at `u64::MAX` (or any far jump) from a member is refused:
+    /// it neither freezes the nucleus nor overflows our next operation.
+    #[test]
+    fn lamport_jump_is_refused() {
+        let mut a = profile_of(1, &[2]);
+        let mut b = profile_of(2, &[1]);
+        create(&mut a, "n", &mut rand::rng()).unwrap();
+        add(&mut a, "n", "c2", &mut rand::rng(), clear).unwrap();
+        deliver(&mut b, 1, &take_outbox(&mut a, 2));
+        let id = a.nuclei[0].id;
+        let lamport = a.nuclei[0].lamport;
+        for far in [u64::MAX, lamport + MAX_LAMPORT_JUMP + 1] {
+            let o = Op::sign(&key(2), id, far, Action::Add, pk(9), "x").unwrap();
+            assert!(handle_op(&mut a, 2, o).is_empty());
+        }
+        assert_eq!(a.nuclei[0].lamport, lamport);
+        assert_eq!(a.nuclei[0].ops.len(), 2);
+        // Within the bound is fine.
+        let near = Op::sign(
+            &key(2),
+            id,
+            lamport + MAX_LAMPORT_JUMP,
+            Action::Add,
+            pk(9),
+            "x",
+        )
+        .unwrap();
+        handle_op(&mut a, 2, near);
+        assert_eq!(a.nuclei[0].lamport, lamport + MAX_LAMPORT_JUMP);
+        // Our next change sorts after everything.
+        a.outbox.clear();
+        remove(&mut a, "n", "c2", &mut rand::rng(), clear).unwrap();
+        assert_eq!(a.nuclei[0].lamport, lamport + MAX_LAMPORT_JUMP + 1);
+        assert!(!a.nuclei[0].members().contains_key(&pk(2)));
+        // A clock at its end refuses a new change instead of wrapping.
+        a.nuclei[0].lamport = u64::MAX;
+        assert!(matches!(
+            leave(&mut a, "n", &mut rand::rng(), clear),
+            Err(Error::NucleusLimit(_))
+        ));
     }
 
     #[test]

@@ -1247,7 +1247,9 @@ pub fn handle_group_text(p: &mut Profile, peer: u64, text: GroupText, now: u64) 
 }
 
 /// An introduction from `peer`: forward it if it is for another member
-/// (we are the adder), or queue accepting it if it is for us.
+/// (we are the adder), or queue accepting it if it is for us. Either way
+/// `from` must be a current member whose adder is the one forwarding it
+/// to us (or us, when we forward); anything else is dropped, not kept.
 pub fn handle_introduction(p: &mut Profile, peer: u64, intro: Introduction) -> Vec<(u64, Vec<u8>)> {
     let me = own_key(p);
     let Some(peer_key) = p.contact_by_id(peer).map(|c| c.identity_key) else {
@@ -1261,11 +1263,17 @@ pub fn handle_introduction(p: &mut Profile, peer: u64, intro: Introduction) -> V
         return Vec::new();
     }
     if intro.to == me {
-        if has_contact(p, &intro.from) || intro.from == me {
+        if has_contact(p, &intro.from)
+            || intro.from == me
+            || members.get(&intro.from).map(|m| m.added_by) != Some(peer_key)
+        {
             return Vec::new();
         }
+        // One waiting introduction per member: a new one replaces none.
         let dup = p.nucleus_tasks.iter().any(|t| {
-            matches!(t, NucleusTask::Accept { introduction, .. } if *introduction == intro.as_bytes())
+            matches!(t, NucleusTask::Accept { nucleus, introduction, .. }
+                if *nucleus == intro.nucleus
+                    && Introduction::decode(introduction).is_ok_and(|i| i.from == intro.from))
         });
         if !dup && p.nucleus_tasks.len() < MAX_TASKS {
             p.nucleus_tasks.push(NucleusTask::Accept {
@@ -1278,7 +1286,7 @@ pub fn handle_introduction(p: &mut Profile, peer: u64, intro: Introduction) -> V
     }
     // We forward only what the new member itself sent us, to a member.
     if intro.from != peer_key
-        || !members.contains_key(&intro.from)
+        || members.get(&intro.from).map(|m| m.added_by) != Some(me)
         || !members.contains_key(&intro.to)
     {
         return Vec::new();
@@ -1763,6 +1771,38 @@ mod tests {
         assert_eq!(fwd, vec![(1, by3), (3, add3)]);
         assert_eq!(b.nuclei[0].members().len(), 4);
         assert_eq!(b.nuclei[0].lamport, 4);
+    }
+
+    /// An introduction is kept only from a current member, forwarded by
+    /// its own adder, once per member; others are dropped, so they cannot
+    /// fill the task list.
+    #[test]
+    fn introductions_only_from_members_through_their_adder() {
+        let mut a = profile_of(1, &[2, 3, 5]);
+        let mut b = profile_of(2, &[1, 3]);
+        create(&mut a, "n", &mut rand::rng()).unwrap();
+        joined(&mut a, &mut b, 2);
+        add(&mut a, "n", "c3", &mut rand::rng(), clear).unwrap();
+        add(&mut a, "n", "c5", &mut rand::rng(), clear).unwrap();
+        deliver(&mut b, 1, &take_outbox(&mut a, 2));
+        assert_eq!(b.nuclei[0].members().len(), 4);
+        let id = a.nuclei[0].id;
+        // Throwaway keys (not members), forwarded by the member 1: dropped.
+        for seed in 100..(100 + MAX_TASKS as u8 + 5) {
+            let i = Introduction::sign(&key(seed), id, pk(2), b"inv").unwrap();
+            handle_introduction(&mut b, 1, i);
+        }
+        assert!(b.nucleus_tasks.is_empty());
+        // A member's introduction forwarded by a member who is not its
+        // adder: dropped.
+        let from5 = Introduction::sign(&key(5), id, pk(2), b"inv").unwrap();
+        handle_introduction(&mut b, 3, from5.clone());
+        assert!(b.nucleus_tasks.is_empty());
+        // Through its adder: kept, once per member.
+        handle_introduction(&mut b, 1, from5);
+        let again = Introduction::sign(&key(5), id, pk(2), b"other").unwrap();
+        handle_introduction(&mut b, 1, again);
+        assert_eq!(b.nucleus_tasks.len(), 1);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! [`engine::Seal`] closures and the network work (invitations for
 //! introductions) is queued as [`NucleusTask`]s for the driver.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use enlace_protocol::keys::{NucleusStatement, PublicKey, Signature, SigningKeyPair};
 use rand_core::CryptoRng;
@@ -37,6 +37,20 @@ pub const MAX_NUCLEI: usize = 32;
 /// history to check who was a member when; past this, no more changes are
 /// made or accepted (create a new nucleus).
 pub const MAX_OPS: usize = 512;
+/// Most operations one author may have in a nucleus: one member alone
+/// cannot use up [`MAX_OPS`] for everyone.
+pub const MAX_OPS_PER_AUTHOR: usize = 128;
+/// Most operations kept whose author is not (yet) known as a member: an
+/// operation can arrive before the `add` of its author and must wait for
+/// it, but keys nobody added cannot fill the nucleus (the oldest waiting
+/// one is dropped for a new one; none is forwarded while it waits).
+pub const MAX_UNPLACED_OPS: usize = 32;
+/// Largest step an operation may take the Lamport clock past the largest
+/// one seen. An honest author writes one more than the largest it has seen,
+/// and a nucleus holds at most [`MAX_OPS`] operations, so honest clocks stay
+/// far below this; the bound stops one member from pushing the clock to
+/// `u64::MAX` (after which no later operation could sort after it).
+pub const MAX_LAMPORT_JUMP: u64 = 1_024;
 /// How many (author, message id) pairs are remembered per nucleus to drop
 /// duplicates and replays of group messages.
 pub const SEEN_GROUP_KEPT: usize = 1024;
@@ -384,6 +398,15 @@ pub struct Member {
 /// whether it is in (last writer wins per member). The result depends on
 /// the set, not on the order it was received in.
 pub fn fold(creator: Option<[u8; 32]>, ops: &[Op]) -> BTreeMap<[u8; 32], Member> {
+    fold_ever(creator, ops).0
+}
+
+/// The fold, and every key that was a member at some point of it.
+fn fold_ever(
+    creator: Option<[u8; 32]>,
+    ops: &[Op],
+) -> (BTreeMap<[u8; 32], Member>, BTreeSet<[u8; 32]>) {
+    let mut ever = BTreeSet::new();
     let mut sorted: Vec<&Op> = ops.iter().collect();
     sorted.sort_by_key(|op| op.order_key());
     let mut members: BTreeMap<[u8; 32], Member> = BTreeMap::new();
@@ -393,6 +416,7 @@ pub fn fold(creator: Option<[u8; 32]>, ops: &[Op]) -> BTreeMap<[u8; 32], Member>
             Action::Create => {
                 if !created && Some(op.author) == creator && members.is_empty() {
                     created = true;
+                    ever.insert(op.author);
                     members.insert(
                         op.author,
                         Member {
@@ -408,6 +432,7 @@ pub fn fold(creator: Option<[u8; 32]>, ops: &[Op]) -> BTreeMap<[u8; 32], Member>
                     && !members.contains_key(&op.target)
                     && members.len() < MAX_MEMBERS
                 {
+                    ever.insert(op.target);
                     members.insert(
                         op.target,
                         Member {
@@ -425,7 +450,14 @@ pub fn fold(creator: Option<[u8; 32]>, ops: &[Op]) -> BTreeMap<[u8; 32], Member>
             }
         }
     }
-    members
+    (members, ever)
+}
+
+/// Whether an operation can count in a fold whose ever-members are
+/// `ever`: its author was a member at some point, or it is the pinned
+/// creator's `create`.
+fn placed(op: &Op, creator: Option<[u8; 32]>, ever: &BTreeSet<[u8; 32]>) -> bool {
+    ever.contains(&op.author) || (op.action == Action::Create && creator == Some(op.author))
 }
 
 /// A (group message author, message id) pair seen.
@@ -685,24 +717,22 @@ fn apply_own_op(
     let identity = SigningKeyPair::from_secret_bytes(&p.identity);
     let me = *identity.public().as_bytes();
     let nucleus = p.nuclei.get(index).ok_or(Error::BrokenState("nucleus"))?;
-    if nucleus.ops.len() >= MAX_OPS {
+    let ops = nucleus.decoded_ops();
+    if ops.len() >= MAX_OPS || ops.iter().filter(|o| o.author == me).count() >= MAX_OPS_PER_AUTHOR {
         return Err(Error::NucleusLimit(format!(
-            "at most {MAX_OPS} membership changes per nucleus"
+            "at most {MAX_OPS} membership changes per nucleus, {MAX_OPS_PER_AUTHOR} by one member"
         )));
     }
-    let op = Op::sign(
-        &identity,
-        nucleus.id,
-        nucleus.lamport + 1,
-        action,
-        target,
-        name,
-    )?;
+    let lamport = nucleus
+        .lamport
+        .checked_add(1)
+        .ok_or_else(|| Error::NucleusLimit("its change counter is exhausted".into()))?;
+    let op = Op::sign(&identity, nucleus.id, lamport, action, target, name)?;
     let nucleus = p
         .nuclei
         .get_mut(index)
         .ok_or(Error::BrokenState("nucleus"))?;
-    nucleus.lamport += 1;
+    nucleus.lamport = lamport;
     nucleus.ops.push(op.as_bytes().to_vec());
     let members = nucleus.members();
     let all_ops = nucleus.ops.clone();
@@ -718,8 +748,11 @@ fn apply_own_op(
         };
         if Some(key) == welcome {
             // The new member gets every operation: the member list and how
-            // it came about, nothing that was said.
-            for bytes in &all_ops {
+            // it came about, nothing that was said. The add naming it goes
+            // first: only that makes its client keep an unknown nucleus.
+            let own = op.as_bytes();
+            let others = all_ops.iter().map(Vec::as_slice).filter(|b| *b != own);
+            for bytes in std::iter::once(own).chain(others) {
                 queue_plain(
                     p,
                     contact,
@@ -992,29 +1025,32 @@ pub fn handle(p: &mut Profile, peer: u64, msg: AppMessage, now: u64) -> Received
 
 /// A verified operation from `peer`: store it if new and acceptable,
 /// re-fold, and return what to forward (contact id, plaintext).
+///
+/// An unknown nucleus is kept only from a welcome: an `add` naming us,
+/// signed by the contact it came from. An operation is stored only if its
+/// clock is within [`MAX_LAMPORT_JUMP`] of the largest seen and its author
+/// has fewer than [`MAX_OPS_PER_AUTHOR`] operations; one whose author was
+/// never a member in the fold waits among at most [`MAX_UNPLACED_OPS`]
+/// and is forwarded only once its author's `add` places it.
 pub fn handle_op(p: &mut Profile, peer: u64, op: Op) -> Vec<(u64, Vec<u8>)> {
     let me = own_key(p);
     let Some(peer_key) = p.contact_by_id(peer).map(|c| c.identity_key) else {
         return Vec::new();
     };
+    let welcome = op.action == Action::Add && op.target == me && op.author == peer_key;
     let index = match p.nuclei.iter().position(|n| n.id == op.nucleus) {
         Some(i) => i,
         None => {
-            if p.nuclei.len() >= MAX_NUCLEI {
+            if !welcome || contact_for(p, &peer_key) != Some(peer) || p.nuclei.len() >= MAX_NUCLEI {
                 return Vec::new();
             }
-            let name = if op.action == Action::Create {
-                op.name.clone()
-            } else {
-                "nucleus".to_owned()
-            };
-            let name = unique_nucleus_name(p, &name);
+            let name = unique_nucleus_name(p, "nucleus");
             p.nuclei.push(Nucleus {
                 id: op.nucleus,
                 name,
                 creator: None,
                 ops: Vec::new(),
-                lamport: 0,
+                lamport: op.lamport,
                 seen: Vec::new(),
                 received: Vec::new(),
             });
@@ -1024,26 +1060,69 @@ pub fn handle_op(p: &mut Profile, peer: u64, op: Op) -> Vec<(u64, Vec<u8>)> {
     let Some(n) = p.nuclei.get_mut(index) else {
         return Vec::new();
     };
-    let before = n.members();
-    // Once in, take changes only from current members: a removed member
-    // cannot push operations to us after we processed its removal. While
-    // outside (being added), the adder's welcome is the source.
-    if before.contains_key(&me) && !before.contains_key(&peer_key) {
+    let ops = n.decoded_ops();
+    let (before, ever) = fold_ever(n.creator, &ops);
+    if before.contains_key(&me) {
+        // Once in, take changes only from current members: a removed
+        // member cannot push operations to us after we processed its
+        // removal.
+        if !before.contains_key(&peer_key) {
+            return Vec::new();
+        }
+    } else if !welcome
+        && !ops
+            .iter()
+            .any(|o| o.action == Action::Add && o.target == me && o.author == peer_key)
+    {
+        // While outside (being added), only our adder's welcome counts.
+        return Vec::new();
+    }
+    // A clock far ahead of everything seen is refused: it would let one
+    // member sort its operations after every later one (or wrap the clock).
+    if op.lamport > n.lamport.saturating_add(MAX_LAMPORT_JUMP) {
         return Vec::new();
     }
     let id = op.id();
-    if n.ops.iter().any(|b| b.last_chunk::<64>() == Some(&id)) || n.ops.len() >= MAX_OPS {
+    if ops.iter().any(|o| o.id() == id)
+        || ops.iter().filter(|o| o.author == op.author).count() >= MAX_OPS_PER_AUTHOR
+    {
         return Vec::new();
     }
     // The creator is pinned by the first `Create` received: from our
     // adder, who vouches for the nucleus it adds us to.
     let pinned_now = op.action == Action::Create && n.creator.is_none();
-    if pinned_now {
-        n.creator = Some(op.author);
+    let creator = if pinned_now {
+        Some(op.author)
+    } else {
+        n.creator
+    };
+    let unplaced: Vec<[u8; 64]> = ops
+        .iter()
+        .filter(|o| !placed(o, creator, &ever))
+        .map(Op::id)
+        .collect();
+    if placed(&op, creator, &ever) {
+        if ops.len() - unplaced.len() >= MAX_OPS {
+            return Vec::new();
+        }
+    } else if unplaced.len() >= MAX_UNPLACED_OPS {
+        // Make room: the oldest waiting operation goes.
+        if let Some(oldest) = unplaced.first() {
+            n.ops.retain(|b| b.last_chunk::<64>() != Some(oldest));
+        }
     }
-    n.lamport = n.lamport.max(op.lamport);
+    n.creator = creator;
     n.ops.push(op.as_bytes().to_vec());
-    let after = n.members();
+    let ops = n.decoded_ops();
+    let (after, ever) = fold_ever(n.creator, &ops);
+    // Newly placed: this operation, and waiting ones its arrival placed.
+    let newly: Vec<Op> = ops
+        .into_iter()
+        .filter(|o| placed(o, n.creator, &ever) && (o.id() == id || unplaced.contains(&o.id())))
+        .collect();
+    for o in &newly {
+        n.lamport = n.lamport.max(o.lamport);
+    }
     let nucleus_id = n.id;
     if pinned_now && n.ops.len() > 1 {
         // The create arrived after other operations: take its name now.
@@ -1053,17 +1132,19 @@ pub fn handle_op(p: &mut Profile, peer: u64, op: Op) -> Vec<(u64, Vec<u8>)> {
             n.name = name;
         }
     }
-    // Forward to every current member we can write to, except its author,
-    // the one who sent it and ourselves.
+    // Forward to every current member we can write to, except the
+    // operation's author, the one who sent it and ourselves.
     let mut out = Vec::new();
     if after.contains_key(&me) {
-        let plain = AppMessage::NucleusOp(op.clone()).encode();
-        for key in after.keys() {
-            if *key == me || *key == op.author || *key == peer_key {
-                continue;
-            }
-            if let Some(c) = contact_for(p, key) {
-                out.push((c, plain.clone()));
+        for o in &newly {
+            let plain = AppMessage::NucleusOp(o.clone()).encode();
+            for key in after.keys() {
+                if *key == me || *key == o.author || (o.id() == id && *key == peer_key) {
+                    continue;
+                }
+                if let Some(c) = contact_for(p, key) {
+                    out.push((c, plain.clone()));
+                }
             }
         }
     }
@@ -1166,7 +1247,9 @@ pub fn handle_group_text(p: &mut Profile, peer: u64, text: GroupText, now: u64) 
 }
 
 /// An introduction from `peer`: forward it if it is for another member
-/// (we are the adder), or queue accepting it if it is for us.
+/// (we are the adder), or queue accepting it if it is for us. Either way
+/// `from` must be a current member whose adder is the one forwarding it
+/// to us (or us, when we forward); anything else is dropped, not kept.
 pub fn handle_introduction(p: &mut Profile, peer: u64, intro: Introduction) -> Vec<(u64, Vec<u8>)> {
     let me = own_key(p);
     let Some(peer_key) = p.contact_by_id(peer).map(|c| c.identity_key) else {
@@ -1180,11 +1263,17 @@ pub fn handle_introduction(p: &mut Profile, peer: u64, intro: Introduction) -> V
         return Vec::new();
     }
     if intro.to == me {
-        if has_contact(p, &intro.from) || intro.from == me {
+        if has_contact(p, &intro.from)
+            || intro.from == me
+            || members.get(&intro.from).map(|m| m.added_by) != Some(peer_key)
+        {
             return Vec::new();
         }
+        // One waiting introduction per member: a new one replaces none.
         let dup = p.nucleus_tasks.iter().any(|t| {
-            matches!(t, NucleusTask::Accept { introduction, .. } if *introduction == intro.as_bytes())
+            matches!(t, NucleusTask::Accept { nucleus, introduction, .. }
+                if *nucleus == intro.nucleus
+                    && Introduction::decode(introduction).is_ok_and(|i| i.from == intro.from))
         });
         if !dup && p.nucleus_tasks.len() < MAX_TASKS {
             p.nucleus_tasks.push(NucleusTask::Accept {
@@ -1197,7 +1286,7 @@ pub fn handle_introduction(p: &mut Profile, peer: u64, intro: Introduction) -> V
     }
     // We forward only what the new member itself sent us, to a member.
     if intro.from != peer_key
-        || !members.contains_key(&intro.from)
+        || members.get(&intro.from).map(|m| m.added_by) != Some(me)
         || !members.contains_key(&intro.to)
     {
         return Vec::new();
@@ -1347,8 +1436,13 @@ mod tests {
         let mut count = 0;
         for order in permutations(&ops) {
             // Feed through the real receive path of a profile: member 5's
-            // view, received op by op from a peer (its adder 1).
+            // view, received op by op from a peer (its adder 1), after
+            // the welcome's first operation (the add naming 5, which is
+            // what makes it keep the nucleus) and then every operation
+            // again, in every order.
             let mut p = profile_of(5, &[1]);
+            handle_op(&mut p, 1, ops[6].clone());
+            assert_eq!(p.nuclei.len(), 1);
             for o in &order {
                 handle_op(&mut p, 1, o.clone());
             }
@@ -1540,6 +1634,177 @@ mod tests {
         assert_eq!(introduced_name(&b, &b.nuclei[0], &pk(5)), "n/c5");
     }
 
+    /// A clock at `u64::MAX` (or any far jump) from a member is refused:
+    /// it neither freezes the nucleus nor overflows our next operation.
+    #[test]
+    fn lamport_jump_is_refused() {
+        let mut a = profile_of(1, &[2]);
+        let mut b = profile_of(2, &[1]);
+        create(&mut a, "n", &mut rand::rng()).unwrap();
+        add(&mut a, "n", "c2", &mut rand::rng(), clear).unwrap();
+        deliver(&mut b, 1, &take_outbox(&mut a, 2));
+        let id = a.nuclei[0].id;
+        let lamport = a.nuclei[0].lamport;
+        for far in [u64::MAX, lamport + MAX_LAMPORT_JUMP + 1] {
+            let o = Op::sign(&key(2), id, far, Action::Add, pk(9), "x").unwrap();
+            assert!(handle_op(&mut a, 2, o).is_empty());
+        }
+        assert_eq!(a.nuclei[0].lamport, lamport);
+        assert_eq!(a.nuclei[0].ops.len(), 2);
+        // Within the bound is fine.
+        let near = Op::sign(
+            &key(2),
+            id,
+            lamport + MAX_LAMPORT_JUMP,
+            Action::Add,
+            pk(9),
+            "x",
+        )
+        .unwrap();
+        handle_op(&mut a, 2, near);
+        assert_eq!(a.nuclei[0].lamport, lamport + MAX_LAMPORT_JUMP);
+        // Our next change sorts after everything.
+        a.outbox.clear();
+        remove(&mut a, "n", "c2", &mut rand::rng(), clear).unwrap();
+        assert_eq!(a.nuclei[0].lamport, lamport + MAX_LAMPORT_JUMP + 1);
+        assert!(!a.nuclei[0].members().contains_key(&pk(2)));
+        // A clock at its end refuses a new change instead of wrapping.
+        a.nuclei[0].lamport = u64::MAX;
+        assert!(matches!(
+            leave(&mut a, "n", &mut rand::rng(), clear),
+            Err(Error::NucleusLimit(_))
+        ));
+    }
+
+    /// Only a welcome (an add naming us, signed by the contact it came
+    /// from, which we can write to) makes us keep an unknown nucleus.
+    #[test]
+    fn unknown_nucleus_only_from_a_welcome() {
+        let mut b = profile_of(2, &[1]);
+        // A create, an add of someone else, an add of us signed by a key
+        // that is not the sender's: nothing kept.
+        let create = Op::sign(&key(1), [1; 16], 1, Action::Create, pk(1), "x").unwrap();
+        let other = Op::sign(&key(1), [2; 16], 1, Action::Add, pk(3), "x").unwrap();
+        let forged = Op::sign(&key(9), [3; 16], 1, Action::Add, pk(2), "x").unwrap();
+        for o in [create, other, forged] {
+            assert!(handle_op(&mut b, 1, o).is_empty());
+        }
+        assert!(b.nuclei.is_empty());
+        // Not from a contact we can write to (no session): nothing kept.
+        let send_to = b.contacts[0].send_to.take();
+        let add = Op::sign(&key(1), [4; 16], 2, Action::Add, pk(2), "x").unwrap();
+        handle_op(&mut b, 1, add.clone());
+        assert!(b.nuclei.is_empty());
+        b.contacts[0].send_to = send_to;
+        handle_op(&mut b, 1, add);
+        assert_eq!(b.nuclei.len(), 1);
+        // While outside, only the adder's welcome is taken.
+        let mut c = profile_of(2, &[1, 3]);
+        let add = Op::sign(&key(1), N, 2, Action::Add, pk(2), "x").unwrap();
+        handle_op(&mut c, 1, add);
+        let spam = Op::sign(&key(3), N, 1, Action::Create, pk(3), "x").unwrap();
+        handle_op(&mut c, 3, spam);
+        assert_eq!(c.nuclei[0].ops.len(), 1);
+        assert_eq!(c.nuclei[0].creator, None);
+    }
+
+    /// A welcome works whatever the nucleus's real order: the add naming
+    /// the new member goes first.
+    fn joined(a: &mut Profile, b: &mut Profile, c: u8) {
+        add(a, "n", &format!("c{c}"), &mut rand::rng(), clear).unwrap();
+        deliver(b, 1, &take_outbox(a, u64::from(c)));
+    }
+
+    /// Keys nobody added cannot fill a nucleus, and one member cannot use
+    /// up more than its share of operations.
+    #[test]
+    fn op_budget_cannot_be_exhausted() {
+        let mut a = profile_of(1, &[2, 3]);
+        let mut b = profile_of(2, &[1]);
+        create(&mut a, "n", &mut rand::rng()).unwrap();
+        joined(&mut a, &mut b, 2);
+        assert_eq!(b.nuclei[0].name, "n");
+        assert!(b.nuclei[0].members().contains_key(&pk(2)));
+        let id = a.nuclei[0].id;
+        // Member 2 hands over operations signed by throwaway keys.
+        for i in 0..(MAX_OPS + 20) {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(i as u64 + 1000).to_be_bytes());
+            let k = SigningKeyPair::from_secret_bytes(&seed);
+            let o = Op::sign(&k, id, 3, Action::Add, pk(9), "x").unwrap();
+            assert!(handle_op(&mut a, 2, o).is_empty(), "forwarded");
+        }
+        assert!(a.nuclei[0].ops.len() <= 2 + MAX_UNPLACED_OPS);
+        // Member 2 itself signs as many as it can.
+        for l in 0..(MAX_OPS_PER_AUTHOR as u64 + 20) {
+            let o = Op::sign(&key(2), id, 3 + l, Action::Remove, pk(9), "").unwrap();
+            handle_op(&mut a, 2, o);
+        }
+        let by_2 = a.nuclei[0]
+            .decoded_ops()
+            .iter()
+            .filter(|o| o.author == pk(2))
+            .count();
+        assert_eq!(by_2, MAX_OPS_PER_AUTHOR);
+        // The others can still change membership.
+        add(&mut a, "n", "c3", &mut rand::rng(), clear).unwrap();
+        assert!(a.nuclei[0].members().contains_key(&pk(3)));
+    }
+
+    /// An operation that arrives before its author's add waits, and is
+    /// forwarded once the add places it.
+    #[test]
+    fn waiting_op_is_placed_by_its_authors_add() {
+        let mut a = profile_of(1, &[2, 3]);
+        let mut b = profile_of(2, &[1, 3]);
+        create(&mut a, "n", &mut rand::rng()).unwrap();
+        joined(&mut a, &mut b, 2);
+        let id = a.nuclei[0].id;
+        let add3 = Op::sign(&key(1), id, 3, Action::Add, pk(3), "c3").unwrap();
+        let by3 = Op::sign(&key(3), id, 4, Action::Add, pk(4), "d").unwrap();
+        assert!(handle_op(&mut b, 1, by3.clone()).is_empty());
+        assert_eq!(b.nuclei[0].lamport, 2);
+        let fwd = handle_op(&mut b, 1, add3.clone());
+        // The add goes on to 3; the waiting op, now placed, to 1 (3 wrote it).
+        let by3 = AppMessage::NucleusOp(by3).encode();
+        let add3 = AppMessage::NucleusOp(add3).encode();
+        assert_eq!(fwd, vec![(1, by3), (3, add3)]);
+        assert_eq!(b.nuclei[0].members().len(), 4);
+        assert_eq!(b.nuclei[0].lamport, 4);
+    }
+
+    /// An introduction is kept only from a current member, forwarded by
+    /// its own adder, once per member; others are dropped, so they cannot
+    /// fill the task list.
+    #[test]
+    fn introductions_only_from_members_through_their_adder() {
+        let mut a = profile_of(1, &[2, 3, 5]);
+        let mut b = profile_of(2, &[1, 3]);
+        create(&mut a, "n", &mut rand::rng()).unwrap();
+        joined(&mut a, &mut b, 2);
+        add(&mut a, "n", "c3", &mut rand::rng(), clear).unwrap();
+        add(&mut a, "n", "c5", &mut rand::rng(), clear).unwrap();
+        deliver(&mut b, 1, &take_outbox(&mut a, 2));
+        assert_eq!(b.nuclei[0].members().len(), 4);
+        let id = a.nuclei[0].id;
+        // Throwaway keys (not members), forwarded by the member 1: dropped.
+        for seed in 100..(100 + MAX_TASKS as u8 + 5) {
+            let i = Introduction::sign(&key(seed), id, pk(2), b"inv").unwrap();
+            handle_introduction(&mut b, 1, i);
+        }
+        assert!(b.nucleus_tasks.is_empty());
+        // A member's introduction forwarded by a member who is not its
+        // adder: dropped.
+        let from5 = Introduction::sign(&key(5), id, pk(2), b"inv").unwrap();
+        handle_introduction(&mut b, 3, from5.clone());
+        assert!(b.nucleus_tasks.is_empty());
+        // Through its adder: kept, once per member.
+        handle_introduction(&mut b, 1, from5);
+        let again = Introduction::sign(&key(5), id, pk(2), b"other").unwrap();
+        handle_introduction(&mut b, 1, again);
+        assert_eq!(b.nucleus_tasks.len(), 1);
+    }
+
     #[test]
     fn limits_hold() {
         let mut a = profile_of(1, &[]);
@@ -1553,7 +1818,7 @@ mod tests {
         // Unknown nuclei from a contact do not grow the list past the cap.
         let mut b = profile_of(2, &[1]);
         for i in 0..(MAX_NUCLEI as u8 + 5) {
-            let o = Op::sign(&key(1), [i; 16], 1, Action::Create, pk(1), "spam").unwrap();
+            let o = Op::sign(&key(1), [i; 16], 1, Action::Add, pk(2), "spam").unwrap();
             handle_op(&mut b, 1, o);
         }
         assert_eq!(b.nuclei.len(), MAX_NUCLEI);

@@ -397,14 +397,21 @@ async fn accept_introduction(
     {
         return Ok(true);
     }
-    if !introduction_applies(&profile, nucleus, &intro.from) {
-        // The add may not have reached us yet; the invitation's expiry
-        // bounds how long this waits.
-        return Ok(false);
+    // Receiving queued it only for a current member forwarded by its own
+    // adder; if that no longer holds (removed meanwhile), drop it: nothing
+    // that does not apply waits here.
+    let via_key = profile.contact_by_id(via).map(|c| c.identity_key);
+    let adder = profile
+        .nuclei
+        .iter()
+        .find(|n| n.id == nucleus)
+        .and_then(|n| n.members().get(&intro.from).map(|m| m.added_by));
+    if !introduction_applies(&profile, nucleus, &intro.from) || adder.is_none() || adder != via_key
+    {
+        return Ok(true);
     }
     let home = home_relay(&profile)?;
     let identity = SigningKeyPair::from_secret_bytes(&profile.identity);
-    let via_key = profile.contact_by_id(via).map(|c| c.identity_key);
     drop(profile);
 
     let conn = relays.get(&home.to_string()).await?;

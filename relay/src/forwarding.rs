@@ -165,6 +165,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The retry delay after another failure: doubled, within
+/// [`RETRY_MIN`, `RETRY_MAX`].
+fn next_delay(delay: Duration) -> Duration {
+    delay.saturating_mul(2).clamp(RETRY_MIN, RETRY_MAX)
+}
+
 /// Errors a destination gives for a forward that retrying cannot fix.
 fn is_permanent(e: &RelayError) -> bool {
     matches!(
@@ -417,28 +423,36 @@ impl Forwarder {
             if *shutdown.borrow() {
                 break;
             }
-            let batch = match self.store.forward_queue(&destination, WORKER_BATCH) {
-                Ok(b) => b,
+            // A failing read backs off like a failing destination: without
+            // the wait the loop would spin on the error at full CPU.
+            let delivered = match self.store.forward_queue(&destination, WORKER_BATCH) {
+                Ok(batch) if batch.is_empty() => {
+                    let mut workers = lock(&self.workers);
+                    // An enqueue that committed before this lock is visible
+                    // now; one after it will find no worker and start one.
+                    match self.store.forward_queue(&destination, 1) {
+                        Ok(b) if b.is_empty() => {
+                            workers.remove(&destination);
+                            return;
+                        }
+                        Ok(_) => true,
+                        Err(e) => {
+                            tracing::error!("reading the forward queue failed: {e}");
+                            false
+                        }
+                    }
+                }
+                Ok(batch) => self.deliver(batch).await,
                 Err(e) => {
                     tracing::error!("reading the forward queue failed: {e}");
-                    Vec::new()
+                    false
                 }
             };
-            if batch.is_empty() {
-                let mut workers = lock(&self.workers);
-                // An enqueue that committed before this lock is visible now;
-                // one after it will find no worker and start one.
-                if matches!(self.store.forward_queue(&destination, 1), Ok(b) if b.is_empty()) {
-                    workers.remove(&destination);
-                    return;
-                }
-                continue;
-            }
-            if self.deliver(batch).await {
+            if delivered {
                 delay = Duration::ZERO;
                 continue;
             }
-            delay = (delay * 2).clamp(RETRY_MIN, RETRY_MAX);
+            delay = next_delay(delay);
             // Jitter: somewhere in the second half of the delay, so relays
             // that lost the same peer do not retry in step.
             let half = delay / 2;
@@ -556,5 +570,93 @@ mod tests {
             retry_after_secs: 1
         }));
         assert!(!is_permanent(&RelayError::Internal));
+    }
+
+    #[test]
+    fn retry_delay_doubles_within_bounds() {
+        assert_eq!(next_delay(Duration::ZERO), RETRY_MIN);
+        assert_eq!(next_delay(RETRY_MIN), RETRY_MIN * 2);
+        assert_eq!(next_delay(RETRY_MAX), RETRY_MAX);
+        assert_eq!(next_delay(Duration::MAX), RETRY_MAX);
+    }
+
+    /// A store whose forward queue cannot be read; counts the attempts.
+    struct Unreadable {
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Store for Unreadable {
+        fn apply(
+            &self,
+            _ops: &[WriteOp],
+        ) -> Result<Vec<crate::store::WriteOutcome>, crate::store::StoreError> {
+            Err(crate::store::StoreError::Backend("broken".into()))
+        }
+        fn mailbox(
+            &self,
+            _id: &enlace_protocol::envelope::MailboxId,
+        ) -> Result<Option<crate::store::MailboxRecord>, crate::store::StoreError> {
+            Ok(None)
+        }
+        fn mailbox_by_send_id(
+            &self,
+            _id: &enlace_protocol::envelope::MailboxId,
+        ) -> Result<
+            Option<(
+                enlace_protocol::envelope::MailboxId,
+                crate::store::MailboxRecord,
+            )>,
+            crate::store::StoreError,
+        > {
+            Ok(None)
+        }
+        fn pending(
+            &self,
+            _id: &enlace_protocol::envelope::MailboxId,
+            _after: Option<u64>,
+            _not_before: u64,
+            _limit: usize,
+        ) -> Result<Vec<crate::store::StoredEnvelope>, crate::store::StoreError> {
+            Ok(Vec::new())
+        }
+        fn stats(&self) -> Result<crate::store::Stats, crate::store::StoreError> {
+            Ok(crate::store::Stats::default())
+        }
+        fn forward_queue(
+            &self,
+            _destination: &[u8; 32],
+            _limit: usize,
+        ) -> Result<Vec<QueuedForward>, crate::store::StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Err(crate::store::StoreError::Backend("unreadable".into()))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_queue_read_backs_off_instead_of_spinning() {
+        let store = Arc::new(Unreadable {
+            reads: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let (stop, shutdown) = watch::channel(false);
+        let forwarder = Forwarder::new(
+            endpoint,
+            Writer::spawn(dyn_store.clone()).unwrap(),
+            dyn_store,
+            Clock::new(0),
+            3600,
+            shutdown,
+            Arc::new(Metrics::default()),
+        );
+        forwarder.kick([7; 32]);
+        // A blocking sleep: a spinning worker that never yields must not
+        // keep this check from running.
+        std::thread::sleep(Duration::from_millis(400));
+        let reads = store.reads.load(Ordering::SeqCst);
+        stop.send(true).unwrap();
+        // The first failure waits at least RETRY_MIN / 2 = 500 ms.
+        assert!(reads <= 2, "{reads} reads of a failing queue in 400 ms");
+        assert!(reads >= 1);
     }
 }

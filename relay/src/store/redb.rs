@@ -8,7 +8,10 @@
 //! Any other I/O failure, and above all a failed fsync, stops writes for
 //! good: as PostgreSQL learned, after a failed fsync the page cache no
 //! longer tells what is on disk, so nothing more is acknowledged until an
-//! operator has checked the disk and restarted the relay. Reads go on.
+//! operator has checked the disk and restarted the relay. The database is
+//! closed then, so reads fail too (`StoreError::Backend`, "check the disk,
+//! then restart the relay") until the restart; callers that retry reads,
+//! like the forwarding worker, back off.
 
 use std::fs::OpenOptions;
 use std::ops::Bound;

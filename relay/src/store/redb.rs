@@ -339,9 +339,15 @@ fn apply_on(db: &Database, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreEr
     }
 }
 
+/// Writes that only add data (deposits and forward enqueues): refused when
+/// free space is below the reserve, which is kept for the writes that free
+/// space.
+fn is_deposit(op: &WriteOp) -> bool {
+    matches!(op, WriteOp::Deposit { .. } | WriteOp::ForwardEnqueue(_))
+}
+
 /// Commits all but the deposits, which are answered [`WriteOutcome::Full`].
 fn refuse_deposits(db: &Database, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
-    let is_deposit = |op: &WriteOp| matches!(op, WriteOp::Deposit { .. });
     let rest: Vec<WriteOp> = ops.iter().filter(|op| !is_deposit(op)).cloned().collect();
     let mut done = if rest.is_empty() {
         Vec::new()
@@ -366,7 +372,6 @@ impl Store for RedbStore {
         if self.read_db().is_none() {
             self.reopen();
         }
-        let is_deposit = |op: &WriteOp| matches!(op, WriteOp::Deposit { .. });
         let result = match &*self.read_db() {
             Some(db) if ops.iter().any(is_deposit) && self.low_on_space() => {
                 refuse_deposits(db, ops)
@@ -455,6 +460,38 @@ mod tests {
     fn conformance_in_memory() {
         super::super::conformance::run(&RedbStore::in_memory().unwrap());
         super::super::conformance::forwards(&RedbStore::in_memory().unwrap());
+    }
+
+    #[test]
+    fn low_space_refuses_forward_enqueues_like_deposits() {
+        use enlace_protocol::command::ForwardId;
+
+        use super::super::forward::Enqueue;
+
+        let store = RedbStore::in_memory().unwrap();
+        let enqueue = WriteOp::ForwardEnqueue(Box::new(Enqueue {
+            forward_id: ForwardId([9; 16]),
+            destination_fp: [5; 32],
+            destination: vec![5; 40],
+            sealed: vec![1; 300],
+            arrival: 1_000,
+            deadline: 2_000,
+            per_destination: 10,
+            total: 10,
+        }));
+        let expire = WriteOp::ForwardExpire {
+            now: 1_000,
+            keep_until: 5_000,
+            limit: 10,
+        };
+        let guard = store.read_db();
+        let db = guard.as_ref().unwrap();
+        let out = refuse_deposits(db, &[enqueue, expire]).unwrap();
+        assert!(matches!(out[0], WriteOutcome::Full), "{:?}", out[0]);
+        assert!(!matches!(out[1], WriteOutcome::Full), "{:?}", out[1]);
+        drop(guard);
+        assert!(store.forward_queue(&[5; 32], 10).unwrap().is_empty());
+        assert!(store.forward_status(&ForwardId([9; 16])).unwrap().is_none());
     }
 
     #[test]

@@ -306,10 +306,11 @@ pub(crate) fn read_status(
 pub(crate) fn read_queue(
     kv: &impl KvRead,
     dest: &[u8; 32],
+    from_seq: u64,
     limit: usize,
 ) -> Result<Vec<QueuedForward>, StoreError> {
     let prefix = key(P_QUEUE, &[dest]);
-    let entries: Entries = kv.scan_from(&prefix, &prefix, limit)?;
+    let entries: Entries = kv.scan_from(&prefix, &queue_key(dest, from_seq), limit)?;
     entries
         .into_iter()
         .map(|(k, v)| {

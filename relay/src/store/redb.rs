@@ -495,6 +495,64 @@ mod tests {
     }
 
     #[test]
+    fn an_expired_forward_can_be_queued_again() {
+        use enlace_protocol::command::ForwardId;
+
+        use super::super::forward::{Enqueue, STATE_EXPIRED, STATE_QUEUED};
+
+        let store = RedbStore::in_memory().unwrap();
+        let id = ForwardId([4; 16]);
+        let enqueue = |arrival: u64| {
+            WriteOp::ForwardEnqueue(Box::new(Enqueue {
+                forward_id: id,
+                destination_fp: [6; 32],
+                destination: vec![6; 40],
+                sealed: vec![1; 300],
+                arrival,
+                deadline: arrival + 100,
+                per_destination: 10,
+                total: 10,
+            }))
+        };
+        let expire = |now: u64| WriteOp::ForwardExpire {
+            now,
+            keep_until: now + 1_000,
+            limit: 100,
+        };
+        store.apply(&[enqueue(1_000)]).unwrap();
+        store.apply(&[expire(1_200)]).unwrap();
+        let state = |s: &RedbStore| s.forward_status(&id).unwrap().map(|r| r.state);
+        assert_eq!(state(&store), Some(STATE_EXPIRED));
+        assert!(store.forward_queue(&[6; 32], 10).unwrap().is_empty());
+        // Sent again: queued again, not answered as a duplicate.
+        let out = store.apply(&[enqueue(1_300)]).unwrap();
+        assert!(
+            matches!(out[0], WriteOutcome::Stored { .. }),
+            "{:?}",
+            out[0]
+        );
+        assert_eq!(state(&store), Some(STATE_QUEUED));
+        assert_eq!(store.forward_queue(&[6; 32], 10).unwrap().len(), 1);
+        // A queued one is still a duplicate.
+        let again = store.apply(&[enqueue(1_300)]).unwrap();
+        assert!(
+            matches!(again[0], WriteOutcome::Duplicate),
+            "{:?}",
+            again[0]
+        );
+        // The old "forget at" time (2_200) does not forget the new one.
+        store.apply(&[expire(1_350)]).unwrap();
+        store
+            .apply(&[WriteOp::ForwardExpire {
+                now: 2_300,
+                keep_until: 9_000,
+                limit: 100,
+            }])
+            .unwrap();
+        assert_eq!(state(&store), Some(STATE_EXPIRED));
+    }
+
+    #[test]
     fn conformance_on_disk_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");

@@ -687,6 +687,12 @@ async fn a_forward_to_a_dead_address_does_not_block_the_destination() {
     let (owner, mb) = secured_mailbox(&dest_conn, &sender).await;
     let client = own_client(&home).await;
     let key_d = client.fetch_relay_key(&dest.address, now()).await.unwrap();
+    drop(client);
+    // A restart, so H holds no connection to D when the dead address comes
+    // first in D's queue.
+    let (home_dir, home_port) = home.stop().await;
+    let home = start_node(&home_dir, home_port, &[]).await;
+    let client = own_client(&home).await;
     // A UDP port that swallows everything: connecting there times out.
     let black_hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let dead = RelayAddress::new(

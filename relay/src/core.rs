@@ -140,7 +140,18 @@ struct ConnInner {
     own: bool,
     first_contact: Bucket,
     creates: Bucket,
+    /// Other relays' addresses (encoded) this connection named in
+    /// `FetchRelayKey` or `Forward`, with when each was first named.
+    destinations: Vec<(Vec<u8>, u64)>,
 }
+
+/// Distinct relay addresses one connection may name per
+/// [`DESTINATION_WINDOW_SECS`]: each makes this relay send QUIC handshakes
+/// there, so a client cannot aim it at many hosts (128: twice the
+/// fan-out of a full 64-member nucleus whose members all use other relays).
+pub const MAX_DESTINATIONS_PER_CONN: usize = 128;
+/// The window of [`MAX_DESTINATIONS_PER_CONN`].
+pub const DESTINATION_WINDOW_SECS: u64 = 600;
 
 /// A token bucket over whole seconds.
 #[derive(Debug)]
@@ -194,6 +205,7 @@ impl ConnState {
                 own: false,
                 first_contact: Bucket::new(FIRST_CONTACT_BURST, FIRST_CONTACT_REFILL_SECS, now),
                 creates: Bucket::new(CREATE_BURST, CREATE_REFILL_SECS, now),
+                destinations: Vec::new(),
             }),
             host: None,
         }
@@ -231,6 +243,33 @@ impl ConnState {
     /// True once the connection created or proved a mailbox here.
     pub fn is_own(&self) -> bool {
         self.lock().own
+    }
+
+    /// Notes that this connection names relay `address` (encoded); refuses
+    /// a new one past the per-connection cap, saying how long to wait.
+    fn note_destination(&self, address: &[u8], now: u64) -> Result<(), u32> {
+        let mut inner = self.lock();
+        inner
+            .destinations
+            .retain(|(_, t)| t.saturating_add(DESTINATION_WINDOW_SECS) > now);
+        if inner.destinations.iter().any(|(a, _)| a == address) {
+            return Ok(());
+        }
+        if inner.destinations.len() >= MAX_DESTINATIONS_PER_CONN {
+            let oldest = inner
+                .destinations
+                .iter()
+                .map(|(_, t)| *t)
+                .min()
+                .unwrap_or(now);
+            let wait = oldest
+                .saturating_add(DESTINATION_WINDOW_SECS)
+                .saturating_sub(now)
+                .max(1);
+            return Err(u32::try_from(wait).unwrap_or(u32::MAX));
+        }
+        inner.destinations.push((address.to_vec(), now));
+        Ok(())
     }
 
     /// Takes one unsigned-send token, or says how long to wait.
@@ -568,6 +607,10 @@ impl<S: Store + ?Sized> Core<S> {
                 if *destination.fingerprint() == me {
                     Step::Reply(Response::RelayKey(Box::new(self.relay_key(now)?)))
                 } else if conn.is_own() {
+                    let mut address = Vec::new();
+                    destination.encode(&mut address);
+                    conn.note_destination(&address, now)
+                        .map_err(|retry_after_secs| RelayError::RateLimited { retry_after_secs })?;
                     Step::FetchRelayKey { destination }
                 } else {
                     return Err(RelayError::NotOwnClient);
@@ -585,6 +628,8 @@ impl<S: Store + ?Sized> Core<S> {
                 let destination = forward.destination.fingerprint().0;
                 let mut address = Vec::new();
                 forward.destination.encode(&mut address);
+                conn.note_destination(&address, now)
+                    .map_err(|retry_after_secs| RelayError::RateLimited { retry_after_secs })?;
                 Step::Write {
                     op: WriteOp::ForwardEnqueue(Box::new(Enqueue {
                         forward_id: forward.forward_id,
@@ -1097,6 +1142,37 @@ mod tests {
         let out = w.core.store().apply(&[w.core.expiry_op(at, 100)]).unwrap();
         assert_eq!(out, vec![WriteOutcome::Expired { count: 1 }]);
         assert_eq!(w.core.store().stats().unwrap().envelopes, 1);
+    }
+
+    #[test]
+    fn one_connection_names_few_relays() {
+        use enlace_protocol::keys::Fingerprint;
+
+        let dir = tempfile::tempdir().unwrap();
+        let id = Arc::new(Identity::load_or_create(dir.path()).unwrap());
+        let w = world(Limits::default());
+        let core = Core::new(w.core.store().clone(), Limits::default()).with_identity(id);
+        let conn = ConnState::new(ConnectionBinding([3; 32]), NOW);
+        core.handle_now(&conn, Request::hello(), NOW);
+        conn.mark_own();
+        let fetch = |port: u16| Request::FetchRelayKey {
+            destination: RelayAddress::new(Fingerprint([5; 32]), "127.0.0.1", port).unwrap(),
+        };
+        let allowed = |r: Response| r == Response::Error(RelayError::Unreachable);
+        for port in 0..MAX_DESTINATIONS_PER_CONN as u16 {
+            assert!(allowed(core.handle_now(&conn, fetch(1000 + port), NOW).0));
+        }
+        // One more host is refused; one already named is not.
+        assert_eq!(
+            core.handle_now(&conn, fetch(2000), NOW + 10).0,
+            Response::Error(RelayError::RateLimited {
+                retry_after_secs: DESTINATION_WINDOW_SECS as u32 - 10
+            })
+        );
+        assert!(allowed(core.handle_now(&conn, fetch(1000), NOW + 10).0));
+        // After the window a new one may be named again.
+        let later = NOW + DESTINATION_WINDOW_SECS;
+        assert!(allowed(core.handle_now(&conn, fetch(2000), later).0));
     }
 
     #[test]

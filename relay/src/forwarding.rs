@@ -1,8 +1,9 @@
 //! Relay-to-relay forwarding (docs/protocol.md section 12): the outgoing
 //! QUIC client with the destination's fingerprint pinned, one reused
-//! connection per destination, and one retry worker per destination that
-//! drains the durable forward queue in order with exponential backoff and
-//! jitter.
+//! connection per destination address, and one retry worker per
+//! destination fingerprint that walks the durable forward queue in order,
+//! giving each failing forward and each failing address its own retry time
+//! (exponential backoff with jitter) so one bad entry delays only itself.
 //!
 //! Outgoing connections leave from the relay's listening endpoint, so a
 //! destination sees this relay's address and port, never a client's.
@@ -11,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use enlace_protocol::address::RelayAddress;
 use enlace_protocol::command::{ForwardId, ForwardState, RelayError, Request, Response};
@@ -149,7 +150,9 @@ pub(crate) struct Forwarder {
     ttl_secs: u64,
     shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
-    peers: Mutex<HashMap<[u8; 32], Slot>>,
+    /// Connections by full destination address (fingerprint, host and
+    /// port), so a forward naming a wrong host never shares the real one's.
+    peers: Mutex<Peers>,
     workers: Mutex<HashSet<[u8; 32]>>,
     waiters: Mutex<HashMap<ForwardId, Vec<oneshot::Sender<()>>>>,
     /// Destinations' bundles last fetched, handed out while a destination
@@ -163,6 +166,137 @@ const MAX_CACHED_KEYS: usize = 1024;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The retry delay after another failure: doubled, within
+/// [`RETRY_MIN`, `RETRY_MAX`].
+fn next_delay(delay: Duration) -> Duration {
+    delay.saturating_mul(2).clamp(RETRY_MIN, RETRY_MAX)
+}
+
+/// A delay drawn from the second half of `delay` (jitter), so relays
+/// that lost the same peer do not retry in step.
+fn jitter(delay: Duration) -> Duration {
+    let half = delay / 2;
+    half + half.mul_f64(rand::random::<f64>())
+}
+
+/// When to try something again, and the delay that led there.
+#[derive(Clone, Copy, Debug)]
+struct Backoff {
+    next: Instant,
+    delay: Duration,
+}
+
+/// One worker's retry times, in memory: per queued forward (by queue
+/// position) and per destination address (encoded). Lost on restart, when
+/// everything is tried once again.
+#[derive(Debug, Default)]
+struct Schedule {
+    entries: HashMap<u64, Backoff>,
+    addresses: HashMap<Vec<u8>, Backoff>,
+}
+
+/// Address failures one worker remembers before it drops those that are
+/// due anyway.
+const MAX_SCHEDULED_ADDRESSES: usize = 4096;
+
+impl Schedule {
+    /// Another failure of `key`: doubles its delay, from `now`.
+    fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Backoff>, key: K, now: Instant) {
+        let b = map.entry(key).or_insert(Backoff {
+            next: now,
+            delay: Duration::ZERO,
+        });
+        b.delay = next_delay(b.delay);
+        b.next = now + jitter(b.delay);
+    }
+
+    /// Whether the forward at `seq` to `address` may be tried at `now`.
+    fn due(&self, seq: u64, address: &[u8], now: Instant) -> bool {
+        let ready = |b: Option<&Backoff>| b.is_none_or(|b| b.next <= now);
+        ready(self.entries.get(&seq)) && ready(self.addresses.get(address))
+    }
+
+    /// Drops the address failures that are due anyway once there are too
+    /// many.
+    fn trim(&mut self) {
+        if self.addresses.len() > MAX_SCHEDULED_ADDRESSES {
+            let now = Instant::now();
+            self.addresses.retain(|_, b| b.next > now);
+        }
+    }
+
+    /// How long until something is due (at least 10 ms, at most
+    /// [`RETRY_MAX`]).
+    fn wait(&self, now: Instant) -> Duration {
+        self.entries
+            .values()
+            .chain(self.addresses.values())
+            .map(|b| b.next.saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::ZERO)
+            .clamp(Duration::from_millis(10), RETRY_MAX)
+    }
+}
+
+/// Outgoing connections kept open at most; past it the least recently
+/// used is dropped (quinn closes a connection when its last handle goes).
+const MAX_PEERS: usize = 256;
+
+/// Cached outgoing connections by full address, least recently used
+/// evicted past [`MAX_PEERS`].
+#[derive(Default)]
+struct Peers {
+    slots: HashMap<Vec<u8>, (Slot, u64)>,
+    /// Use counter: the last use of each slot orders them.
+    tick: u64,
+}
+
+impl Peers {
+    /// The slot of `key`, made the most recently used; evicts first if a
+    /// new one would pass the cap.
+    fn slot(&mut self, key: Vec<u8>) -> Slot {
+        self.tick = self.tick.wrapping_add(1);
+        let tick = self.tick;
+        if let Some((slot, used)) = self.slots.get_mut(&key) {
+            *used = tick;
+            return slot.clone();
+        }
+        if self.slots.len() >= MAX_PEERS {
+            // Slots whose connection is gone (or never came) first.
+            self.slots.retain(|_, (s, _)| {
+                s.try_lock()
+                    .map(|c| c.as_ref().is_some_and(|c| c.close_reason().is_none()))
+                    .unwrap_or(true)
+            });
+        }
+        while self.slots.len() >= MAX_PEERS {
+            let Some(oldest) = self
+                .slots
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            self.slots.remove(&oldest);
+        }
+        let slot = Slot::default();
+        self.slots.insert(key, (slot.clone(), tick));
+        slot
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        self.slots.remove(key);
+    }
+}
+
+/// The key of a connection: the full encoded address.
+fn address_key(address: &RelayAddress) -> Vec<u8> {
+    let mut key = Vec::new();
+    address.encode(&mut key);
+    key
 }
 
 /// Errors a destination gives for a forward that retrying cannot fix.
@@ -196,7 +330,7 @@ impl Forwarder {
             ttl_secs,
             shutdown,
             metrics,
-            peers: Mutex::new(HashMap::new()),
+            peers: Mutex::new(Peers::default()),
             workers: Mutex::new(HashSet::new()),
             waiters: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
@@ -271,7 +405,7 @@ impl Forwarder {
                 Ok(Response::RelayKey(key)) => Ok(key),
                 Ok(Response::Error(e)) => Err(e),
                 _ => {
-                    self.forget(destination.fingerprint());
+                    self.forget(destination);
                     Err(RelayError::Unreachable)
                 }
             }
@@ -301,27 +435,18 @@ impl Forwarder {
         }
     }
 
-    fn slot(&self, fp: &Fingerprint) -> Slot {
-        let mut peers = lock(&self.peers);
-        if peers.len() >= 1024 {
-            // Forget destinations whose connections are gone (or never came).
-            peers.retain(|_, s| {
-                s.try_lock()
-                    .map(|c| c.as_ref().is_some_and(|c| c.close_reason().is_none()))
-                    .unwrap_or(true)
-            });
-        }
-        peers.entry(fp.0).or_default().clone()
+    fn slot(&self, address: &RelayAddress) -> Slot {
+        lock(&self.peers).slot(address_key(address))
     }
 
-    fn forget(&self, fp: &Fingerprint) {
-        lock(&self.peers).remove(&fp.0);
+    fn forget(&self, address: &RelayAddress) {
+        lock(&self.peers).remove(&address_key(address));
     }
 
     /// The open connection to `destination`, connecting (and saying hello)
     /// if there is none.
     async fn connect(&self, destination: &RelayAddress) -> Result<quinn::Connection, RelayError> {
-        let slot = self.slot(destination.fingerprint());
+        let slot = self.slot(destination);
         let mut cached = slot.lock().await;
         if let Some(conn) = cached.as_ref() {
             if conn.close_reason().is_none() {
@@ -409,40 +534,43 @@ impl Forwarder {
             .map_err(|_| "timed out".to_owned())?
     }
 
-    /// Drains one destination's queue until it is empty or shutdown.
+    /// Drains one destination's queue until it is empty or shutdown. Each
+    /// pass walks the whole queue; a forward that fails (its address does
+    /// not answer, or the destination defers it) waits for its own retry
+    /// time while the pass goes on with the rest, so one bad forward only
+    /// delays itself.
     async fn worker(self: Arc<Self>, destination: [u8; 32]) {
         let mut shutdown = self.shutdown.clone();
-        let mut delay = Duration::ZERO;
+        let mut schedule = Schedule::default();
+        let mut read_delay = Duration::ZERO;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let batch = match self.store.forward_queue(&destination, WORKER_BATCH) {
-                Ok(b) => b,
+            let wait = match self.pass(&destination, &mut schedule).await {
                 Err(e) => {
+                    // A failing read backs off too: without the wait the
+                    // loop would spin on the error at full CPU.
                     tracing::error!("reading the forward queue failed: {e}");
-                    Vec::new()
+                    read_delay = next_delay(read_delay);
+                    jitter(read_delay)
+                }
+                Ok(false) => {
+                    read_delay = Duration::ZERO;
+                    let mut workers = lock(&self.workers);
+                    // An enqueue that committed before this lock is visible
+                    // now; one after it will find no worker and start one.
+                    if matches!(self.store.forward_queue(&destination, 1), Ok(b) if b.is_empty()) {
+                        workers.remove(&destination);
+                        return;
+                    }
+                    continue;
+                }
+                Ok(true) => {
+                    read_delay = Duration::ZERO;
+                    schedule.wait(Instant::now())
                 }
             };
-            if batch.is_empty() {
-                let mut workers = lock(&self.workers);
-                // An enqueue that committed before this lock is visible now;
-                // one after it will find no worker and start one.
-                if matches!(self.store.forward_queue(&destination, 1), Ok(b) if b.is_empty()) {
-                    workers.remove(&destination);
-                    return;
-                }
-                continue;
-            }
-            if self.deliver(batch).await {
-                delay = Duration::ZERO;
-                continue;
-            }
-            delay = (delay * 2).clamp(RETRY_MIN, RETRY_MAX);
-            // Jitter: somewhere in the second half of the delay, so relays
-            // that lost the same peer do not retry in step.
-            let half = delay / 2;
-            let wait = half + half.mul_f64(rand::random::<f64>());
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = until_shutdown(&mut shutdown) => break,
@@ -451,64 +579,95 @@ impl Forwarder {
         lock(&self.workers).remove(&destination);
     }
 
-    /// Delivers a batch in order. False if the destination could not take
-    /// them all now (retry later). A refusal that concerns one mailbox only
-    /// (`quota`, `rate limited`) defers that forward and goes on with the
-    /// next, so one full mailbox on the destination does not hold up
-    /// forwards to every other mailbox there.
-    async fn deliver(&self, batch: Vec<QueuedForward>) -> bool {
-        let Some(first) = batch.first() else {
-            return true;
-        };
-        let address = match RelayAddress::decode(&first.destination) {
-            Ok(a) => a,
-            Err(_) => {
-                tracing::error!("corrupt destination in the forward queue");
-                return false;
-            }
-        };
-        let conn = match self.connect(&address).await {
-            Ok(c) => c,
-            Err(_) => return false,
-        };
-        let mut deferred = false;
-        for entry in batch {
-            let now = self.clock.now();
-            if entry.arrival.saturating_add(self.ttl_secs) <= now {
-                if !self.settle(entry.forward_id, STATE_EXPIRED, 0).await {
-                    return false;
-                }
-                continue;
-            }
-            let request = Request::RelayDeliver {
-                sealed: entry.sealed,
+    /// One pass over the queue: tries every forward that is due. True if
+    /// forwards were queued when the pass began (some may still be).
+    async fn pass(
+        &self,
+        destination: &[u8; 32],
+        schedule: &mut Schedule,
+    ) -> Result<bool, crate::store::StoreError> {
+        let mut from = 0;
+        let mut seen = HashSet::new();
+        loop {
+            let batch = self
+                .store
+                .forward_queue_from(destination, from, WORKER_BATCH)?;
+            let full = batch.len() == WORKER_BATCH;
+            let Some(next) = batch.last().map(|e| e.seq.checked_add(1)) else {
+                break;
             };
-            let settled = match self.request(&conn, &request).await {
-                Ok(Response::Stored) => self.settle(entry.forward_id, STATE_STORED, 0).await,
-                Ok(Response::Error(e)) if is_permanent(&e) => {
-                    tracing::debug!("relay {} refused a forward: {e}", address.fingerprint());
-                    self.settle(entry.forward_id, STATE_REFUSED, e.code()).await
+            for entry in batch {
+                if *self.shutdown.borrow() {
+                    return Ok(true);
                 }
-                Ok(Response::Error(e)) => {
-                    tracing::debug!("relay {} deferred a forward: {e}", address.fingerprint());
-                    if matches!(e, RelayError::Quota | RelayError::RateLimited { .. }) {
-                        deferred = true;
-                        continue;
-                    }
-                    false
-                }
-                Ok(_) => false,
-                Err(e) => {
-                    tracing::debug!("forward to relay {} failed: {e}", address.fingerprint());
-                    self.forget(address.fingerprint());
-                    false
-                }
-            };
-            if !settled {
-                return false;
+                seen.insert(entry.seq);
+                self.attempt(entry, schedule).await;
+            }
+            match next {
+                Some(n) if full => from = n,
+                _ => break,
             }
         }
-        !deferred
+        // Forget the schedules of forwards no longer queued.
+        schedule.entries.retain(|seq, _| seen.contains(seq));
+        Ok(!seen.is_empty())
+    }
+
+    /// Tries one forward if it and its address are due; records when to
+    /// try again if it fails.
+    async fn attempt(&self, entry: QueuedForward, schedule: &mut Schedule) {
+        let seq = entry.seq;
+        if entry.arrival.saturating_add(self.ttl_secs) <= self.clock.now() {
+            if self.settle(entry.forward_id, STATE_EXPIRED, 0).await {
+                schedule.entries.remove(&seq);
+            } else {
+                Schedule::bump(&mut schedule.entries, seq, Instant::now());
+            }
+            return;
+        }
+        if !schedule.due(seq, &entry.destination, Instant::now()) {
+            return;
+        }
+        let Ok(address) = RelayAddress::decode(&entry.destination) else {
+            tracing::error!("corrupt destination in the forward queue");
+            Schedule::bump(&mut schedule.entries, seq, Instant::now());
+            return;
+        };
+        let Ok(conn) = self.connect(&address).await else {
+            Schedule::bump(&mut schedule.addresses, entry.destination, Instant::now());
+            schedule.trim();
+            return;
+        };
+        schedule.addresses.remove(&entry.destination);
+        let request = Request::RelayDeliver {
+            sealed: entry.sealed,
+        };
+        let settled = match self.request(&conn, &request).await {
+            Ok(Response::Stored) => self.settle(entry.forward_id, STATE_STORED, 0).await,
+            Ok(Response::Error(e)) if is_permanent(&e) => {
+                tracing::debug!("relay {} refused a forward: {e}", address.fingerprint());
+                self.settle(entry.forward_id, STATE_REFUSED, e.code()).await
+            }
+            Ok(Response::Error(e)) => {
+                // Quota, rate limit, full disk: this forward waits, the
+                // others go on.
+                tracing::debug!("relay {} deferred a forward: {e}", address.fingerprint());
+                false
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::debug!("forward to relay {} failed: {e}", address.fingerprint());
+                self.forget(&address);
+                Schedule::bump(&mut schedule.addresses, entry.destination, Instant::now());
+                schedule.trim();
+                false
+            }
+        };
+        if settled {
+            schedule.entries.remove(&seq);
+        } else {
+            Schedule::bump(&mut schedule.entries, seq, Instant::now());
+        }
     }
 
     /// Records a forward's final state durably, then wakes its waiters.
@@ -556,5 +715,143 @@ mod tests {
             retry_after_secs: 1
         }));
         assert!(!is_permanent(&RelayError::Internal));
+    }
+
+    #[test]
+    fn retry_delay_doubles_within_bounds() {
+        assert_eq!(next_delay(Duration::ZERO), RETRY_MIN);
+        assert_eq!(next_delay(RETRY_MIN), RETRY_MIN * 2);
+        assert_eq!(next_delay(RETRY_MAX), RETRY_MAX);
+        assert_eq!(next_delay(Duration::MAX), RETRY_MAX);
+    }
+
+    #[test]
+    fn one_failing_forward_or_address_waits_alone() {
+        let now = Instant::now();
+        let mut schedule = Schedule::default();
+        assert!(schedule.due(1, b"a", now));
+        Schedule::bump(&mut schedule.entries, 1, now);
+        Schedule::bump(&mut schedule.addresses, b"bad".to_vec(), now);
+        // The failed forward and the failed address wait; others do not.
+        assert!(!schedule.due(1, b"a", now));
+        assert!(!schedule.due(2, b"bad", now));
+        assert!(schedule.due(2, b"a", now));
+        let later = now + RETRY_MIN;
+        assert!(schedule.due(1, b"a", later));
+        assert!(schedule.due(2, b"bad", later));
+        let wait = schedule.wait(now);
+        assert!(wait >= RETRY_MIN / 2 && wait <= RETRY_MIN, "{wait:?}");
+        // Delays double per failure.
+        Schedule::bump(&mut schedule.entries, 1, now);
+        assert_eq!(schedule.entries[&1].delay, RETRY_MIN * 2);
+    }
+
+    #[test]
+    fn cached_connections_are_capped_least_recently_used_first() {
+        let mut peers = Peers::default();
+        let key = |n: usize| n.to_be_bytes().to_vec();
+        // Every slot busy (a connection attempt holds its lock), so none is
+        // dropped as dead: the cap has to evict.
+        let first = peers.slot(key(0));
+        let mut busy = vec![first.clone().try_lock_owned().unwrap()];
+        for n in 1..MAX_PEERS {
+            busy.push(peers.slot(key(n)).try_lock_owned().unwrap());
+        }
+        // Slot 0 is used again, so slot 1 is now the oldest.
+        assert!(Arc::ptr_eq(&first, &peers.slot(key(0))));
+        peers.slot(key(MAX_PEERS));
+        assert_eq!(peers.slots.len(), MAX_PEERS);
+        assert!(peers.slots.contains_key(&key(0)));
+        assert!(!peers.slots.contains_key(&key(1)));
+        assert!(peers.slots.contains_key(&key(MAX_PEERS)));
+        for n in 0..4 * MAX_PEERS {
+            busy.push(peers.slot(key(1_000_000 + n)).try_lock_owned().unwrap());
+            assert!(peers.slots.len() <= MAX_PEERS);
+        }
+        drop(busy);
+        // Dead slots go first, before any live one is evicted.
+        peers.slot(key(7));
+        assert_eq!(peers.slots.len(), 1);
+    }
+
+    /// A store whose forward queue cannot be read; counts the attempts.
+    struct Unreadable {
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Store for Unreadable {
+        fn apply(
+            &self,
+            _ops: &[WriteOp],
+        ) -> Result<Vec<crate::store::WriteOutcome>, crate::store::StoreError> {
+            Err(crate::store::StoreError::Backend("broken".into()))
+        }
+        fn mailbox(
+            &self,
+            _id: &enlace_protocol::envelope::MailboxId,
+        ) -> Result<Option<crate::store::MailboxRecord>, crate::store::StoreError> {
+            Ok(None)
+        }
+        fn mailbox_by_send_id(
+            &self,
+            _id: &enlace_protocol::envelope::MailboxId,
+        ) -> Result<
+            Option<(
+                enlace_protocol::envelope::MailboxId,
+                crate::store::MailboxRecord,
+            )>,
+            crate::store::StoreError,
+        > {
+            Ok(None)
+        }
+        fn pending(
+            &self,
+            _id: &enlace_protocol::envelope::MailboxId,
+            _after: Option<u64>,
+            _not_before: u64,
+            _limit: usize,
+        ) -> Result<Vec<crate::store::StoredEnvelope>, crate::store::StoreError> {
+            Ok(Vec::new())
+        }
+        fn stats(&self) -> Result<crate::store::Stats, crate::store::StoreError> {
+            Ok(crate::store::Stats::default())
+        }
+        fn forward_queue_from(
+            &self,
+            _destination: &[u8; 32],
+            _from_seq: u64,
+            _limit: usize,
+        ) -> Result<Vec<QueuedForward>, crate::store::StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Err(crate::store::StoreError::Backend("unreadable".into()))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_queue_read_backs_off_instead_of_spinning() {
+        let store = Arc::new(Unreadable {
+            reads: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let (stop, shutdown) = watch::channel(false);
+        let forwarder = Forwarder::new(
+            endpoint,
+            Writer::spawn(dyn_store.clone()).unwrap(),
+            dyn_store,
+            Clock::new(0),
+            3600,
+            shutdown,
+            Arc::new(Metrics::default()),
+        );
+        forwarder.kick([7; 32]);
+        // A blocking sleep: a spinning worker that never yields must not
+        // keep this check from running.
+        std::thread::sleep(Duration::from_millis(400));
+        let reads = store.reads.load(Ordering::SeqCst);
+        stop.send(true).unwrap();
+        // The first failure waits at least RETRY_MIN / 2 = 500 ms.
+        assert!(reads <= 2, "{reads} reads of a failing queue in 400 ms");
+        assert!(reads >= 1);
     }
 }

@@ -190,12 +190,22 @@ impl fmt::Debug for Enqueue {
 }
 
 pub(crate) fn enqueue(txn: &mut impl KvTxn, op: &Enqueue) -> Result<WriteOutcome, StoreError> {
-    if txn.get(&status_key(&op.forward_id))?.is_some() {
-        return Ok(WriteOutcome::Duplicate);
-    }
+    // A forward that expired may be sent again under the same id (the
+    // client retries the same message); any other known id is a duplicate.
+    let expired = match txn.get(&status_key(&op.forward_id))? {
+        None => None,
+        Some(v) => match ForwardRecord::decode(&v)? {
+            r if r.state == STATE_EXPIRED => Some(r),
+            _ => return Ok(WriteOutcome::Duplicate),
+        },
+    };
     let (next, count) = read_dest(txn, &op.destination_fp)?;
     if count >= op.per_destination || read_u64(txn.get(K_TOTAL)?)? >= op.total {
         return Ok(WriteOutcome::Quota);
+    }
+    if let Some(old) = expired {
+        // Its "forget at" entry; the new deadline replaces it.
+        txn.del(&deadline_key(old.deadline, &op.forward_id))?;
     }
     let mut value = Vec::with_capacity(16 + 8 + 2 + op.destination.len() + op.sealed.len());
     value.extend_from_slice(&op.forward_id.0);
@@ -306,10 +316,11 @@ pub(crate) fn read_status(
 pub(crate) fn read_queue(
     kv: &impl KvRead,
     dest: &[u8; 32],
+    from_seq: u64,
     limit: usize,
 ) -> Result<Vec<QueuedForward>, StoreError> {
     let prefix = key(P_QUEUE, &[dest]);
-    let entries: Entries = kv.scan_from(&prefix, &prefix, limit)?;
+    let entries: Entries = kv.scan_from(&prefix, &queue_key(dest, from_seq), limit)?;
     entries
         .into_iter()
         .map(|(k, v)| {

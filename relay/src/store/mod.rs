@@ -349,6 +349,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<QueuedForward>, StoreError> {
         Err(no_forwarding())
     }
+    /// Up to `limit` queued forwards to `destination` from queue position
+    /// `from_seq` on, in queue order.
+    fn forward_queue_from(
+        &self,
+        _destination: &[u8; 32],
+        _from_seq: u64,
+        _limit: usize,
+    ) -> Result<Vec<QueuedForward>, StoreError> {
+        Err(no_forwarding())
+    }
     /// Fingerprints of destinations with forwards queued.
     fn forward_destinations(&self, _limit: usize) -> Result<Vec<[u8; 32]>, StoreError> {
         Err(no_forwarding())
@@ -818,7 +828,16 @@ macro_rules! forward_reads {
             destination: &[u8; 32],
             limit: usize,
         ) -> Result<Vec<super::forward::QueuedForward>, StoreError> {
-            super::forward::read_queue(self, destination, limit)
+            super::forward::read_queue(self, destination, 0, limit)
+        }
+
+        fn forward_queue_from(
+            &self,
+            destination: &[u8; 32],
+            from_seq: u64,
+            limit: usize,
+        ) -> Result<Vec<super::forward::QueuedForward>, StoreError> {
+            super::forward::read_queue(self, destination, from_seq, limit)
         }
 
         fn forward_destinations(&self, limit: usize) -> Result<Vec<[u8; 32]>, StoreError> {
@@ -1031,6 +1050,26 @@ pub(crate) mod conformance {
         assert_eq!(q[0].destination, vec![0xd1; 40]);
         assert_eq!(q[0].sealed, vec![1; 300]);
         assert_eq!(q[1].seq, 1);
+        // Reading on from a position skips what is before it.
+        let rest = store.forward_queue_from(&[0xd1; 32], 1, 10).unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].forward_id, ForwardId([2; 16]));
+        assert!(
+            store
+                .forward_queue_from(&[0xd1; 32], 2, 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .forward_queue_from(&[0xd2; 32], 1, 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store.forward_queue_from(&[0xd2; 32], 0, 10).unwrap().len(),
+            1
+        );
         assert_eq!(
             store.forward_destinations(10).unwrap(),
             vec![[0xd1; 32], [0xd2; 32]]

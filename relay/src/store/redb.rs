@@ -8,7 +8,10 @@
 //! Any other I/O failure, and above all a failed fsync, stops writes for
 //! good: as PostgreSQL learned, after a failed fsync the page cache no
 //! longer tells what is on disk, so nothing more is acknowledged until an
-//! operator has checked the disk and restarted the relay. Reads go on.
+//! operator has checked the disk and restarted the relay. The database is
+//! closed then, so reads fail too (`StoreError::Backend`, "check the disk,
+//! then restart the relay") until the restart; callers that retry reads,
+//! like the forwarding worker, back off.
 
 use std::fs::OpenOptions;
 use std::ops::Bound;
@@ -336,9 +339,15 @@ fn apply_on(db: &Database, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreEr
     }
 }
 
+/// Writes that only add data (deposits and forward enqueues): refused when
+/// free space is below the reserve, which is kept for the writes that free
+/// space.
+fn is_deposit(op: &WriteOp) -> bool {
+    matches!(op, WriteOp::Deposit { .. } | WriteOp::ForwardEnqueue(_))
+}
+
 /// Commits all but the deposits, which are answered [`WriteOutcome::Full`].
 fn refuse_deposits(db: &Database, ops: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
-    let is_deposit = |op: &WriteOp| matches!(op, WriteOp::Deposit { .. });
     let rest: Vec<WriteOp> = ops.iter().filter(|op| !is_deposit(op)).cloned().collect();
     let mut done = if rest.is_empty() {
         Vec::new()
@@ -363,7 +372,6 @@ impl Store for RedbStore {
         if self.read_db().is_none() {
             self.reopen();
         }
-        let is_deposit = |op: &WriteOp| matches!(op, WriteOp::Deposit { .. });
         let result = match &*self.read_db() {
             Some(db) if ops.iter().any(is_deposit) && self.low_on_space() => {
                 refuse_deposits(db, ops)
@@ -452,6 +460,96 @@ mod tests {
     fn conformance_in_memory() {
         super::super::conformance::run(&RedbStore::in_memory().unwrap());
         super::super::conformance::forwards(&RedbStore::in_memory().unwrap());
+    }
+
+    #[test]
+    fn low_space_refuses_forward_enqueues_like_deposits() {
+        use enlace_protocol::command::ForwardId;
+
+        use super::super::forward::Enqueue;
+
+        let store = RedbStore::in_memory().unwrap();
+        let enqueue = WriteOp::ForwardEnqueue(Box::new(Enqueue {
+            forward_id: ForwardId([9; 16]),
+            destination_fp: [5; 32],
+            destination: vec![5; 40],
+            sealed: vec![1; 300],
+            arrival: 1_000,
+            deadline: 2_000,
+            per_destination: 10,
+            total: 10,
+        }));
+        let expire = WriteOp::ForwardExpire {
+            now: 1_000,
+            keep_until: 5_000,
+            limit: 10,
+        };
+        let guard = store.read_db();
+        let db = guard.as_ref().unwrap();
+        let out = refuse_deposits(db, &[enqueue, expire]).unwrap();
+        assert!(matches!(out[0], WriteOutcome::Full), "{:?}", out[0]);
+        assert!(!matches!(out[1], WriteOutcome::Full), "{:?}", out[1]);
+        drop(guard);
+        assert!(store.forward_queue(&[5; 32], 10).unwrap().is_empty());
+        assert!(store.forward_status(&ForwardId([9; 16])).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_expired_forward_can_be_queued_again() {
+        use enlace_protocol::command::ForwardId;
+
+        use super::super::forward::{Enqueue, STATE_EXPIRED, STATE_QUEUED};
+
+        let store = RedbStore::in_memory().unwrap();
+        let id = ForwardId([4; 16]);
+        let enqueue = |arrival: u64| {
+            WriteOp::ForwardEnqueue(Box::new(Enqueue {
+                forward_id: id,
+                destination_fp: [6; 32],
+                destination: vec![6; 40],
+                sealed: vec![1; 300],
+                arrival,
+                deadline: arrival + 100,
+                per_destination: 10,
+                total: 10,
+            }))
+        };
+        let expire = |now: u64| WriteOp::ForwardExpire {
+            now,
+            keep_until: now + 1_000,
+            limit: 100,
+        };
+        store.apply(&[enqueue(1_000)]).unwrap();
+        store.apply(&[expire(1_200)]).unwrap();
+        let state = |s: &RedbStore| s.forward_status(&id).unwrap().map(|r| r.state);
+        assert_eq!(state(&store), Some(STATE_EXPIRED));
+        assert!(store.forward_queue(&[6; 32], 10).unwrap().is_empty());
+        // Sent again: queued again, not answered as a duplicate.
+        let out = store.apply(&[enqueue(1_300)]).unwrap();
+        assert!(
+            matches!(out[0], WriteOutcome::Stored { .. }),
+            "{:?}",
+            out[0]
+        );
+        assert_eq!(state(&store), Some(STATE_QUEUED));
+        assert_eq!(store.forward_queue(&[6; 32], 10).unwrap().len(), 1);
+        // A queued one is still a duplicate.
+        let again = store.apply(&[enqueue(1_300)]).unwrap();
+        assert!(
+            matches!(again[0], WriteOutcome::Duplicate),
+            "{:?}",
+            again[0]
+        );
+        // The old "forget at" time (2_200) does not forget the new one.
+        store.apply(&[expire(1_350)]).unwrap();
+        store
+            .apply(&[WriteOp::ForwardExpire {
+                now: 2_300,
+                keep_until: 9_000,
+                limit: 100,
+            }])
+            .unwrap();
+        assert_eq!(state(&store), Some(STATE_EXPIRED));
     }
 
     #[test]

@@ -672,3 +672,63 @@ async fn a_full_mailbox_does_not_hold_up_the_destination() {
     home.stop().await;
     dest.stop().await;
 }
+
+/// A forward that names the destination's real fingerprint but a host that
+/// never answers delays only itself: later forwards to the real address go
+/// out at once (review C2: the worker used to connect to the first queued
+/// forward's address for the whole queue).
+#[tokio::test]
+async fn a_forward_to_a_dead_address_does_not_block_the_destination() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = start_node(&tmp.path().join("home"), 0, &[]).await;
+    let dest = start_node(&tmp.path().join("dest"), 0, &[]).await;
+    let sender = key();
+    let dest_conn = dest.connect().await;
+    let (owner, mb) = secured_mailbox(&dest_conn, &sender).await;
+    let client = own_client(&home).await;
+    let key_d = client.fetch_relay_key(&dest.address, now()).await.unwrap();
+    drop(client);
+    // A restart, so H holds no connection to D when the dead address comes
+    // first in D's queue.
+    let (home_dir, home_port) = home.stop().await;
+    let home = start_node(&home_dir, home_port, &[]).await;
+    let client = own_client(&home).await;
+    // A UDP port that swallows everything: connecting there times out.
+    let black_hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = RelayAddress::new(
+        *dest.address.fingerprint(),
+        "127.0.0.1",
+        black_hole.local_addr().unwrap().port(),
+    )
+    .unwrap();
+    let stuck = ForwardId(rand::random());
+    assert_eq!(
+        client
+            .forward(&dead, &key_d, stuck, &sealed_envelope(&sender, mb.send_id))
+            .await
+            .unwrap(),
+        ForwardOutcome::Queued
+    );
+    let env = sealed_envelope(&sender, mb.send_id);
+    let real = ForwardId(rand::random());
+    client
+        .forward(&dest.address, &key_d, real, &env)
+        .await
+        .unwrap();
+    wait_stored(&client, &[real]).await;
+    assert_eq!(
+        client.forward_status(&[stuck]).await.unwrap(),
+        vec![ForwardState::Queued]
+    );
+    let mut sub = dest_conn
+        .subscribe(mb.receive_id, &owner, mb.delivery_key)
+        .await
+        .unwrap();
+    let got = next_envelope(&mut sub)
+        .await
+        .expect("the real forward arrives");
+    assert_eq!(got.message_id(), env.message_id());
+    drop(black_hole);
+    home.stop().await;
+    dest.stop().await;
+}

@@ -92,8 +92,14 @@ async fn honest_clients(relay: &Relay, n: usize, pace: Duration) -> Honest {
                             lat.lock().unwrap().push(t.elapsed().as_micros() as u64);
                         }
                     }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
+                    other => {
+                        if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                            let what = match other {
+                                Ok(Err(e)) => e.to_string(),
+                                _ => "no answer within 60 s".into(),
+                            };
+                            println!("HOSTILE: an honest deposit failed: {what}");
+                        }
                     }
                 }
                 tokio::time::sleep(pace).await;

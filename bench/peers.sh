@@ -65,6 +65,9 @@ TOML
   src="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/nostr-rs-relay-$NOSTR_VERSION | head -n1)"
   rm -rf "$peers/nostr-rs-relay-src" && cp -r "$src" "$peers/nostr-rs-relay-src"
   cd "$peers/nostr-rs-relay-src"
+  # bench/.peers lies under the bench workspace: an empty [workspace] table
+  # makes the fetched crate its own workspace root.
+  grep -q '^\[workspace\]' Cargo.toml || printf '\n[workspace]\n' >> Cargo.toml
   # The published lock file pins a `time` that no longer builds on current
   # Rust (type inference break); updating that one crate fixes it.
   time03="$(grep -A1 '^name = "time"$' Cargo.lock | grep -o '0\.3\.[0-9]*' | head -n1)"

@@ -147,11 +147,23 @@ fn nucleus(
         NucleusCommand::Members { name } => nucleus_members(ctx, out, &name),
         NucleusCommand::Add { name, contact } => {
             let (store, _) = ctx.open()?;
-            net::block_on(net::nucleus_add(&store, out, &name, &contact))
+            net::block_on(net::nucleus_change(
+                &store,
+                out,
+                &name,
+                &contact,
+                net::MemberChange::Add,
+            ))
         }
         NucleusCommand::Remove { name, contact } => {
             let (store, _) = ctx.open()?;
-            net::block_on(net::nucleus_remove(&store, out, &name, &contact))
+            net::block_on(net::nucleus_change(
+                &store,
+                out,
+                &name,
+                &contact,
+                net::MemberChange::Remove,
+            ))
         }
         NucleusCommand::Leave { name } => {
             let (store, _) = ctx.open()?;

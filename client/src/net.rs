@@ -33,7 +33,7 @@ use crate::transport::{
 };
 
 mod nucleus;
-pub(crate) use nucleus::{nucleus_add, nucleus_leave, nucleus_remove, nucleus_send};
+pub(crate) use nucleus::{MemberChange, nucleus_change, nucleus_leave, nucleus_send};
 
 /// How long an invitation stays valid: a week, long enough to meet in
 /// person, short enough that a lost code stops mattering.

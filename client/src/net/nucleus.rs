@@ -79,59 +79,52 @@ fn status_word(stored: bool) -> &'static str {
     if stored { "stored" } else { "queued" }
 }
 
-/// `enlace nucleus add`.
-pub(crate) async fn nucleus_add(
-    store: &Store,
-    out: &mut Out<'_>,
-    nucleus: &str,
-    contact: &str,
-) -> Result<(), Error> {
-    let now = time::now();
-    let (nucleus, member) = update(store, |p| {
-        group::add(p, nucleus, contact, &mut rand::rng(), sealer(now))
-    })?;
-    let safe = crate::display::terminal_safe;
-    let (nucleus_shown, member_shown) = (safe(&nucleus), safe(&member));
-    let (result, stored) = send_now(store).await;
-    out.emit(
-        &format!(
-            "Added {member_shown} to #{nucleus_shown}; they see messages from now on, nothing earlier{}.",
-            if stored {
-                ""
-            } else {
-                " (the change waits in the outbox)"
-            }
-        ),
-        json!({"event": "nucleus-add", "nucleus": nucleus, "member": member,
-               "status": status_word(stored)}),
-    )?;
-    if stored { Ok(()) } else { result }
+/// Which change `enlace nucleus add|remove` makes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum MemberChange {
+    /// `enlace nucleus add`.
+    Add,
+    /// `enlace nucleus remove`.
+    Remove,
 }
 
-/// `enlace nucleus remove`.
-pub(crate) async fn nucleus_remove(
+/// `enlace nucleus add` and `enlace nucleus remove`.
+pub(crate) async fn nucleus_change(
     store: &Store,
     out: &mut Out<'_>,
     nucleus: &str,
     contact: &str,
+    change: MemberChange,
 ) -> Result<(), Error> {
     let now = time::now();
     let (nucleus, member) = update(store, |p| {
-        group::remove(p, nucleus, contact, &mut rand::rng(), sealer(now))
+        let rng = &mut rand::rng();
+        match change {
+            MemberChange::Add => group::add(p, nucleus, contact, rng, sealer(now)),
+            MemberChange::Remove => group::remove(p, nucleus, contact, rng, sealer(now)),
+        }
     })?;
     let safe = crate::display::terminal_safe;
-    let (nucleus_shown, member_shown) = (safe(&nucleus), safe(&member));
+    let (n, m) = (safe(&nucleus), safe(&member));
     let (result, stored) = send_now(store).await;
-    out.emit(
-        &format!(
-            "Removed {member_shown} from #{nucleus_shown}; nothing you send there reaches them any more{}.",
-            if stored {
-                ""
-            } else {
-                " (the change waits in the outbox)"
-            }
+    let waits = if stored {
+        ""
+    } else {
+        " (the change waits in the outbox)"
+    };
+    let (text, event) = match change {
+        MemberChange::Add => (
+            format!("Added {m} to #{n}; they see messages from now on, nothing earlier{waits}."),
+            "nucleus-add",
         ),
-        json!({"event": "nucleus-remove", "nucleus": nucleus, "member": member,
+        MemberChange::Remove => (
+            format!("Removed {m} from #{n}; nothing you send there reaches them any more{waits}."),
+            "nucleus-remove",
+        ),
+    };
+    out.emit(
+        &text,
+        json!({"event": event, "nucleus": nucleus, "member": member,
                "status": status_word(stored)}),
     )?;
     if stored { Ok(()) } else { result }

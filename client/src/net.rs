@@ -203,6 +203,63 @@ fn upsert_contact(
     id
 }
 
+/// A new mailbox on the home relay and a pending invitation to it: what
+/// `enlace invite` and a nucleus introduction both make.
+struct FreshInvitation {
+    relay: RelayAddress,
+    recipient: SigningKeyPair,
+    created: crate::transport::CreatedMailbox,
+    pending: PendingInvitation,
+    now: u64,
+}
+
+impl FreshInvitation {
+    /// Creates the mailbox on `profile`'s home relay.
+    async fn create(relays: &mut Relays, profile: &Profile) -> Result<Self, Error> {
+        let relay = home_relay(profile)?;
+        let identity = SigningKeyPair::from_secret_bytes(&profile.identity);
+        let conn = relays.get(&relay.to_string()).await?;
+        let recipient = SigningKeyPair::generate(&mut rand::rng());
+        let created = conn.create_mailbox(&recipient).await.map_err(|e| {
+            relay_error(&e).map_or(Error::RelayUnreachable { queued: 0 }, Error::RelayRefused)
+        })?;
+        let now = time::now();
+        let pending = PendingInvitation::create(
+            &mut rand::rng(),
+            &identity,
+            relay.clone(),
+            created.send_id,
+            now + INVITATION_LIFETIME_SECS,
+        );
+        Ok(Self {
+            relay,
+            recipient,
+            created,
+            pending,
+            now,
+        })
+    }
+
+    /// The profile record that keeps the invitation until it is accepted.
+    fn record(&self, id: u64, name: Option<String>) -> Invitation {
+        Invitation {
+            id,
+            name,
+            mailbox: LocalMailbox {
+                relay: self.relay.to_string(),
+                receive_id: self.created.receive_id.0,
+                send_id: self.created.send_id.0,
+                recipient_key: *self.recipient.secret_bytes(),
+                delivery_key: *self.created.delivery_key.to_bytes(),
+                contact_sender_key: None,
+                secured: false,
+            },
+            secret: self.pending.to_bytes().to_vec(),
+            created_at: self.now,
+        }
+    }
+}
+
 /// `enlace invite`: a mailbox on the home relay and an invitation to it.
 pub(crate) async fn invite(
     store: &Store,
@@ -211,43 +268,15 @@ pub(crate) async fn invite(
 ) -> Result<(), Error> {
     let name = name.as_deref().map(check_name).transpose()?;
     let profile = store.load()?;
-    let relay = home_relay(&profile)?;
-    let identity = SigningKeyPair::from_secret_bytes(&profile.identity);
-    drop(profile);
-
     let mut relays = Relays::default();
-    let conn = relays.get(&relay.to_string()).await?;
-    let recipient = SigningKeyPair::generate(&mut rand::rng());
-    let created = conn.create_mailbox(&recipient).await.map_err(|e| {
-        relay_error(&e).map_or(Error::RelayUnreachable { queued: 0 }, Error::RelayRefused)
-    })?;
-    let now = time::now();
-    let pending = PendingInvitation::create(
-        &mut rand::rng(),
-        &identity,
-        relay.clone(),
-        created.send_id,
-        now + INVITATION_LIFETIME_SECS,
-    );
-    let code = pending.invitation().to_text();
-    let qr = pending.invitation().to_qr();
+    let fresh = FreshInvitation::create(&mut relays, &profile).await?;
+    drop(profile);
+    let code = fresh.pending.invitation().to_text();
+    let qr = fresh.pending.invitation().to_qr();
+    let now = fresh.now;
     update(store, |p| {
         let id = p.allocate_id();
-        p.invitations.push(Invitation {
-            id,
-            name: name.clone(),
-            mailbox: LocalMailbox {
-                relay: relay.to_string(),
-                receive_id: created.receive_id.0,
-                send_id: created.send_id.0,
-                recipient_key: *recipient.secret_bytes(),
-                delivery_key: *created.delivery_key.to_bytes(),
-                contact_sender_key: None,
-                secured: false,
-            },
-            secret: pending.to_bytes().to_vec(),
-            created_at: now,
-        });
+        p.invitations.push(fresh.record(id, name.clone()));
         Ok(())
     })?;
     relays.close().await;

@@ -4,18 +4,14 @@
 //! [`crate::nucleus`]; this only drives it.
 
 use enlace_protocol::keys::SigningKeyPair;
-use enlace_protocol::session::{
-    Invitation as InvitationCode, MAX_PLAINTEXT_LEN, PendingInvitation,
-};
+use enlace_protocol::session::{Invitation as InvitationCode, MAX_PLAINTEXT_LEN};
 use serde_json::json;
 
-use super::{
-    INVITATION_LIFETIME_SECS, Relays, accept_on_home, flush_outbox, home_relay, relay_error, sealer,
-};
+use super::{FreshInvitation, Relays, accept_on_home, flush_outbox, home_relay, sealer};
 use crate::app::{Out, update};
 use crate::error::Error;
 use crate::nucleus::{self as group, IntroducedContact, Introduction, NucleusTask};
-use crate::profile::{Invitation, LocalMailbox, OutboxEntry, Profile};
+use crate::profile::{OutboxEntry, Profile};
 use crate::store::Store;
 use crate::time;
 
@@ -287,23 +283,16 @@ async fn introduce(
     {
         return Ok(true);
     }
-    let relay = home_relay(&profile)?;
     let identity = SigningKeyPair::from_secret_bytes(&profile.identity);
+    let fresh = FreshInvitation::create(relays, &profile).await?;
     drop(profile);
-    let conn = relays.get(&relay.to_string()).await?;
-    let recipient = SigningKeyPair::generate(&mut rand::rng());
-    let created = conn.create_mailbox(&recipient).await.map_err(|e| {
-        relay_error(&e).map_or(Error::RelayUnreachable { queued: 0 }, Error::RelayRefused)
-    })?;
-    let now = time::now();
-    let pending = PendingInvitation::create(
-        &mut rand::rng(),
+    let now = fresh.now;
+    let intro = Introduction::sign(
         &identity,
-        relay.clone(),
-        created.send_id,
-        now + INVITATION_LIFETIME_SECS,
-    );
-    let intro = Introduction::sign(&identity, nucleus, member, pending.invitation().as_bytes())?;
+        nucleus,
+        member,
+        fresh.pending.invitation().as_bytes(),
+    )?;
     let plaintext = crate::message::AppMessage::Introduction(intro).encode();
     if plaintext.len() > MAX_PLAINTEXT_LEN {
         return Err(Error::MessageTooLong(
@@ -329,21 +318,7 @@ async fn introduce(
             .ok_or(Error::BrokenState("nucleus"))?;
         let name = group::introduced_name(p, n, &member);
         let id = p.allocate_id();
-        p.invitations.push(Invitation {
-            id,
-            name: Some(name),
-            mailbox: LocalMailbox {
-                relay: relay.to_string(),
-                receive_id: created.receive_id.0,
-                send_id: created.send_id.0,
-                recipient_key: *recipient.secret_bytes(),
-                delivery_key: *created.delivery_key.to_bytes(),
-                contact_sender_key: None,
-                secured: false,
-            },
-            secret: pending.to_bytes().to_vec(),
-            created_at: now,
-        });
+        p.invitations.push(fresh.record(id, Some(name)));
         p.introduced.push(IntroducedContact {
             local: id,
             pending: true,

@@ -16,6 +16,7 @@ mod clock;
 mod corruption;
 mod crash;
 mod disk;
+mod fwd_crash;
 mod hostile;
 #[path = "../e2e/support.rs"]
 #[allow(dead_code)]

@@ -25,9 +25,9 @@ use crate::{env_or, load_average, rss_kib};
 /// Resident memory cap for the relay under attack (documented in
 /// docs/reliability.md): 64 attacker connections with 1 MiB receive
 /// windows each, plus 50 honest ones, plus the store's cache.
-const RSS_CAP_MIB: u64 = 256;
+pub const RSS_CAP_MIB: u64 = 256;
 
-const ATTACKER: &str = "127.0.0.2:0";
+pub const ATTACKER: &str = "127.0.0.2:0";
 
 /// 50 honest clients: each deposits to its own mailbox every `pace` and
 /// receives and acks on a subscription of its own. Latencies of deposits
@@ -119,7 +119,7 @@ async fn measure(h: &Honest, secs: u64) -> Vec<u64> {
     std::mem::take(&mut *h.lat.lock().unwrap())
 }
 
-fn percentile(v: &mut [u64], p: f64) -> f64 {
+pub fn percentile(v: &mut [u64], p: f64) -> f64 {
     v.sort_unstable();
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
     v.get(i).copied().unwrap_or(0) as f64 / 1000.0
@@ -128,7 +128,7 @@ fn percentile(v: &mut [u64], p: f64) -> f64 {
 /// An attacker endpoint from its own loopback address.
 /// Made inside the attacker's runtime (quinn drives an endpoint on the
 /// runtime it was made in).
-fn attacker_endpoint(fingerprint: Fingerprint) -> quinn::Endpoint {
+pub fn attacker_endpoint(fingerprint: Fingerprint) -> quinn::Endpoint {
     let mut endpoint = quinn::Endpoint::client(ATTACKER.parse().unwrap()).unwrap();
     endpoint
         .set_default_client_config(enlace_client::transport::client_config(fingerprint).unwrap());
@@ -142,10 +142,10 @@ fn attacker_endpoint(fingerprint: Fingerprint) -> quinn::Endpoint {
 /// handshakes, building frames) does not count as the relay being slow for
 /// honest clients. Baseline and attack are measured under the same pinning.
 /// `ENLACE_HOSTILE_PIN=0` turns it off (or a machine with one CPU).
-struct Bed {
-    honest: tokio::runtime::Runtime,
-    attacker: tokio::runtime::Runtime,
-    pinned: bool,
+pub struct Bed {
+    pub honest: tokio::runtime::Runtime,
+    pub attacker: tokio::runtime::Runtime,
+    pub pinned: bool,
 }
 
 fn pin_wanted() -> bool {
@@ -153,8 +153,15 @@ fn pin_wanted() -> bool {
         && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2
 }
 
-/// Pins the calling thread to `cpu` and, if `nice`, runs it at nice 19
-/// (`taskset` and `renice` act on one thread when given its id).
+/// The attacker's nice level: 19 unless `ENLACE_ATTACKER_NICE` says
+/// otherwise (0: same priority as the honest clients).
+pub fn attacker_nice() -> String {
+    std::env::var("ENLACE_ATTACKER_NICE").unwrap_or_else(|_| "19".into())
+}
+
+/// Pins the calling thread to `cpu` and, if `nice`, lowers its priority to
+/// [`attacker_nice`] (`taskset` and `renice` act on one thread when given
+/// its id).
 fn pin_this_thread(cpu: &str, nice: bool) {
     let Some(tid) = std::fs::read_link("/proc/thread-self")
         .ok()
@@ -170,13 +177,13 @@ fn pin_this_thread(cpu: &str, nice: bool) {
     };
     quiet(std::process::Command::new("taskset").args(["-p", "-c", cpu, &tid]));
     if nice {
-        quiet(std::process::Command::new("renice").args(["-n", "19", "-p", &tid]));
+        quiet(std::process::Command::new("renice").args(["-n", &attacker_nice(), "-p", &tid]));
     }
 }
 
 /// Moves every thread of the relay to CPU 0 (threads it starts later
 /// inherit it).
-fn pin_relay(relay: &Relay, pinned: bool) {
+pub fn pin_relay(relay: &Relay, pinned: bool) {
     if pinned {
         let ok = std::process::Command::new("taskset")
             .args(["-a", "-p", "-c", "0", &relay.pid().to_string()])
@@ -187,7 +194,19 @@ fn pin_relay(relay: &Relay, pinned: bool) {
     }
 }
 
-fn bed() -> Bed {
+/// The test bed in words, for the printed figures.
+pub fn bed_description(pinned: bool) -> String {
+    if pinned {
+        format!(
+            "relays pinned to CPU 0, honest clients and attacker (nice {}) to CPU 1",
+            attacker_nice()
+        )
+    } else {
+        "not pinned".into()
+    }
+}
+
+pub fn bed() -> Bed {
     let pinned = pin_wanted();
     let runtime = |nice: bool| {
         tokio::runtime::Builder::new_multi_thread()
@@ -213,7 +232,7 @@ fn bed() -> Bed {
 }
 
 /// CPU seconds (user + system) a process has used.
-fn cpu_secs(pid: u32) -> f64 {
+pub fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start at ')'.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -366,13 +385,13 @@ async fn hostile_connection(endpoint: &quinn::Endpoint, to: SocketAddr, ammo: &A
     sent
 }
 
-struct Watch {
-    peak_rss: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
+pub struct Watch {
+    pub peak_rss: Arc<AtomicU64>,
+    pub stop: Arc<AtomicBool>,
+    pub task: tokio::task::JoinHandle<()>,
 }
 
-fn watch_rss(pid: u32) -> Watch {
+pub fn watch_rss(pid: u32) -> Watch {
     let peak_rss = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let (p, s) = (peak_rss.clone(), stop.clone());
@@ -397,7 +416,7 @@ fn watch_rss(pid: u32) -> Watch {
     }
 }
 
-fn assert_alive(relay: &mut Relay) {
+pub fn assert_alive(relay: &mut Relay) {
     assert!(
         relay.child.try_wait().unwrap().is_none(),
         "the relay exited under attack"
@@ -496,11 +515,7 @@ async fn hostile_run(
     );
     println!(
         "HOSTILE: test bed: {}; relay CPU {:.0}% of one core at baseline, {:.0}% under attack",
-        if pinned {
-            "relay pinned to CPU 0, honest clients and attacker (nice 19) to CPU 1"
-        } else {
-            "not pinned"
-        },
+        bed_description(pinned),
         relay_cpu_base * 100.0,
         relay_cpu_attack * 100.0,
     );
@@ -640,11 +655,7 @@ async fn flood_run(total: u64, max_secs: u64, attack: tokio::runtime::Handle, pi
     );
     println!(
         "FLOOD: ({}) {attempts} connection attempts from 127.0.0.2 in {secs:.0} s ({:.0}/s), {} established; honest: {honest_ok} fresh connect+deposit, p50 {:.1} ms p99 {:.1} ms, 0 refused; relay RSS before {} MiB peak {} MiB VmHWM {} MiB (load {})",
-        if pinned {
-            "relay on CPU 0, honest and attacker (nice 19) on CPU 1"
-        } else {
-            "not pinned"
-        },
+        bed_description(pinned),
         attempts as f64 / secs,
         established.load(Ordering::Relaxed),
         percentile(&mut honest_lat, 0.5),
@@ -701,7 +712,7 @@ fn long_handshake_flood() {
 }
 
 /// Reads `n` response frames from `recv` (fewer if the stream ends).
-async fn read_responses(recv: &mut quinn::RecvStream, n: usize) -> Vec<Response> {
+pub async fn read_responses(recv: &mut quinn::RecvStream, n: usize) -> Vec<Response> {
     let mut out = Vec::new();
     for _ in 0..n {
         let mut header = [0u8; 4];

@@ -18,6 +18,7 @@ mod crash;
 mod disk;
 mod fwd_crash;
 mod hostile;
+mod hostile_fwd;
 #[path = "../e2e/support.rs"]
 #[allow(dead_code)]
 mod support;

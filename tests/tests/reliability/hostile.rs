@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use enlace_client::transport::{RelayConnection, SubscriptionEvent};
+use enlace_client::transport::{RelayConnection, SubscriptionEvent, TransportError};
 use enlace_protocol::command::{RelayError, Request, Response};
 use enlace_protocol::envelope::BodySize;
 use enlace_protocol::envelope::MailboxId;
@@ -37,6 +37,8 @@ struct Honest {
     record: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     errors: Arc<AtomicU64>,
+    /// Honest connections that died (each client then stops).
+    lost: Arc<AtomicU64>,
     received: Arc<AtomicU64>,
     tasks: tokio::task::JoinSet<()>,
 }
@@ -47,6 +49,7 @@ async fn honest_clients(relay: &Relay, n: usize, pace: Duration) -> Honest {
         record: Arc::default(),
         stop: Arc::default(),
         errors: Arc::default(),
+        lost: Arc::default(),
         received: Arc::default(),
         tasks: tokio::task::JoinSet::new(),
     };
@@ -75,11 +78,12 @@ async fn honest_clients(relay: &Relay, n: usize, pace: Duration) -> Honest {
                 }
             }
         });
-        let (lat, record, stop, errors) = (
+        let (lat, record, stop, errors, lost) = (
             h.lat.clone(),
             h.record.clone(),
             h.stop.clone(),
             h.errors.clone(),
+            h.lost.clone(),
         );
         h.tasks.spawn(async move {
             // Spread the clients' deposits over the pace interval.
@@ -92,6 +96,16 @@ async fn honest_clients(relay: &Relay, n: usize, pace: Duration) -> Honest {
                         if record.load(Ordering::Relaxed) {
                             lat.lock().unwrap().push(t.elapsed().as_micros() as u64);
                         }
+                    }
+                    Ok(Err(TransportError::Connection(e))) => {
+                        // The connection is gone (QUIC idle timeout: no
+                        // packet from the relay for 30 s): every later
+                        // deposit on it would fail at once, so count the
+                        // connection, not those, and stop this client.
+                        if lost.fetch_add(1, Ordering::Relaxed) < 3 {
+                            println!("HOSTILE: an honest connection was lost: {e}");
+                        }
+                        return;
                     }
                     other => {
                         if errors.fetch_add(1, Ordering::Relaxed) < 3 {
@@ -505,12 +519,13 @@ async fn hostile_run(
         sent as f64 / secs
     );
     println!(
-        "HOSTILE: honest deposit latency: baseline p50 {b50:.1} ms p99 {b99:.1} ms ({} deposits, load {load_base}); under attack p50 {a50:.1} ms p99 {a99:.1} ms ({} deposits, load {load_attack}); p99 ratio {:.2}; after: {} deposits, {} honest errors, {} received",
+        "HOSTILE: honest deposit latency: baseline p50 {b50:.1} ms p99 {b99:.1} ms ({} deposits, load {load_base}); under attack p50 {a50:.1} ms p99 {a99:.1} ms ({} deposits, load {load_attack}); p99 ratio {:.2}; after: {} deposits, {} honest errors, {} of 50 honest connections lost, {} received",
         base.len(),
         attacked.len(),
         a99 / b99.max(0.001),
         after.len(),
         honest.errors.load(Ordering::Relaxed),
+        honest.lost.load(Ordering::Relaxed),
         honest.received.load(Ordering::Relaxed),
     );
     println!(

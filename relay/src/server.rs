@@ -43,6 +43,13 @@ pub const SEND_WINDOW: u64 = 1024 * 1024;
 /// Streams a connection may break (malformed frames) before the relay
 /// closes the whole connection.
 pub const MAX_MALFORMED_STREAMS: u32 = 8;
+/// Requests a connection may have refused with `Auth` (a signature that does
+/// not verify, a command signed for another connection) before the relay
+/// closes it: each costs a signature check, and an honest client fails one
+/// only by mistake. `RelayDeliver` does not count (a home relay forwards
+/// what its clients sealed, bad or not; closing its connection would delay
+/// everyone else's forwards).
+pub const MAX_AUTH_FAILURES: u32 = 16;
 /// Operations committed in one write transaction at most: bounds commit
 /// latency when thousands are queued.
 pub const MAX_BATCH: usize = 1024;
@@ -64,6 +71,8 @@ pub mod codes {
     pub const PROTOCOL_VIOLATION: VarInt = VarInt::from_u32(1);
     /// A stream stopped after a malformed or oversized frame.
     pub const STREAM_MALFORMED: VarInt = VarInt::from_u32(2);
+    /// Too many requests refused with `Auth` on a connection.
+    pub const TOO_MANY_AUTH_FAILURES: VarInt = VarInt::from_u32(3);
     /// A connection closed by the client normally.
     pub const CLIENT_DONE: VarInt = VarInt::from_u32(0);
 }
@@ -638,6 +647,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
         limit_key(conn.remote_address().ip()),
     ));
     let malformed = Arc::new(AtomicU64::new(0));
+    let auth_failures = Arc::new(AtomicU64::new(0));
     loop {
         let (send, recv) = match conn.accept_bi().await {
             Ok(s) => s,
@@ -652,6 +662,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
             state: state.clone(),
             conn: conn.clone(),
             malformed: malformed.clone(),
+            auth_failures: auth_failures.clone(),
             send,
             frames: Frames::new(recv),
             abandoned: false,
@@ -739,6 +750,8 @@ struct StreamTask {
     state: Arc<ConnState>,
     conn: quinn::Connection,
     malformed: Arc<AtomicU64>,
+    /// Requests refused with `Auth` on this connection.
+    auth_failures: Arc<AtomicU64>,
     send: quinn::SendStream,
     frames: Frames,
     /// Reset at shutdown with a delivery half written: nothing to flush.
@@ -786,6 +799,10 @@ impl StreamTask {
                     }
                 }
             }
+            // Frames pipelined on one stream are all in the receive buffer:
+            // without a yield this task would handle them back to back (a
+            // signature check each) while other connections wait.
+            tokio::task::yield_now().await;
         }
         let _ = self.send.finish();
     }
@@ -827,6 +844,7 @@ impl StreamTask {
             Err(_) => return self.malformed(RelayError::Malformed).await,
         };
         let now = self.shared.clock.now();
+        let counts_auth = !matches!(request, Request::RelayDeliver { .. });
         let response = match self.shared.core.handle(&self.state, request, now) {
             Step::Reply(r) => r,
             Step::Write { op, then } => self.commit(op, &then).await,
@@ -846,7 +864,19 @@ impl StreamTask {
         if let Response::Error(e) = &response {
             self.shared.metrics.reject_error(e);
         }
-        if write(&mut self.send, &response).await {
+        let written = write(&mut self.send, &response).await;
+        if counts_auth && matches!(response, Response::Error(RelayError::Auth)) {
+            let n = self.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= u64::from(MAX_AUTH_FAILURES) {
+                let _ = self.send.finish();
+                self.conn.close(
+                    codes::TOO_MANY_AUTH_FAILURES,
+                    b"too many failed signature checks",
+                );
+                return Handled::Close;
+            }
+        }
+        if written {
             Handled::Continue
         } else {
             Handled::Close

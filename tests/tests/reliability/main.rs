@@ -16,7 +16,9 @@ mod clock;
 mod corruption;
 mod crash;
 mod disk;
+mod fwd_crash;
 mod hostile;
+mod hostile_fwd;
 #[path = "../e2e/support.rs"]
 #[allow(dead_code)]
 mod support;

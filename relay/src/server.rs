@@ -15,6 +15,7 @@ use enlace_protocol::command::{
 use enlace_protocol::delivery::DeliveryKey;
 use enlace_protocol::envelope::{MailboxId, MessageId};
 use enlace_protocol::frame::{FrameReader, encode_frame};
+use enlace_protocol::limits::{FRAME_HEADER_LEN, MAX_FRAME_LEN};
 use enlace_protocol::{ALPN, DecodeError};
 use quinn::VarInt;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -761,12 +762,19 @@ impl Frames {
 }
 
 async fn write(send: &mut quinn::SendStream, response: &Response) -> bool {
-    let mut frame = Vec::new();
-    if encode_frame(&response.to_bytes(), &mut frame).is_err() {
-        frame.clear();
-        let fallback = Response::Error(RelayError::Internal).to_bytes();
-        if encode_frame(&fallback, &mut frame).is_err() {
-            return false;
+    // The response is encoded straight after room for the frame header: one
+    // buffer, no copy of a delivery's sealed envelope.
+    let mut frame = vec![0; FRAME_HEADER_LEN];
+    response.encode(&mut frame);
+    let len = frame.len() - FRAME_HEADER_LEN;
+    match (u32::try_from(len), frame.get_mut(..FRAME_HEADER_LEN)) {
+        (Ok(n), Some(header)) if len <= MAX_FRAME_LEN => header.copy_from_slice(&n.to_be_bytes()),
+        _ => {
+            frame.clear();
+            let fallback = Response::Error(RelayError::Internal).to_bytes();
+            if encode_frame(&fallback, &mut frame).is_err() {
+                return false;
+            }
         }
     }
     send.write_all(&frame).await.is_ok()

@@ -373,6 +373,74 @@ pub struct Core<S: ?Sized> {
     store: Arc<S>,
     limits: Limits,
     identity: Option<Arc<Identity>>,
+    keys: KeyCache,
+    recipients: RecipientCache,
+}
+
+/// Recipient keys by receive id, for acks.
+///
+/// A subscriber acks every message; reading the mailbox record from the
+/// store for each only to learn its recipient key cost a read transaction
+/// per ack. A mailbox's recipient key is fixed when it is created and never
+/// changes (Secure sets the sender key; ids are random 128-bit values and a
+/// create whose id is taken is refused), so an entry can only be outlived by
+/// its mailbox: it is removed when a Delete commits, and the Ack commit
+/// itself checks that the mailbox still exists (`WriteOp::Ack` answers
+/// `UnknownMailbox` otherwise), so a key cached for a mailbox deleted
+/// meanwhile authorizes nothing. Bounded like [`KeyCache`].
+#[derive(Debug, Default)]
+struct RecipientCache(Mutex<HashMap<MailboxId, PublicKey>>);
+
+impl RecipientCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MailboxId, PublicKey>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn insert(&self, id: MailboxId, key: PublicKey) {
+        let mut map = self.lock();
+        if map.len() >= KEY_CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(id, key);
+    }
+}
+
+/// Most parsed keys [`KeyCache`] holds before it starts over.
+pub const KEY_CACHE_ENTRIES: usize = 8192;
+
+/// Parsed ed25519 public keys by their 32-byte encoding.
+///
+/// Parsing (point decompression, the canonical-encoding and small-order
+/// checks) costs about as much as half a verification, and every Send and
+/// recipient command parses a key read from the store. The cache maps bytes
+/// to what [`PublicKey::from_bytes`] returns for them: a pure function, so an
+/// entry is never stale and needs no invalidation. Which key a mailbox
+/// accepts is still read from the store on every request (and re-checked
+/// inside the commit for deposits); only the parse is skipped. Bounded:
+/// cleared when full, so a flood of distinct keys costs at most one parse
+/// each, as before.
+#[derive(Debug, Default)]
+struct KeyCache(Mutex<HashMap<[u8; 32], PublicKey>>);
+
+impl KeyCache {
+    fn get(&self, bytes: &[u8; 32]) -> Result<PublicKey, RelayError> {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(key) = map.get(bytes) {
+            return Ok(*key);
+        }
+        // A stored key that does not parse is a corrupt record.
+        let key = PublicKey::from_bytes(bytes).map_err(|_| RelayError::Internal)?;
+        if map.len() >= KEY_CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(*bytes, key);
+        Ok(key)
+    }
 }
 
 /// Maps a storage failure to what the client is told.
@@ -394,6 +462,8 @@ impl<S: Store + ?Sized> Core<S> {
             store,
             limits,
             identity: None,
+            keys: KeyCache::default(),
+            recipients: RecipientCache::default(),
         }
     }
 
@@ -449,6 +519,23 @@ impl<S: Store + ?Sized> Core<S> {
             Ok(None) => Err(RelayError::UnknownMailbox),
             Err(e) => Err(store_error(&e)),
         }
+    }
+
+    /// Forgets what is cached about a mailbox: called once its Delete
+    /// committed.
+    pub fn forget(&self, receive_id: &MailboxId) {
+        self.recipients.lock().remove(receive_id);
+    }
+
+    /// Checks a recipient command against the mailbox's recipient key.
+    fn verify<'a, T>(
+        &self,
+        signed: &'a enlace_protocol::command::Signed<T>,
+        binding: &ConnectionBinding,
+        rec: &MailboxRecord,
+    ) -> Result<&'a T, RelayError> {
+        let key = self.keys.get(&rec.recipient_key)?;
+        signed.verify(binding, &key).map_err(|_| RelayError::Auth)
     }
 
     /// Decides what to do with one request on connection `conn` at `now`.
@@ -519,7 +606,7 @@ impl<S: Store + ?Sized> Core<S> {
             }
             Request::Secure(signed) => {
                 let rec = self.load(&signed.unverified().receive_id)?;
-                let cmd = verify(&signed, binding, &rec)?;
+                let cmd = self.verify(&signed, binding, &rec)?;
                 conn.mark_own();
                 Step::Write {
                     op: WriteOp::Secure {
@@ -537,7 +624,7 @@ impl<S: Store + ?Sized> Core<S> {
                 };
                 match &rec.sender_key {
                     Some(key) => {
-                        let key = PublicKey::from_bytes(key).map_err(|_| RelayError::Internal)?;
+                        let key = self.keys.get(key)?;
                         envelope.verify(&key).map_err(|_| RelayError::Auth)?;
                     }
                     None => {
@@ -565,7 +652,7 @@ impl<S: Store + ?Sized> Core<S> {
             }
             Request::Subscribe(signed) => {
                 let rec = self.load(&signed.unverified().receive_id)?;
-                let cmd = verify(&signed, binding, &rec)?;
+                let cmd = self.verify(&signed, binding, &rec)?;
                 conn.mark_own();
                 Step::Subscribe {
                     receive_id: cmd.receive_id,
@@ -573,8 +660,17 @@ impl<S: Store + ?Sized> Core<S> {
                 }
             }
             Request::Ack(signed) => {
-                let rec = self.load(&signed.unverified().receive_id)?;
-                let cmd = verify(&signed, binding, &rec)?;
+                let receive_id = signed.unverified().receive_id;
+                let cached = self.recipients.lock().get(&receive_id).copied();
+                let key = match cached {
+                    Some(key) => key,
+                    None => {
+                        let key = self.keys.get(&self.load(&receive_id)?.recipient_key)?;
+                        self.recipients.insert(receive_id, key);
+                        key
+                    }
+                };
+                let cmd = signed.verify(binding, &key).map_err(|_| RelayError::Auth)?;
                 conn.mark_own();
                 Step::Write {
                     op: WriteOp::Ack {
@@ -589,7 +685,7 @@ impl<S: Store + ?Sized> Core<S> {
             }
             Request::Delete(signed) => {
                 let rec = self.load(&signed.unverified().receive_id)?;
-                let cmd = verify(&signed, binding, &rec)?;
+                let cmd = self.verify(&signed, binding, &rec)?;
                 Step::Write {
                     op: WriteOp::Delete {
                         receive_id: cmd.receive_id,
@@ -758,6 +854,9 @@ impl<S: Store + ?Sized> Core<S> {
                 if matches!(resp, Response::MailboxCreated { .. }) {
                     conn.mark_own();
                 }
+                if let (Then::Deleted { receive_id }, Response::Ok) = (&then, &resp) {
+                    self.forget(receive_id);
+                }
                 (resp.clone(), Step::Reply(resp))
             }
             Step::Reply(r) => (r.clone(), Step::Reply(r)),
@@ -765,15 +864,6 @@ impl<S: Store + ?Sized> Core<S> {
             step @ Step::FetchRelayKey { .. } => (Response::Error(RelayError::Unreachable), step),
         }
     }
-}
-
-fn verify<'a, T>(
-    signed: &'a enlace_protocol::command::Signed<T>,
-    binding: &ConnectionBinding,
-    rec: &MailboxRecord,
-) -> Result<&'a T, RelayError> {
-    let key = PublicKey::from_bytes(&rec.recipient_key).map_err(|_| RelayError::Internal)?;
-    signed.verify(binding, &key).map_err(|_| RelayError::Auth)
 }
 
 #[cfg(test)]
@@ -1116,6 +1206,59 @@ mod tests {
         assert_eq!(w.core.handle_now(&w.conn, del, NOW).0, Response::Ok);
         assert_eq!(
             send(&w, envelope(&w, &w.sender, 1), NOW),
+            Response::Error(RelayError::UnknownMailbox)
+        );
+    }
+
+    #[test]
+    fn a_cached_recipient_key_authorizes_nothing_once_the_mailbox_is_gone() {
+        let w = world(Limits::default());
+        secure(&w);
+        let env = envelope(&w, &w.sender, 1);
+        assert_eq!(send(&w, env.clone(), NOW), Response::Stored);
+        let ack = |signer: &SigningKeyPair| {
+            Request::ack(w.receive_id, env.message_id(), signer, &w.conn.binding)
+        };
+        // The first ack caches the recipient key; a wrong signer is still
+        // refused against the cached key.
+        assert_eq!(
+            w.core.handle_now(&w.conn, ack(&w.recipient), NOW).0,
+            Response::Ok
+        );
+        assert_eq!(
+            w.core.handle_now(&w.conn, ack(&w.sender), NOW).0,
+            Response::Error(RelayError::Auth)
+        );
+        // A delete committed behind the cache's back (as a concurrent one
+        // racing the check would be): the ack's own commit refuses it.
+        w.core
+            .store()
+            .apply(&[WriteOp::Delete {
+                receive_id: w.receive_id,
+            }])
+            .unwrap();
+        assert_eq!(
+            w.core.handle_now(&w.conn, ack(&w.recipient), NOW).0,
+            Response::Error(RelayError::UnknownMailbox)
+        );
+    }
+
+    #[test]
+    fn a_delete_forgets_the_cached_recipient_key() {
+        let w = world(Limits::default());
+        let ack = Request::ack(
+            w.receive_id,
+            MessageId([9; 16]),
+            &w.recipient,
+            &w.conn.binding,
+        );
+        assert_eq!(w.core.handle_now(&w.conn, ack.clone(), NOW).0, Response::Ok);
+        assert!(w.core.recipients.lock().contains_key(&w.receive_id));
+        let del = Request::delete(w.receive_id, &w.recipient, &w.conn.binding);
+        assert_eq!(w.core.handle_now(&w.conn, del, NOW).0, Response::Ok);
+        assert!(!w.core.recipients.lock().contains_key(&w.receive_id));
+        assert_eq!(
+            w.core.handle_now(&w.conn, ack, NOW).0,
             Response::Error(RelayError::UnknownMailbox)
         );
     }

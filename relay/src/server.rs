@@ -15,6 +15,7 @@ use enlace_protocol::command::{
 use enlace_protocol::delivery::DeliveryKey;
 use enlace_protocol::envelope::{MailboxId, MessageId};
 use enlace_protocol::frame::{FrameReader, encode_frame};
+use enlace_protocol::limits::{FRAME_HEADER_LEN, MAX_FRAME_LEN};
 use enlace_protocol::{ALPN, DecodeError};
 use quinn::VarInt;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -30,6 +31,9 @@ use crate::store::{Store, StoreError, WriteOp, WriteOutcome};
 /// a mobile link busy, small enough that a recipient that never acks holds
 /// at most this many sealed envelopes in flight.
 pub const DELIVERY_WINDOW: usize = 32;
+/// Acks already received on a stream that are queued for one commit at
+/// most (see `StreamTask::acks`).
+const ACK_RUN: usize = DELIVERY_WINDOW;
 /// Concurrent client-opened bidirectional streams per connection.
 pub const MAX_STREAMS: u32 = 32;
 /// Per-stream receive window: two of the largest frames, so one request can
@@ -154,17 +158,26 @@ impl Writer {
 
     /// Queues `op` and waits until its batch is durable.
     pub async fn submit(&self, op: WriteOp) -> Result<WriteOutcome, StoreError> {
+        self.queue(op).await?.await
+    }
+
+    /// Queues `op` and returns without waiting for its commit: operations
+    /// queued back to back share a commit. The returned future resolves once
+    /// `op`'s batch is durable.
+    pub async fn queue(
+        &self,
+        op: WriteOp,
+    ) -> Result<impl Future<Output = Committed> + use<>, StoreError> {
         let (reply, rx) = oneshot::channel();
         let job = Job {
             op,
             reply: Some(reply),
         };
-        let stopped = || StoreError::Backend("the writer has stopped".into());
         self.tx
             .send(Message::Job(job))
             .await
-            .map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
+            .map_err(|_| writer_stopped())?;
+        Ok(async move { rx.await.map_err(|_| writer_stopped())? })
     }
 
     /// Commits everything queued so far, then stops the thread.
@@ -176,34 +189,37 @@ impl Writer {
     }
 }
 
+fn writer_stopped() -> StoreError {
+    StoreError::Backend("the writer has stopped".into())
+}
+
 /// Commits `jobs` in one transaction and answers each. A batch that fails
 /// on a corrupt record is retried one operation per commit, so one bad
 /// mailbox does not fail every deposit that happened to share its commit.
 fn commit_batch(store: &dyn Store, jobs: Vec<Job>) {
-    let ops: Vec<WriteOp> = jobs.iter().map(|j| j.op.clone()).collect();
+    // The operations move out of their jobs: envelope bytes are not copied.
+    let (ops, replies): (Vec<WriteOp>, Vec<_>) = jobs.into_iter().map(|j| (j.op, j.reply)).unzip();
     match store.apply(&ops) {
         Ok(outcomes) => {
-            for (job, out) in jobs.into_iter().zip(outcomes) {
-                if let Some(r) = job.reply {
+            for (reply, out) in replies.into_iter().zip(outcomes) {
+                if let Some(r) = reply {
                     let _ = r.send(Ok(out));
                 }
             }
         }
-        Err(StoreError::Corrupt(what)) if jobs.len() > 1 => {
+        Err(StoreError::Corrupt(what)) if ops.len() > 1 => {
             tracing::error!(
                 "commit failed on a corrupt record ({what}); retrying {} operations one by one",
-                jobs.len()
+                ops.len()
             );
-            for job in jobs {
-                commit_batch(store, vec![job]);
+            for (op, reply) in ops.into_iter().zip(replies) {
+                commit_batch(store, vec![Job { op, reply }]);
             }
         }
         Err(e) => {
             tracing::error!("commit failed, {} operations refused: {e}", ops.len());
-            for job in jobs {
-                if let Some(r) = job.reply {
-                    let _ = r.send(Err(e.clone()));
-                }
+            for r in replies.into_iter().flatten() {
+                let _ = r.send(Err(e.clone()));
             }
         }
     }
@@ -690,7 +706,11 @@ struct Frames {
     recv: quinn::RecvStream,
     reader: FrameReader,
     chunk: Option<(quinn::Chunk, usize)>,
+    /// A frame read ahead and given back: [`Frames::next`] returns it first.
+    pushed_back: Option<FrameResult>,
 }
+
+type FrameResult = Result<Option<Vec<u8>>, FrameError>;
 
 impl Frames {
     fn new(recv: quinn::RecvStream) -> Self {
@@ -698,11 +718,30 @@ impl Frames {
             recv,
             reader: FrameReader::new(),
             chunk: None,
+            pushed_back: None,
         }
     }
 
+    /// The next frame if one has arrived already, without waiting.
+    fn ready(&mut self) -> Option<FrameResult> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        // Dropping `next` when pending is fine: it is cancel-safe.
+        match std::pin::pin!(self.next()).poll(&mut cx) {
+            std::task::Poll::Ready(r) => Some(r),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    /// Gives a frame back: the next [`Frames::next`] returns it.
+    fn push_back(&mut self, frame: FrameResult) {
+        self.pushed_back = Some(frame);
+    }
+
     /// The next frame payload; `Ok(None)` when the peer finished cleanly.
-    async fn next(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+    async fn next(&mut self) -> FrameResult {
+        if let Some(frame) = self.pushed_back.take() {
+            return frame;
+        }
         loop {
             if let Some((chunk, pos)) = &mut self.chunk {
                 let rest = chunk.bytes.get(*pos..).unwrap_or_default();
@@ -734,12 +773,19 @@ impl Frames {
 }
 
 async fn write(send: &mut quinn::SendStream, response: &Response) -> bool {
-    let mut frame = Vec::new();
-    if encode_frame(&response.to_bytes(), &mut frame).is_err() {
-        frame.clear();
-        let fallback = Response::Error(RelayError::Internal).to_bytes();
-        if encode_frame(&fallback, &mut frame).is_err() {
-            return false;
+    // The response is encoded straight after room for the frame header: one
+    // buffer, no copy of a delivery's sealed envelope.
+    let mut frame = vec![0; FRAME_HEADER_LEN];
+    response.encode(&mut frame);
+    let len = frame.len() - FRAME_HEADER_LEN;
+    match (u32::try_from(len), frame.get_mut(..FRAME_HEADER_LEN)) {
+        (Ok(n), Some(header)) if len <= MAX_FRAME_LEN => header.copy_from_slice(&n.to_be_bytes()),
+        _ => {
+            frame.clear();
+            let fallback = Response::Error(RelayError::Internal).to_bytes();
+            if encode_frame(&fallback, &mut frame).is_err() {
+                return false;
+            }
         }
     }
     send.write_all(&frame).await.is_ok()
@@ -756,6 +802,17 @@ struct StreamTask {
     frames: Frames,
     /// Reset at shutdown with a delivery half written: nothing to flush.
     abandoned: bool,
+}
+
+/// A commit's outcome.
+type Committed = Result<WriteOutcome, StoreError>;
+
+/// The answer to one request of a run (see `StreamTask::acks`).
+enum Answer<F> {
+    /// Known now (a refusal).
+    Now(Response),
+    /// Once the queued write is committed.
+    Later(Then, F),
 }
 
 /// What a decoded frame led to.
@@ -845,8 +902,10 @@ impl StreamTask {
         };
         let now = self.shared.clock.now();
         let counts_auth = !matches!(request, Request::RelayDeliver { .. });
+        let is_ack = matches!(request, Request::Ack(_));
         let response = match self.shared.core.handle(&self.state, request, now) {
             Step::Reply(r) => r,
+            Step::Write { op, then } if is_ack => return self.acks(op, then).await,
             Step::Write { op, then } => self.commit(op, &then).await,
             Step::Subscribe {
                 receive_id,
@@ -865,16 +924,8 @@ impl StreamTask {
             self.shared.metrics.reject_error(e);
         }
         let written = write(&mut self.send, &response).await;
-        if counts_auth && matches!(response, Response::Error(RelayError::Auth)) {
-            let n = self.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
-            if n >= u64::from(MAX_AUTH_FAILURES) {
-                let _ = self.send.finish();
-                self.conn.close(
-                    codes::TOO_MANY_AUTH_FAILURES,
-                    b"too many failed signature checks",
-                );
-                return Handled::Close;
-            }
+        if counts_auth && self.over_auth_budget(&response) {
+            return Handled::Close;
         }
         if written {
             Handled::Continue
@@ -883,8 +934,93 @@ impl StreamTask {
         }
     }
 
+    /// Answers a run of acks. A subscriber acks as deliveries arrive, so
+    /// acks often wait on the stream back to back: every one already
+    /// received is checked and queued before the first commit is awaited,
+    /// so they share one commit instead of taking one each. Each is still
+    /// its own command with its own signature and its own answer, in order.
+    async fn acks(&mut self, op: WriteOp, then: Then) -> Handled {
+        let shared = self.shared.clone();
+        let mut answers = vec![self.queue(op, then).await];
+        while answers.len() < ACK_RUN {
+            let Some(frame) = self.frames.ready() else {
+                break;
+            };
+            let ack = match frame {
+                Ok(Some(payload)) => match Request::decode(&payload) {
+                    Ok(r @ Request::Ack(_)) => r,
+                    // Anything else is handled as usual once these are.
+                    _ => {
+                        self.frames.push_back(Ok(Some(payload)));
+                        break;
+                    }
+                },
+                other => {
+                    self.frames.push_back(other);
+                    break;
+                }
+            };
+            answers.push(
+                match shared.core.handle(&self.state, ack, shared.clock.now()) {
+                    Step::Write { op, then } => self.queue(op, then).await,
+                    Step::Reply(r) => Answer::Now(r),
+                    // An ack is answered or written, nothing else.
+                    _ => Answer::Now(Response::Error(RelayError::Internal)),
+                },
+            );
+        }
+        for answer in answers {
+            let response = match answer {
+                Answer::Now(r) => r,
+                Answer::Later(then, done) => self.committed(done.await, &then).await,
+            };
+            if let Response::Error(e) = &response {
+                shared.metrics.reject_error(e);
+            }
+            if !write(&mut self.send, &response).await || self.over_auth_budget(&response) {
+                return Handled::Close;
+            }
+        }
+        Handled::Continue
+    }
+
+    /// Counts an `Auth` answer against the connection's budget; past
+    /// [`MAX_AUTH_FAILURES`] the connection is closed and this is true.
+    fn over_auth_budget(&mut self, response: &Response) -> bool {
+        if !matches!(response, Response::Error(RelayError::Auth)) {
+            return false;
+        }
+        let n = self.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n < u64::from(MAX_AUTH_FAILURES) {
+            return false;
+        }
+        let _ = self.send.finish();
+        self.conn.close(
+            codes::TOO_MANY_AUTH_FAILURES,
+            b"too many failed signature checks",
+        );
+        true
+    }
+
+    /// Queues `op` for the next commit without waiting for it.
+    async fn queue(
+        &self,
+        op: WriteOp,
+        then: Then,
+    ) -> Answer<impl Future<Output = Committed> + use<>> {
+        match self.shared.writer.queue(op).await {
+            Ok(done) => Answer::Later(then, done),
+            Err(e) => Answer::Now(Response::Error(store_error(&e))),
+        }
+    }
+
     async fn commit(&self, op: WriteOp, then: &Then) -> Response {
         let outcome = self.shared.writer.submit(op).await;
+        self.committed(outcome, then).await
+    }
+
+    /// The answer to a write, and what its commit changes for others.
+    async fn committed(&self, outcome: Result<WriteOutcome, StoreError>, then: &Then) -> Response {
         let response = Core::<dyn Store>::finish(then, outcome);
         if matches!(response, Response::Error(_)) {
             return response;
@@ -910,7 +1046,10 @@ impl StreamTask {
                 receive_id,
                 message_id,
             } => registry.acked(receive_id, *message_id),
-            Then::Deleted { receive_id } => registry.deleted(receive_id),
+            Then::Deleted { receive_id } => {
+                self.shared.core.forget(receive_id);
+                registry.deleted(receive_id);
+            }
             _ => {}
         }
         response

@@ -619,6 +619,11 @@ fn apply_one(
         } => {
             let index = msgid_key(receive_id, message_id);
             let Some(seq) = txn.get(&index)? else {
+                // The relay checks the ack's signature against a cached
+                // recipient key: a mailbox deleted meanwhile is refused here.
+                if load(txn, receive_id)?.is_none() {
+                    return Ok(WriteOutcome::UnknownMailbox);
+                }
                 return Ok(WriteOutcome::NotFound);
             };
             let seq = <[u8; 8]>::try_from(seq.as_slice())
@@ -964,6 +969,16 @@ pub(crate) mod conformance {
             vec![WriteOutcome::Done, WriteOutcome::NotFound]
         );
         assert_eq!(store.pending(&rid, None, 0, 10).unwrap().len(), 2);
+        // An ack for a mailbox that does not exist (deleted since the
+        // relay checked its signature) is refused, not answered as done.
+        let stray = WriteOp::Ack {
+            receive_id: MailboxId([0xee; 16]),
+            message_id: MessageId([1; 16]),
+        };
+        assert_eq!(
+            store.apply(&[stray]).unwrap(),
+            vec![WriteOutcome::UnknownMailbox]
+        );
 
         // Expiry removes what arrived before the cut-off, oldest first.
         assert_eq!(

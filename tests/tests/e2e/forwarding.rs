@@ -676,14 +676,10 @@ async fn a_full_mailbox_does_not_hold_up_the_destination() {
 /// A forward that names the destination's real fingerprint but a host that
 /// never answers delays only itself: later forwards to the real address go
 /// out at once (review C2: the worker used to connect to the first queued
-/// forward's address for the whole queue).
-///
-/// Ignored in CI: it failed once in three runs (the real forward was not
-/// stored within 60 s), so the worker's scheduling after a failed address
-/// still has a timing hole to find; the unit test
-/// `one_failing_forward_or_address_waits_alone` covers the rule meanwhile.
+/// forward's address for the whole queue; then it still tried addresses one
+/// after another, so the real forward waited out each 5 s connect to the
+/// dead one, and a forward queued during a pass waited for the next).
 #[tokio::test]
-#[ignore = "flaky: the real forward was once not stored within 60 s; under investigation"]
 async fn a_forward_to_a_dead_address_does_not_block_the_destination() {
     let tmp = tempfile::tempdir().unwrap();
     let home = start_node(&tmp.path().join("home"), 0, &[]).await;

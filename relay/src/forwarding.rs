@@ -12,7 +12,7 @@
 //! destination sees this relay's address and port, never a client's.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,6 +59,108 @@ const MAX_LANES: usize = 64;
 const MAX_DESTINATIONS: usize = 65_536;
 /// Largest response frame read from another relay.
 const MAX_READ_CHUNK: usize = 64 * 1024;
+/// Distinct destination addresses this relay starts connections to per
+/// hour, over all its clients (review H1): bounds how many hosts and ports
+/// its own clients can make it send handshakes to. A new address past it
+/// waits (its forwards stay queued and retry).
+pub const MAX_DESTINATIONS_PER_HOUR: usize = 1024;
+const DESTINATION_WINDOW: Duration = Duration::from_secs(3600);
+
+/// Whether `ip` is in a range a relay does not forward to unless it is in
+/// such a range itself or its operator allows it (review H1): loopback,
+/// unspecified, private (RFC 1918, RFC 4193 unique local), shared
+/// (RFC 6598), link-local, multicast, broadcast and documentation ranges,
+/// also as IPv4-mapped or NAT64 (64:ff9b::/96) IPv6 addresses.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_private_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private_v4(v4);
+            }
+            let [a, b, c, d, e, f, g, h] = v6.segments();
+            if [a, b, c, d, e, f] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [g1, g2] = g.to_be_bytes();
+                let [h1, h2] = h.to_be_bytes();
+                return is_private_v4(Ipv4Addr::new(g1, g2, h1, h2));
+            }
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || a & 0xfe00 == 0xfc00
+                || a & 0xffc0 == 0xfe80
+                || (a == 0x2001 && b == 0x0db8)
+        }
+    }
+}
+
+fn is_private_v4(v4: Ipv4Addr) -> bool {
+    let [a, b, _, _] = v4.octets();
+    v4.is_loopback()
+        || v4.is_private()
+        || v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_multicast()
+        || v4.is_broadcast()
+        || v4.is_documentation()
+        || a == 0
+        || (a == 100 && b & 0xc0 == 64)
+}
+
+/// Whether a relay whose address names `host` forwards to private ranges
+/// by default: only if that host is itself an address in one (two relays
+/// on one machine or one LAN federate with no setting; a relay with a
+/// public address or a name never probes private ranges).
+pub fn host_is_private(host: &str) -> bool {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .is_ok_and(is_private)
+}
+
+/// What a relay forwards, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Policy {
+    /// How long a forward is retried from its arrival.
+    pub(crate) ttl_secs: u64,
+    /// Whether private, loopback and link-local destinations are allowed.
+    pub(crate) allow_private: bool,
+}
+
+/// Why a connection to another relay was not made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ConnectError {
+    /// It did not answer (or this relay is at its destination cap): try
+    /// again later.
+    Unreachable,
+    /// The destination policy refuses the address: never tried.
+    Refused,
+}
+
+/// Destinations connected to within the last hour, by first connection.
+#[derive(Debug, Default)]
+struct RecentDestinations {
+    first: HashMap<Vec<u8>, Instant>,
+}
+
+impl RecentDestinations {
+    /// Whether a connection to `key` may start at `now`: it was seen within
+    /// the window, or fewer than [`MAX_DESTINATIONS_PER_HOUR`] others were.
+    fn admit(&mut self, key: &[u8], now: Instant) -> bool {
+        let fresh = |t: &Instant| now.saturating_duration_since(*t) < DESTINATION_WINDOW;
+        if self.first.get(key).is_some_and(fresh) {
+            return true;
+        }
+        if self.first.len() >= MAX_DESTINATIONS_PER_HOUR {
+            self.first.retain(|_, t| fresh(t));
+        }
+        if self.first.len() >= MAX_DESTINATIONS_PER_HOUR {
+            return false;
+        }
+        self.first.insert(key.to_vec(), now);
+        true
+    }
+}
 
 /// Verifies a relay by its pinned key fingerprint (no CA, no names), and
 /// the TLS 1.3 handshake signature, which proves possession of that key.
@@ -160,6 +262,9 @@ pub(crate) struct Forwarder {
     metrics: Arc<Metrics>,
     /// How long connecting may take ([`CONNECT_TIMEOUT`]; longer in tests).
     connect_timeout: Duration,
+    /// Whether private, loopback and link-local destinations are allowed.
+    allow_private: bool,
+    recent: Mutex<RecentDestinations>,
     /// Connections by full destination address (fingerprint, host and
     /// port), so a forward naming a wrong host never shares the real one's.
     peers: Mutex<Peers>,
@@ -429,7 +534,7 @@ impl Forwarder {
         writer: Writer,
         store: Arc<dyn Store>,
         clock: Clock,
-        ttl_secs: u64,
+        policy: Policy,
         shutdown: watch::Receiver<bool>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
@@ -438,10 +543,12 @@ impl Forwarder {
             writer,
             store,
             clock,
-            ttl_secs,
+            ttl_secs: policy.ttl_secs,
             shutdown,
             metrics,
             connect_timeout: CONNECT_TIMEOUT,
+            allow_private: policy.allow_private,
+            recent: Mutex::new(RecentDestinations::default()),
             peers: Mutex::new(Peers::default()),
             workers: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
@@ -523,7 +630,10 @@ impl Forwarder {
     /// Fetches and checks `destination`'s signed key for a client.
     pub(crate) async fn fetch_key(&self, destination: &RelayAddress) -> Response {
         let fetched = async {
-            let conn = self.connect(destination).await?;
+            let conn = self
+                .connect(destination)
+                .await
+                .map_err(|_| RelayError::Unreachable)?;
             let request = Request::FetchRelayKey {
                 destination: destination.clone(),
             };
@@ -571,7 +681,7 @@ impl Forwarder {
 
     /// The open connection to `destination`, connecting (and saying hello)
     /// if there is none.
-    async fn connect(&self, destination: &RelayAddress) -> Result<quinn::Connection, RelayError> {
+    async fn connect(&self, destination: &RelayAddress) -> Result<quinn::Connection, ConnectError> {
         let slot = self.slot(destination);
         let mut cached = slot.lock().await;
         if let Some(conn) = cached.as_ref() {
@@ -582,8 +692,14 @@ impl Forwarder {
         *cached = None;
         let unreachable = |what: &str| {
             tracing::debug!("relay {} unreachable: {what}", destination.fingerprint());
-            RelayError::Unreachable
+            ConnectError::Unreachable
         };
+        if !lock(&self.recent).admit(&address_key(destination), Instant::now()) {
+            tracing::warn!(
+                "forwarding paused for a new destination: {MAX_DESTINATIONS_PER_HOUR} distinct destinations in the last hour"
+            );
+            return Err(ConnectError::Unreachable);
+        }
         let host = destination
             .host()
             .trim_start_matches('[')
@@ -597,9 +713,16 @@ impl Forwarder {
         .map_err(|_| unreachable("name lookup failed"))?
         .next()
         .ok_or_else(|| unreachable("no address"))?;
+        if !self.allow_private && is_private(remote.ip()) {
+            tracing::debug!(
+                "relay {} refused: its address is in a private range",
+                destination.fingerprint()
+            );
+            return Err(ConnectError::Refused);
+        }
         let config = client_config(*destination.fingerprint()).map_err(|e| {
             tracing::error!("relay client configuration: {e}");
-            RelayError::Internal
+            ConnectError::Unreachable
         })?;
         let connecting = self
             .endpoint
@@ -832,9 +955,33 @@ impl Forwarder {
         if *self.shutdown.borrow() {
             return;
         }
-        let Ok(conn) = self.connect(&run.address).await else {
-            report.address = AddressOutcome::Failed;
-            return;
+        let conn = match self.connect(&run.address).await {
+            Ok(conn) => conn,
+            Err(ConnectError::Unreachable) => {
+                report.address = AddressOutcome::Failed;
+                return;
+            }
+            Err(ConnectError::Refused) => {
+                // Never sent: refused for good, with code 13 (unreachable).
+                for seq in run.seqs {
+                    let Ok(mut batch) = self.store.forward_queue_from(&destination, seq, 1) else {
+                        report.failed.push(seq);
+                        continue;
+                    };
+                    match batch.pop() {
+                        Some(entry) if entry.seq == seq => {
+                            let code = RelayError::Unreachable.code();
+                            if self.settle(entry.forward_id, STATE_REFUSED, code).await {
+                                report.settled.push(seq);
+                            } else {
+                                report.failed.push(seq);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                return;
+            }
         };
         report.address = AddressOutcome::Answered;
         for seq in run.seqs {
@@ -1071,7 +1218,10 @@ mod tests {
             Writer::spawn(dyn_store.clone()).unwrap(),
             dyn_store,
             Clock::new(0),
-            3600,
+            Policy {
+                ttl_secs: 3600,
+                allow_private: false,
+            },
             shutdown,
             Arc::new(Metrics::default()),
         );
@@ -1176,7 +1326,10 @@ mod tests {
             writer.clone(),
             store,
             clock,
-            3600,
+            Policy {
+                ttl_secs: 3600,
+                allow_private: true,
+            },
             shutdown,
             Arc::new(Metrics::default()),
         )
@@ -1202,6 +1355,137 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(matches!(forwarder.state(&stuck), Ok(ForwardState::Queued)));
+        stop.send(true).unwrap();
+    }
+
+    #[test]
+    fn private_destinations_are_recognised() {
+        let private = [
+            "127.0.0.1",
+            "127.8.9.10",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.10.1",
+            "100.64.0.1",
+            "100.127.255.255",
+            "0.0.0.0",
+            "0.1.2.3",
+            "224.0.0.1",
+            "255.255.255.255",
+            "192.0.2.7",
+            "198.51.100.7",
+            "203.0.113.7",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "febf::1",
+            "ff02::1",
+            "2001:db8::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::c0a8:101",
+        ];
+        for ip in private {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        let public = [
+            "1.1.1.1",
+            "8.8.8.8",
+            "172.32.0.1",
+            "172.15.255.255",
+            "100.128.0.1",
+            "100.63.255.255",
+            "192.169.0.1",
+            "2606:4700::1111",
+            "2001:db9::1",
+            "fec0::1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+        ];
+        for ip in public {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(host_is_private("127.0.0.1"));
+        assert!(host_is_private("[::1]"));
+        assert!(host_is_private("192.168.0.10"));
+        assert!(!host_is_private("203.0.114.1"));
+        assert!(!host_is_private("relay.example.org"));
+        assert!(!host_is_private("localhost"));
+    }
+
+    #[test]
+    fn distinct_destinations_are_capped_per_hour() {
+        let now = Instant::now();
+        let mut recent = RecentDestinations::default();
+        let key = |n: usize| n.to_be_bytes().to_vec();
+        for n in 0..MAX_DESTINATIONS_PER_HOUR {
+            assert!(recent.admit(&key(n), now));
+        }
+        // Known ones still go; a new one waits until the oldest is an hour old.
+        assert!(recent.admit(&key(0), now));
+        assert!(!recent.admit(&key(MAX_DESTINATIONS_PER_HOUR), now));
+        let later = now + DESTINATION_WINDOW;
+        assert!(recent.admit(&key(MAX_DESTINATIONS_PER_HOUR), later));
+        assert!(recent.first.len() <= MAX_DESTINATIONS_PER_HOUR);
+    }
+
+    /// A relay that may not forward to private ranges refuses a forward to
+    /// 127.0.0.1 for good without sending a packet there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_private_destination_is_refused_without_a_packet() {
+        let black_hole = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let private = RelayAddress::new(
+            Fingerprint([9; 32]),
+            "127.0.0.1",
+            black_hole.local_addr().unwrap().port(),
+        )
+        .unwrap();
+        let store: Arc<dyn Store> = Arc::new(crate::store::redb::RedbStore::in_memory().unwrap());
+        let writer = Writer::spawn(store.clone()).unwrap();
+        let clock = Clock::new(0);
+        let (stop, shutdown) = watch::channel(false);
+        let forwarder = Forwarder::new(
+            quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap(),
+            writer.clone(),
+            store,
+            clock,
+            Policy {
+                ttl_secs: 3600,
+                allow_private: false,
+            },
+            shutdown,
+            Arc::new(Metrics::default()),
+        );
+        let id = enqueue(&writer, clock, 3, &private).await;
+        forwarder.kick(private.fingerprint().0);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match forwarder.state(&id) {
+                Ok(ForwardState::Refused(code)) => {
+                    assert_eq!(code, RelayError::Unreachable.code());
+                    break;
+                }
+                other => assert!(Instant::now() < deadline, "{other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut buf = [0u8; 2048];
+        assert!(
+            black_hole.try_recv_from(&mut buf).is_err(),
+            "a packet was sent"
+        );
+        assert!(matches!(
+            forwarder.fetch_key(&private).await,
+            Response::Error(RelayError::Unreachable)
+        ));
+        assert!(
+            black_hole.try_recv_from(&mut buf).is_err(),
+            "a packet was sent"
+        );
         stop.send(true).unwrap();
     }
 }

@@ -430,7 +430,11 @@ pub async fn run(
         writer.clone(),
         store.clone(),
         clock,
-        config.limits.ttl_secs,
+        crate::forwarding::Policy {
+            ttl_secs: config.limits.ttl_secs,
+            allow_private: config.forward_allow_private
+                || crate::forwarding::host_is_private(address.host()),
+        },
         shutdown_rx.clone(),
         metrics.clone(),
     );

@@ -694,12 +694,6 @@ impl Forwarder {
             tracing::debug!("relay {} unreachable: {what}", destination.fingerprint());
             ConnectError::Unreachable
         };
-        if !lock(&self.recent).admit(&address_key(destination), Instant::now()) {
-            tracing::warn!(
-                "forwarding paused for a new destination: {MAX_DESTINATIONS_PER_HOUR} distinct destinations in the last hour"
-            );
-            return Err(ConnectError::Unreachable);
-        }
         let host = destination
             .host()
             .trim_start_matches('[')
@@ -719,6 +713,13 @@ impl Forwarder {
                 destination.fingerprint()
             );
             return Err(ConnectError::Refused);
+        }
+        // Counted after the policy, so refused addresses use up no slot.
+        if !lock(&self.recent).admit(&address_key(destination), Instant::now()) {
+            tracing::warn!(
+                "forwarding paused for a new destination: {MAX_DESTINATIONS_PER_HOUR} distinct destinations in the last hour"
+            );
+            return Err(ConnectError::Unreachable);
         }
         let config = client_config(*destination.fingerprint()).map_err(|e| {
             tracing::error!("relay client configuration: {e}");

@@ -87,6 +87,14 @@ pub struct Settings {
     /// clients past it get a "forward queue full" error. Default: 4096.
     #[arg(long)]
     pub forward_queue_limit: Option<u32>,
+    /// Forward to (and fetch keys from) relays at loopback, private,
+    /// link-local and other non-public addresses even though this relay's
+    /// own address is public. Default: off (on by itself when this relay's
+    /// address is such an address, so relays on one machine or LAN
+    /// federate).
+    #[arg(long)]
+    #[serde(default)]
+    pub forward_allow_private: bool,
     /// Seconds between sweeps that delete expired envelopes. Default: 60.
     #[arg(long)]
     pub sweep_interval_secs: Option<u64>,
@@ -152,6 +160,8 @@ pub struct Config {
     pub backend: Backend,
     /// Clock shift for tests.
     pub clock_offset_secs: i64,
+    /// Forward to private ranges even with a public address.
+    pub forward_allow_private: bool,
 }
 
 /// A settings error.
@@ -253,6 +263,7 @@ impl Settings {
             metrics,
             backend,
             clock_offset_secs: pick!(clock_offset_secs).unwrap_or(0),
+            forward_allow_private: self.forward_allow_private || file.forward_allow_private,
         };
         Ok(config)
     }

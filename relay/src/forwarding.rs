@@ -4,12 +4,15 @@
 //! destination fingerprint that walks the durable forward queue in order,
 //! giving each failing forward and each failing address its own retry time
 //! (exponential backoff with jitter) so one bad entry delays only itself.
+//! The worker never waits on the network itself: each address's forwards
+//! go to a lane (a task of their own), so a slow or dead address does not
+//! delay the others at all, and new forwards wake the worker at once.
 //!
 //! Outgoing connections leave from the relay's listening endpoint, so a
 //! destination sees this relay's address and port, never a client's.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,7 +27,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use subtle::ConstantTimeEq;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::core::{Core, FORWARD_STATUS_KEEP_SECS};
 use crate::identity::cert_public_key;
@@ -47,10 +50,117 @@ pub const RETRY_MIN: Duration = Duration::from_secs(1);
 pub const RETRY_MAX: Duration = Duration::from_secs(300);
 /// Queued forwards a worker reads at a time.
 const WORKER_BATCH: usize = 32;
+/// Forwards one lane takes per run (it reads each from the store when its
+/// turn comes, so waiting forwards are not held in memory).
+const LANE_BATCH: usize = 32;
+/// Addresses of one destination tried at once; the rest wait for a lane.
+const MAX_LANES: usize = 64;
 /// Destinations resumed at start (bounded by the total queue limit anyway).
 const MAX_DESTINATIONS: usize = 65_536;
 /// Largest response frame read from another relay.
 const MAX_READ_CHUNK: usize = 64 * 1024;
+/// Distinct destination addresses this relay starts connections to per
+/// hour, over all its clients (review H1): bounds how many hosts and ports
+/// its own clients can make it send handshakes to. A new address past it
+/// waits (its forwards stay queued and retry).
+pub const MAX_DESTINATIONS_PER_HOUR: usize = 1024;
+const DESTINATION_WINDOW: Duration = Duration::from_secs(3600);
+
+/// Whether `ip` is in a range a relay does not forward to unless it is in
+/// such a range itself or its operator allows it (review H1): loopback,
+/// unspecified, private (RFC 1918, RFC 4193 unique local), shared
+/// (RFC 6598), link-local, multicast, broadcast and documentation ranges,
+/// also as IPv4-mapped or NAT64 (64:ff9b::/96) IPv6 addresses.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_private_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private_v4(v4);
+            }
+            let [a, b, c, d, e, f, g, h] = v6.segments();
+            if [a, b, c, d, e, f] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [g1, g2] = g.to_be_bytes();
+                let [h1, h2] = h.to_be_bytes();
+                return is_private_v4(Ipv4Addr::new(g1, g2, h1, h2));
+            }
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || a & 0xfe00 == 0xfc00
+                || a & 0xffc0 == 0xfe80
+                || (a == 0x2001 && b == 0x0db8)
+        }
+    }
+}
+
+fn is_private_v4(v4: Ipv4Addr) -> bool {
+    let [a, b, _, _] = v4.octets();
+    v4.is_loopback()
+        || v4.is_private()
+        || v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_multicast()
+        || v4.is_broadcast()
+        || v4.is_documentation()
+        || a == 0
+        || (a == 100 && b & 0xc0 == 64)
+}
+
+/// Whether a relay whose address names `host` forwards to private ranges
+/// by default: only if that host is itself an address in one (two relays
+/// on one machine or one LAN federate with no setting; a relay with a
+/// public address or a name never probes private ranges).
+pub fn host_is_private(host: &str) -> bool {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .is_ok_and(is_private)
+}
+
+/// What a relay forwards, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Policy {
+    /// How long a forward is retried from its arrival.
+    pub(crate) ttl_secs: u64,
+    /// Whether private, loopback and link-local destinations are allowed.
+    pub(crate) allow_private: bool,
+}
+
+/// Why a connection to another relay was not made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ConnectError {
+    /// It did not answer (or this relay is at its destination cap): try
+    /// again later.
+    Unreachable,
+    /// The destination policy refuses the address: never tried.
+    Refused,
+}
+
+/// Destinations connected to within the last hour, by first connection.
+#[derive(Debug, Default)]
+struct RecentDestinations {
+    first: HashMap<Vec<u8>, Instant>,
+}
+
+impl RecentDestinations {
+    /// Whether a connection to `key` may start at `now`: it was seen within
+    /// the window, or fewer than [`MAX_DESTINATIONS_PER_HOUR`] others were.
+    fn admit(&mut self, key: &[u8], now: Instant) -> bool {
+        let fresh = |t: &Instant| now.saturating_duration_since(*t) < DESTINATION_WINDOW;
+        if self.first.get(key).is_some_and(fresh) {
+            return true;
+        }
+        if self.first.len() >= MAX_DESTINATIONS_PER_HOUR {
+            self.first.retain(|_, t| fresh(t));
+        }
+        if self.first.len() >= MAX_DESTINATIONS_PER_HOUR {
+            return false;
+        }
+        self.first.insert(key.to_vec(), now);
+        true
+    }
+}
 
 /// Verifies a relay by its pinned key fingerprint (no CA, no names), and
 /// the TLS 1.3 handshake signature, which proves possession of that key.
@@ -150,10 +260,18 @@ pub(crate) struct Forwarder {
     ttl_secs: u64,
     shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
+    /// How long connecting may take ([`CONNECT_TIMEOUT`]; longer in tests).
+    connect_timeout: Duration,
+    /// Whether private, loopback and link-local destinations are allowed.
+    allow_private: bool,
+    recent: Mutex<RecentDestinations>,
     /// Connections by full destination address (fingerprint, host and
     /// port), so a forward naming a wrong host never shares the real one's.
     peers: Mutex<Peers>,
-    workers: Mutex<HashSet<[u8; 32]>>,
+    /// Running workers by destination fingerprint, each with the signal
+    /// that wakes it when a forward is queued (a stored permit, so a kick
+    /// that comes while the worker is busy is never lost).
+    workers: Mutex<HashMap<[u8; 32], Arc<Notify>>>,
     waiters: Mutex<HashMap<ForwardId, Vec<oneshot::Sender<()>>>>,
     /// Destinations' bundles last fetched, handed out while a destination
     /// is unreachable so clients can still seal to it (the bundle is
@@ -228,16 +346,114 @@ impl Schedule {
     }
 
     /// How long until something is due (at least 10 ms, at most
-    /// [`RETRY_MAX`]).
+    /// [`RETRY_MAX`]; the worker is woken earlier by a new forward or a
+    /// lane's report).
     fn wait(&self, now: Instant) -> Duration {
         self.entries
             .values()
             .chain(self.addresses.values())
             .map(|b| b.next.saturating_duration_since(now))
             .min()
-            .unwrap_or(Duration::ZERO)
+            .unwrap_or(RETRY_MAX)
             .clamp(Duration::from_millis(10), RETRY_MAX)
     }
+
+    /// Records what a lane found.
+    fn apply(&mut self, report: &LaneReport, now: Instant) {
+        match report.address {
+            AddressOutcome::Answered => {
+                self.addresses.remove(&report.key);
+            }
+            AddressOutcome::Failed => {
+                Self::bump(&mut self.addresses, report.key.clone(), now);
+                self.trim();
+            }
+            AddressOutcome::Untried => {}
+        }
+        for seq in &report.settled {
+            self.entries.remove(seq);
+        }
+        for seq in &report.failed {
+            Self::bump(&mut self.entries, *seq, now);
+        }
+    }
+}
+
+/// Whether a lane reached its address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AddressOutcome {
+    /// Connected, and every request got an answer.
+    Answered,
+    /// The connection or a request failed: the address waits.
+    Failed,
+    /// Shut down before connecting.
+    Untried,
+}
+
+/// What one lane did with the forwards it was given.
+#[derive(Debug)]
+struct LaneReport {
+    /// The address (encoded).
+    key: Vec<u8>,
+    /// Every forward the lane was given.
+    given: Vec<u64>,
+    address: AddressOutcome,
+    /// Forwards settled for good (stored, refused).
+    settled: Vec<u64>,
+    /// Forwards that failed and wait for their own retry time.
+    failed: Vec<u64>,
+}
+
+/// Sends a lane's report when the lane ends, also if it panics, so the
+/// worker never waits for a lane that is gone.
+struct ReportOnDrop {
+    report: Option<LaneReport>,
+    done: mpsc::Sender<LaneReport>,
+}
+
+impl Drop for ReportOnDrop {
+    fn drop(&mut self) {
+        if let Some(report) = self.report.take() {
+            // The channel holds MAX_LANES reports and at most MAX_LANES
+            // lanes run, so this never finds it full; after the worker
+            // stopped nobody needs the report.
+            let _ = self.done.try_send(report);
+        }
+    }
+}
+
+/// A worker's running lanes.
+#[derive(Debug, Default)]
+struct Lanes {
+    /// Addresses with a lane running.
+    busy: HashSet<Vec<u8>>,
+    /// Forwards given to a running lane.
+    given: HashSet<u64>,
+}
+
+impl Lanes {
+    fn finish(&mut self, report: &LaneReport) {
+        self.busy.remove(&report.key);
+        for seq in &report.given {
+            self.given.remove(seq);
+        }
+    }
+}
+
+/// A lane to start: one address and the forwards due for it.
+struct Run {
+    address: RelayAddress,
+    seqs: Vec<u64>,
+}
+
+/// How one delivery attempt ended.
+enum Delivery {
+    /// Stored or refused for good, and recorded.
+    Settled,
+    /// Deferred by the destination, or not recorded: retried later.
+    Failed,
+    /// The connection failed: the address waits.
+    AddressFailed,
 }
 
 /// Outgoing connections kept open at most; past it the least recently
@@ -318,7 +534,7 @@ impl Forwarder {
         writer: Writer,
         store: Arc<dyn Store>,
         clock: Clock,
-        ttl_secs: u64,
+        policy: Policy,
         shutdown: watch::Receiver<bool>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
@@ -327,14 +543,25 @@ impl Forwarder {
             writer,
             store,
             clock,
-            ttl_secs,
+            ttl_secs: policy.ttl_secs,
             shutdown,
             metrics,
+            connect_timeout: CONNECT_TIMEOUT,
+            allow_private: policy.allow_private,
+            recent: Mutex::new(RecentDestinations::default()),
             peers: Mutex::new(Peers::default()),
-            workers: Mutex::new(HashSet::new()),
+            workers: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The same forwarder with another connect timeout.
+    #[cfg(test)]
+    fn with_connect_timeout(self: Arc<Self>, timeout: Duration) -> Arc<Self> {
+        let mut this = Arc::into_inner(self).expect("not shared yet");
+        this.connect_timeout = timeout;
+        Arc::new(this)
     }
 
     /// Starts a worker for every destination with forwards queued (after a
@@ -353,11 +580,17 @@ impl Forwarder {
         }
     }
 
-    /// Makes sure a worker drains `destination`'s queue.
+    /// Makes sure a worker drains `destination`'s queue, and wakes it if it
+    /// is already running.
     pub(crate) fn kick(self: &Arc<Self>, destination: [u8; 32]) {
         let mut workers = lock(&self.workers);
-        if workers.insert(destination) {
-            tokio::spawn(self.clone().worker(destination));
+        match workers.entry(destination) {
+            std::collections::hash_map::Entry::Occupied(worker) => worker.get().notify_one(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let kicked = Arc::new(Notify::new());
+                slot.insert(kicked.clone());
+                tokio::spawn(self.clone().worker(destination, kicked));
+            }
         }
     }
 
@@ -397,7 +630,10 @@ impl Forwarder {
     /// Fetches and checks `destination`'s signed key for a client.
     pub(crate) async fn fetch_key(&self, destination: &RelayAddress) -> Response {
         let fetched = async {
-            let conn = self.connect(destination).await?;
+            let conn = self
+                .connect(destination)
+                .await
+                .map_err(|_| RelayError::Unreachable)?;
             let request = Request::FetchRelayKey {
                 destination: destination.clone(),
             };
@@ -445,7 +681,7 @@ impl Forwarder {
 
     /// The open connection to `destination`, connecting (and saying hello)
     /// if there is none.
-    async fn connect(&self, destination: &RelayAddress) -> Result<quinn::Connection, RelayError> {
+    async fn connect(&self, destination: &RelayAddress) -> Result<quinn::Connection, ConnectError> {
         let slot = self.slot(destination);
         let mut cached = slot.lock().await;
         if let Some(conn) = cached.as_ref() {
@@ -456,14 +692,14 @@ impl Forwarder {
         *cached = None;
         let unreachable = |what: &str| {
             tracing::debug!("relay {} unreachable: {what}", destination.fingerprint());
-            RelayError::Unreachable
+            ConnectError::Unreachable
         };
         let host = destination
             .host()
             .trim_start_matches('[')
             .trim_end_matches(']');
         let remote: SocketAddr = tokio::time::timeout(
-            CONNECT_TIMEOUT,
+            self.connect_timeout,
             tokio::net::lookup_host((host, destination.port())),
         )
         .await
@@ -471,15 +707,29 @@ impl Forwarder {
         .map_err(|_| unreachable("name lookup failed"))?
         .next()
         .ok_or_else(|| unreachable("no address"))?;
+        if !self.allow_private && is_private(remote.ip()) {
+            tracing::debug!(
+                "relay {} refused: its address is in a private range",
+                destination.fingerprint()
+            );
+            return Err(ConnectError::Refused);
+        }
+        // Counted after the policy, so refused addresses use up no slot.
+        if !lock(&self.recent).admit(&address_key(destination), Instant::now()) {
+            tracing::warn!(
+                "forwarding paused for a new destination: {MAX_DESTINATIONS_PER_HOUR} distinct destinations in the last hour"
+            );
+            return Err(ConnectError::Unreachable);
+        }
         let config = client_config(*destination.fingerprint()).map_err(|e| {
             tracing::error!("relay client configuration: {e}");
-            RelayError::Internal
+            ConnectError::Unreachable
         })?;
         let connecting = self
             .endpoint
             .connect_with(config, remote, "enlace-relay")
             .map_err(|e| unreachable(&e.to_string()))?;
-        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        let conn = tokio::time::timeout(self.connect_timeout, connecting)
             .await
             .map_err(|_| unreachable("connect timed out"))?
             .map_err(|e| unreachable(&e.to_string()))?;
@@ -535,19 +785,26 @@ impl Forwarder {
     }
 
     /// Drains one destination's queue until it is empty or shutdown. Each
-    /// pass walks the whole queue; a forward that fails (its address does
-    /// not answer, or the destination defers it) waits for its own retry
-    /// time while the pass goes on with the rest, so one bad forward only
-    /// delays itself.
-    async fn worker(self: Arc<Self>, destination: [u8; 32]) {
+    /// pass walks the whole queue (local reads only) and hands the forwards
+    /// that are due to one lane per address; the worker then sleeps until
+    /// the next retry time, a new forward or a lane's report. A forward that
+    /// fails (its address does not answer, or the destination defers it)
+    /// waits for its own retry time, and a slow address holds only its own
+    /// lane, so one bad forward or address delays nothing else.
+    async fn worker(self: Arc<Self>, destination: [u8; 32], kicked: Arc<Notify>) {
         let mut shutdown = self.shutdown.clone();
         let mut schedule = Schedule::default();
+        let mut lanes = Lanes::default();
+        let (done, mut reports) = mpsc::channel(MAX_LANES);
         let mut read_delay = Duration::ZERO;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let wait = match self.pass(&destination, &mut schedule).await {
+            let wait = match self
+                .pass(&destination, &mut schedule, &mut lanes, &done)
+                .await
+            {
                 Err(e) => {
                     // A failing read backs off too: without the wait the
                     // loop would spin on the error at full CPU.
@@ -555,7 +812,7 @@ impl Forwarder {
                     read_delay = next_delay(read_delay);
                     jitter(read_delay)
                 }
-                Ok(false) => {
+                Ok(false) if lanes.busy.is_empty() => {
                     read_delay = Duration::ZERO;
                     let mut workers = lock(&self.workers);
                     // An enqueue that committed before this lock is visible
@@ -566,28 +823,41 @@ impl Forwarder {
                     }
                     continue;
                 }
-                Ok(true) => {
+                Ok(_) => {
                     read_delay = Duration::ZERO;
                     schedule.wait(Instant::now())
                 }
             };
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
+                () = kicked.notified() => {}
+                Some(report) = reports.recv() => {
+                    lanes.finish(&report);
+                    schedule.apply(&report, Instant::now());
+                }
                 () = until_shutdown(&mut shutdown) => break,
+            }
+            while let Ok(report) = reports.try_recv() {
+                lanes.finish(&report);
+                schedule.apply(&report, Instant::now());
             }
         }
         lock(&self.workers).remove(&destination);
     }
 
-    /// One pass over the queue: tries every forward that is due. True if
+    /// One pass over the queue: settles expired forwards and starts a lane
+    /// for every address with forwards due and no lane running. True if
     /// forwards were queued when the pass began (some may still be).
     async fn pass(
-        &self,
+        self: &Arc<Self>,
         destination: &[u8; 32],
         schedule: &mut Schedule,
+        lanes: &mut Lanes,
+        done: &mpsc::Sender<LaneReport>,
     ) -> Result<bool, crate::store::StoreError> {
         let mut from = 0;
         let mut seen = HashSet::new();
+        let mut runs: HashMap<Vec<u8>, Run> = HashMap::new();
         loop {
             let batch = self
                 .store
@@ -601,7 +871,10 @@ impl Forwarder {
                     return Ok(true);
                 }
                 seen.insert(entry.seq);
-                self.attempt(entry, schedule).await;
+                if lanes.given.contains(&entry.seq) {
+                    continue;
+                }
+                self.plan(entry, schedule, lanes, &mut runs).await;
             }
             match next {
                 Some(n) if full => from = n,
@@ -610,12 +883,33 @@ impl Forwarder {
         }
         // Forget the schedules of forwards no longer queued.
         schedule.entries.retain(|seq, _| seen.contains(seq));
+        for (key, run) in runs {
+            lanes.busy.insert(key.clone());
+            lanes.given.extend(run.seqs.iter().copied());
+            let guard = ReportOnDrop {
+                report: Some(LaneReport {
+                    key,
+                    given: run.seqs.clone(),
+                    address: AddressOutcome::Untried,
+                    settled: Vec::new(),
+                    failed: Vec::new(),
+                }),
+                done: done.clone(),
+            };
+            tokio::spawn(self.clone().lane(*destination, run, guard));
+        }
         Ok(!seen.is_empty())
     }
 
-    /// Tries one forward if it and its address are due; records when to
-    /// try again if it fails.
-    async fn attempt(&self, entry: QueuedForward, schedule: &mut Schedule) {
+    /// Settles `entry` if it expired; otherwise adds it to its address's
+    /// lane if it and its address are due and a lane is free.
+    async fn plan(
+        &self,
+        entry: QueuedForward,
+        schedule: &mut Schedule,
+        lanes: &Lanes,
+        runs: &mut HashMap<Vec<u8>, Run>,
+    ) {
         let seq = entry.seq;
         if entry.arrival.saturating_add(self.ttl_secs) <= self.clock.now() {
             if self.settle(entry.forward_id, STATE_EXPIRED, 0).await {
@@ -625,7 +919,18 @@ impl Forwarder {
             }
             return;
         }
-        if !schedule.due(seq, &entry.destination, Instant::now()) {
+        if !schedule.due(seq, &entry.destination, Instant::now())
+            || lanes.busy.contains(&entry.destination)
+        {
+            return;
+        }
+        if let Some(run) = runs.get_mut(&entry.destination) {
+            if run.seqs.len() < LANE_BATCH {
+                run.seqs.push(seq);
+            }
+            return;
+        }
+        if lanes.busy.len() + runs.len() >= MAX_LANES {
             return;
         }
         let Ok(address) = RelayAddress::decode(&entry.destination) else {
@@ -633,16 +938,92 @@ impl Forwarder {
             Schedule::bump(&mut schedule.entries, seq, Instant::now());
             return;
         };
-        let Ok(conn) = self.connect(&address).await else {
-            Schedule::bump(&mut schedule.addresses, entry.destination, Instant::now());
-            schedule.trim();
+        runs.insert(
+            entry.destination,
+            Run {
+                address,
+                seqs: vec![seq],
+            },
+        );
+    }
+
+    /// Delivers `run`'s forwards over one connection to its address, in
+    /// queue order, and reports what happened through `guard`.
+    async fn lane(self: Arc<Self>, destination: [u8; 32], run: Run, mut guard: ReportOnDrop) {
+        let Some(report) = guard.report.as_mut() else {
             return;
         };
-        schedule.addresses.remove(&entry.destination);
+        if *self.shutdown.borrow() {
+            return;
+        }
+        let conn = match self.connect(&run.address).await {
+            Ok(conn) => conn,
+            Err(ConnectError::Unreachable) => {
+                report.address = AddressOutcome::Failed;
+                return;
+            }
+            Err(ConnectError::Refused) => {
+                // Never sent: refused for good, with code 13 (unreachable).
+                for seq in run.seqs {
+                    let Ok(mut batch) = self.store.forward_queue_from(&destination, seq, 1) else {
+                        report.failed.push(seq);
+                        continue;
+                    };
+                    match batch.pop() {
+                        Some(entry) if entry.seq == seq => {
+                            let code = RelayError::Unreachable.code();
+                            if self.settle(entry.forward_id, STATE_REFUSED, code).await {
+                                report.settled.push(seq);
+                            } else {
+                                report.failed.push(seq);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                return;
+            }
+        };
+        report.address = AddressOutcome::Answered;
+        for seq in run.seqs {
+            if *self.shutdown.borrow() {
+                return;
+            }
+            // Read now, not when planned: it may have been settled since.
+            let entry = match self.store.forward_queue_from(&destination, seq, 1) {
+                Ok(mut batch) => match batch.pop() {
+                    Some(entry) if entry.seq == seq => entry,
+                    _ => continue,
+                },
+                Err(e) => {
+                    tracing::error!("reading the forward queue failed: {e}");
+                    report.failed.push(seq);
+                    continue;
+                }
+            };
+            match self.deliver(&conn, &run.address, entry).await {
+                Delivery::Settled => report.settled.push(seq),
+                Delivery::Failed => report.failed.push(seq),
+                Delivery::AddressFailed => {
+                    report.failed.push(seq);
+                    report.address = AddressOutcome::Failed;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends one forward to its destination and records the answer.
+    async fn deliver(
+        &self,
+        conn: &quinn::Connection,
+        address: &RelayAddress,
+        entry: QueuedForward,
+    ) -> Delivery {
         let request = Request::RelayDeliver {
             sealed: entry.sealed,
         };
-        let settled = match self.request(&conn, &request).await {
+        let settled = match self.request(conn, &request).await {
             Ok(Response::Stored) => self.settle(entry.forward_id, STATE_STORED, 0).await,
             Ok(Response::Error(e)) if is_permanent(&e) => {
                 tracing::debug!("relay {} refused a forward: {e}", address.fingerprint());
@@ -657,16 +1038,14 @@ impl Forwarder {
             Ok(_) => false,
             Err(e) => {
                 tracing::debug!("forward to relay {} failed: {e}", address.fingerprint());
-                self.forget(&address);
-                Schedule::bump(&mut schedule.addresses, entry.destination, Instant::now());
-                schedule.trim();
-                false
+                self.forget(address);
+                return Delivery::AddressFailed;
             }
         };
         if settled {
-            schedule.entries.remove(&seq);
+            Delivery::Settled
         } else {
-            Schedule::bump(&mut schedule.entries, seq, Instant::now());
+            Delivery::Failed
         }
     }
 
@@ -840,7 +1219,10 @@ mod tests {
             Writer::spawn(dyn_store.clone()).unwrap(),
             dyn_store,
             Clock::new(0),
-            3600,
+            Policy {
+                ttl_secs: 3600,
+                allow_private: false,
+            },
             shutdown,
             Arc::new(Metrics::default()),
         );
@@ -853,5 +1235,258 @@ mod tests {
         // The first failure waits at least RETRY_MIN / 2 = 500 ms.
         assert!(reads <= 2, "{reads} reads of a failing queue in 400 ms");
         assert!(reads >= 1);
+    }
+
+    /// A destination relay that answers hello and stores every forward.
+    fn fake_destination(dir: &std::path::Path) -> (RelayAddress, quinn::Endpoint) {
+        let identity = crate::identity::Identity::load_or_create(dir).unwrap();
+        let endpoint = quinn::Endpoint::server(
+            crate::server::server_config(&identity, 30).unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .unwrap();
+        let address = RelayAddress::new(
+            identity.fingerprint(),
+            "127.0.0.1",
+            endpoint.local_addr().unwrap().port(),
+        )
+        .unwrap();
+        let accepting = endpoint.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = accepting.accept().await {
+                tokio::spawn(async move {
+                    let Ok(conn) = incoming.await else { return };
+                    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                        tokio::spawn(async move {
+                            let bytes = recv.read_to_end(MAX_READ_CHUNK).await.unwrap();
+                            let mut reader = FrameReader::new();
+                            reader.handle_bytes(&bytes).unwrap();
+                            let payload = reader.poll_frame().unwrap();
+                            // The sealed bytes are not a real forward: a
+                            // fake destination stores whatever comes.
+                            let response = match Request::decode(&payload) {
+                                Ok(Request::Hello { .. }) => Response::Hello { version: 1 },
+                                _ => Response::Stored,
+                            };
+                            let mut frame = Vec::new();
+                            encode_frame(&response.to_bytes(), &mut frame).unwrap();
+                            send.write_all(&frame).await.unwrap();
+                            send.finish().unwrap();
+                            let _ = send.stopped().await;
+                        });
+                    }
+                });
+            }
+        });
+        (address, endpoint)
+    }
+
+    async fn enqueue(writer: &Writer, clock: Clock, id: u8, to: &RelayAddress) -> ForwardId {
+        let forward_id = ForwardId([id; 16]);
+        writer
+            .submit(WriteOp::ForwardEnqueue(Box::new(
+                crate::store::forward::Enqueue {
+                    forward_id,
+                    destination_fp: to.fingerprint().0,
+                    destination: address_key(to),
+                    sealed: vec![id; 100],
+                    arrival: clock.now(),
+                    deadline: clock.now() + 3600,
+                    per_destination: 100,
+                    total: 1000,
+                },
+            )))
+            .await
+            .unwrap();
+        forward_id
+    }
+
+    /// A forward to an address that swallows every packet is being tried
+    /// (its connect would take 120 s); a forward to the destination's real
+    /// address queued meanwhile is delivered at once: connects to different
+    /// addresses do not wait for each other, and the new forward wakes the
+    /// busy worker. The old worker tried both in turn within one task, and
+    /// saw forwards queued during a pass only after its next sleep.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_address_does_not_delay_a_live_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (live, _destination) = fake_destination(tmp.path());
+        let black_hole = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let dead = RelayAddress::new(
+            *live.fingerprint(),
+            "127.0.0.1",
+            black_hole.local_addr().unwrap().port(),
+        )
+        .unwrap();
+        let store: Arc<dyn Store> = Arc::new(crate::store::redb::RedbStore::in_memory().unwrap());
+        let writer = Writer::spawn(store.clone()).unwrap();
+        let clock = Clock::new(0);
+        let (stop, shutdown) = watch::channel(false);
+        let forwarder = Forwarder::new(
+            quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap(),
+            writer.clone(),
+            store,
+            clock,
+            Policy {
+                ttl_secs: 3600,
+                allow_private: true,
+            },
+            shutdown,
+            Arc::new(Metrics::default()),
+        )
+        .with_connect_timeout(Duration::from_secs(120));
+        let fp = live.fingerprint().0;
+        let stuck = enqueue(&writer, clock, 1, &dead).await;
+        forwarder.kick(fp);
+        // The worker is connecting to the dead address.
+        let mut buf = [0u8; 2048];
+        tokio::time::timeout(Duration::from_secs(60), black_hole.recv_from(&mut buf))
+            .await
+            .expect("the dead address is tried")
+            .unwrap();
+        let real = enqueue(&writer, clock, 2, &live).await;
+        forwarder.kick(fp);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !matches!(forwarder.state(&real), Ok(ForwardState::Stored)) {
+            assert!(
+                Instant::now() < deadline,
+                "the live forward waited behind the dead address: {:?}",
+                forwarder.state(&real)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(matches!(forwarder.state(&stuck), Ok(ForwardState::Queued)));
+        stop.send(true).unwrap();
+    }
+
+    #[test]
+    fn private_destinations_are_recognised() {
+        let private = [
+            "127.0.0.1",
+            "127.8.9.10",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.10.1",
+            "100.64.0.1",
+            "100.127.255.255",
+            "0.0.0.0",
+            "0.1.2.3",
+            "224.0.0.1",
+            "255.255.255.255",
+            "192.0.2.7",
+            "198.51.100.7",
+            "203.0.113.7",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "febf::1",
+            "ff02::1",
+            "2001:db8::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::c0a8:101",
+        ];
+        for ip in private {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        let public = [
+            "1.1.1.1",
+            "8.8.8.8",
+            "172.32.0.1",
+            "172.15.255.255",
+            "100.128.0.1",
+            "100.63.255.255",
+            "192.169.0.1",
+            "2606:4700::1111",
+            "2001:db9::1",
+            "fec0::1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+        ];
+        for ip in public {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(host_is_private("127.0.0.1"));
+        assert!(host_is_private("[::1]"));
+        assert!(host_is_private("192.168.0.10"));
+        assert!(!host_is_private("203.0.114.1"));
+        assert!(!host_is_private("relay.example.org"));
+        assert!(!host_is_private("localhost"));
+    }
+
+    #[test]
+    fn distinct_destinations_are_capped_per_hour() {
+        let now = Instant::now();
+        let mut recent = RecentDestinations::default();
+        let key = |n: usize| n.to_be_bytes().to_vec();
+        for n in 0..MAX_DESTINATIONS_PER_HOUR {
+            assert!(recent.admit(&key(n), now));
+        }
+        // Known ones still go; a new one waits until the oldest is an hour old.
+        assert!(recent.admit(&key(0), now));
+        assert!(!recent.admit(&key(MAX_DESTINATIONS_PER_HOUR), now));
+        let later = now + DESTINATION_WINDOW;
+        assert!(recent.admit(&key(MAX_DESTINATIONS_PER_HOUR), later));
+        assert!(recent.first.len() <= MAX_DESTINATIONS_PER_HOUR);
+    }
+
+    /// A relay that may not forward to private ranges refuses a forward to
+    /// 127.0.0.1 for good without sending a packet there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_private_destination_is_refused_without_a_packet() {
+        let black_hole = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let private = RelayAddress::new(
+            Fingerprint([9; 32]),
+            "127.0.0.1",
+            black_hole.local_addr().unwrap().port(),
+        )
+        .unwrap();
+        let store: Arc<dyn Store> = Arc::new(crate::store::redb::RedbStore::in_memory().unwrap());
+        let writer = Writer::spawn(store.clone()).unwrap();
+        let clock = Clock::new(0);
+        let (stop, shutdown) = watch::channel(false);
+        let forwarder = Forwarder::new(
+            quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap(),
+            writer.clone(),
+            store,
+            clock,
+            Policy {
+                ttl_secs: 3600,
+                allow_private: false,
+            },
+            shutdown,
+            Arc::new(Metrics::default()),
+        );
+        let id = enqueue(&writer, clock, 3, &private).await;
+        forwarder.kick(private.fingerprint().0);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match forwarder.state(&id) {
+                Ok(ForwardState::Refused(code)) => {
+                    assert_eq!(code, RelayError::Unreachable.code());
+                    break;
+                }
+                other => assert!(Instant::now() < deadline, "{other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut buf = [0u8; 2048];
+        assert!(
+            black_hole.try_recv_from(&mut buf).is_err(),
+            "a packet was sent"
+        );
+        assert!(matches!(
+            forwarder.fetch_key(&private).await,
+            Response::Error(RelayError::Unreachable)
+        ));
+        assert!(
+            black_hole.try_recv_from(&mut buf).is_err(),
+            "a packet was sent"
+        );
+        stop.send(true).unwrap();
     }
 }

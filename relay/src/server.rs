@@ -361,6 +361,13 @@ struct Shared {
     /// Stream tasks alive: each lives until the client has acknowledged
     /// everything it wrote, so closing after they end loses no answer.
     streams: Arc<InFlight>,
+    /// Stream tasks whose answers the client has not yet acknowledged:
+    /// what a close now could lose.
+    unacked: Arc<InFlight>,
+    /// Streams whose answers went unacknowledged for [`FLUSH_GRACE`]
+    /// before shutdown began (their task gave up waiting; the connection
+    /// still retransmits them).
+    flushes_given_up: AtomicU64,
     draining: AtomicBool,
     shutdown: watch::Receiver<bool>,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
@@ -448,7 +455,11 @@ pub async fn run(
         writer.clone(),
         store.clone(),
         clock,
-        config.limits.ttl_secs,
+        crate::forwarding::Policy {
+            ttl_secs: config.limits.ttl_secs,
+            allow_private: config.forward_allow_private
+                || crate::forwarding::host_is_private(address.host()),
+        },
         shutdown_rx.clone(),
         metrics.clone(),
     );
@@ -461,6 +472,8 @@ pub async fn run(
         clock,
         in_flight: InFlight::default(),
         streams: Arc::default(),
+        unacked: Arc::default(),
+        flushes_given_up: AtomicU64::new(0),
         draining: AtomicBool::new(false),
         shutdown: shutdown_rx,
         per_ip: Mutex::new(HashMap::new()),
@@ -522,7 +535,18 @@ pub async fn run(
         .await
         .is_err()
     {
-        tracing::warn!("answers still unacknowledged after the grace period");
+        tracing::warn!("streams still open after the grace period");
+    }
+    let unacked = shared.unacked.count.load(Ordering::SeqCst);
+    let given_up = shared.flushes_given_up.load(Ordering::SeqCst);
+    if unacked > 0 || given_up > 0 {
+        // Their requests are durable; a client that missed the answer
+        // retries, and the duplicate is dropped by message id.
+        tracing::warn!(
+            "closing with {unacked} answers unacknowledged after the grace period \
+             ({given_up} more went unacknowledged for {} s earlier)",
+            FLUSH_GRACE.as_secs()
+        );
     }
     endpoint.close(codes::SHUTDOWN, b"relay shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
@@ -682,6 +706,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
             send,
             frames: Frames::new(recv),
             abandoned: false,
+            answered: false,
         };
         tokio::spawn(async move {
             let _alive = alive;
@@ -802,6 +827,8 @@ struct StreamTask {
     frames: Frames,
     /// Reset at shutdown with a delivery half written: nothing to flush.
     abandoned: bool,
+    /// Whether an answer went out on this stream.
+    answered: bool,
 }
 
 /// A commit's outcome.
@@ -834,7 +861,30 @@ impl StreamTask {
         // Ends the stream (a no-op if it already is) and waits until the
         // client has everything, so a shutdown that follows loses no answer.
         let _ = self.send.finish();
-        let _ = tokio::time::timeout(FLUSH_GRACE, self.send.stopped()).await;
+        let shared = self.shared.clone();
+        let _unacked = self
+            .answered
+            .then(|| OwnedInFlightGuard::enter(&shared.unacked));
+        let stopped = self.send.stopped();
+        tokio::pin!(stopped);
+        if tokio::time::timeout(FLUSH_GRACE, &mut stopped)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        // FLUSH_GRACE bounds a client that never acknowledges. Once the
+        // relay is shutting down, an answer's wait goes on to the end of the
+        // relay's own grace period instead (closing the endpoint then ends
+        // it), so no answer is cut off while that period runs.
+        if !self.answered {
+            return;
+        }
+        if self.shared.draining.load(Ordering::SeqCst) {
+            let _ = stopped.await;
+        } else {
+            self.shared.flushes_given_up.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     async fn serve(&mut self) {
@@ -928,6 +978,7 @@ impl StreamTask {
             return Handled::Close;
         }
         if written {
+            self.answered = true;
             Handled::Continue
         } else {
             Handled::Close
@@ -980,6 +1031,7 @@ impl StreamTask {
             if !write(&mut self.send, &response).await || self.over_auth_budget(&response) {
                 return Handled::Close;
             }
+            self.answered = true;
         }
         Handled::Continue
     }

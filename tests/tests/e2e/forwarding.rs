@@ -676,14 +676,10 @@ async fn a_full_mailbox_does_not_hold_up_the_destination() {
 /// A forward that names the destination's real fingerprint but a host that
 /// never answers delays only itself: later forwards to the real address go
 /// out at once (review C2: the worker used to connect to the first queued
-/// forward's address for the whole queue).
-///
-/// Ignored in CI: it failed once in three runs (the real forward was not
-/// stored within 60 s), so the worker's scheduling after a failed address
-/// still has a timing hole to find; the unit test
-/// `one_failing_forward_or_address_waits_alone` covers the rule meanwhile.
+/// forward's address for the whole queue; then it still tried addresses one
+/// after another, so the real forward waited out each 5 s connect to the
+/// dead one, and a forward queued during a pass waited for the next).
 #[tokio::test]
-#[ignore = "flaky: the real forward was once not stored within 60 s; under investigation"]
 async fn a_forward_to_a_dead_address_does_not_block_the_destination() {
     let tmp = tempfile::tempdir().unwrap();
     let home = start_node(&tmp.path().join("home"), 0, &[]).await;
@@ -736,5 +732,102 @@ async fn a_forward_to_a_dead_address_does_not_block_the_destination() {
     assert_eq!(got.message_id(), env.message_id());
     drop(black_hole);
     home.stop().await;
+    dest.stop().await;
+}
+
+/// A relay whose address is public (here a name) never sends a packet to a
+/// loopback or private address for its clients, so they cannot probe the
+/// operator's network through it (review H1): fetching a key from, and
+/// forwarding to, a relay on 127.0.0.1 is refused with `unreachable`. With
+/// `--forward-allow-private` it forwards there; relays whose own address is
+/// private (every other test here) federate with no setting.
+#[tokio::test]
+async fn a_public_relay_does_not_forward_to_private_addresses_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = start_node(&tmp.path().join("dest"), 0, &[]).await;
+    let sender = key();
+    let dest_conn = dest.connect().await;
+    let (owner, mb) = secured_mailbox(&dest_conn, &sender).await;
+    let own_client_of = |home: &Node| {
+        let (port, fp) = (home.address.port(), *home.address.fingerprint());
+        async move {
+            let conn =
+                RelayConnection::connect_to(format!("127.0.0.1:{port}").parse().unwrap(), fp)
+                    .await
+                    .unwrap();
+            conn.create_mailbox(&key()).await.unwrap();
+            conn
+        }
+    };
+
+    let allowed = start_node(
+        &tmp.path().join("allowed"),
+        0,
+        &[
+            "--public-host",
+            "relay.example.org",
+            "--forward-allow-private",
+        ],
+    )
+    .await;
+    let client = own_client_of(&allowed).await;
+    let key_d = client.fetch_relay_key(&dest.address, now()).await.unwrap();
+    let env = sealed_envelope(&sender, mb.send_id);
+    let delivered = ForwardId(rand::random());
+    client
+        .forward(&dest.address, &key_d, delivered, &env)
+        .await
+        .unwrap();
+    wait_stored(&client, &[delivered]).await;
+    drop(client);
+    allowed.stop().await;
+
+    let public = start_node(
+        &tmp.path().join("public"),
+        0,
+        &["--public-host", "relay.example.org"],
+    )
+    .await;
+    let client = own_client_of(&public).await;
+    assert!(matches!(
+        client.fetch_relay_key(&dest.address, now()).await,
+        Err(TransportError::Relay(RelayError::Unreachable))
+    ));
+    let refused = ForwardId(rand::random());
+    match client
+        .forward(
+            &dest.address,
+            &key_d,
+            refused,
+            &sealed_envelope(&sender, mb.send_id),
+        )
+        .await
+    {
+        Err(TransportError::Relay(RelayError::Unreachable)) => {}
+        Ok(ForwardOutcome::Queued) => {
+            let deadline = Instant::now() + WAIT;
+            while client.forward_status(&[refused]).await.unwrap()
+                != vec![ForwardState::Refused(RelayError::Unreachable.code())]
+            {
+                assert!(Instant::now() < deadline, "not refused");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+    // Only the allowed relay's forward arrived.
+    let mut sub = dest_conn
+        .subscribe(mb.receive_id, &owner, mb.delivery_key)
+        .await
+        .unwrap();
+    let got = next_envelope(&mut sub).await.expect("the allowed forward");
+    assert_eq!(got.message_id(), env.message_id());
+    drop(sub);
+    let log = std::fs::read_to_string(&public.log).unwrap();
+    assert!(
+        !log.contains("connected to relay"),
+        "the public relay connected:\n{log}"
+    );
+    public.stop().await;
     dest.stop().await;
 }

@@ -817,3 +817,102 @@ async fn a_connection_that_keeps_failing_signature_checks_is_closed() {
     relay.signal("-TERM");
     assert!(relay.wait().await.success());
 }
+
+/// A valid ack opens a run: every ack already waiting on the stream is
+/// answered inside it (`ACK_RUN`, 32). `Auth` answers inside the run count
+/// against the budget too, or a client owning one mailbox could send
+/// [valid ack, 31 acks signed with the wrong key] over and over and never
+/// reach `MAX_AUTH_FAILURES`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_that_hides_failed_checks_in_runs_of_acks_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = start(&dir.path().join("relay"), &[]).await;
+
+    let (_endpoint, conn) = raw_connect(&relay).await;
+    let mut binding = [0u8; 32];
+    conn.export_keying_material(
+        &mut binding,
+        enlace_protocol::command::BINDING_EXPORTER_LABEL,
+        b"",
+    )
+    .unwrap();
+    let binding = enlace_protocol::command::ConnectionBinding(binding);
+
+    // A mailbox of this connection's own.
+    let (owner, stranger) = (key(), key());
+    let dh = enlace_protocol::delivery::DhKeyPair::generate(&mut rand::rng());
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut bytes = frame(&Request::hello());
+    bytes.extend_from_slice(&frame(&Request::create_mailbox(
+        &owner,
+        *dh.public(),
+        &binding,
+    )));
+    send.write_all(&bytes).await.unwrap();
+    send.finish().unwrap();
+    let answers = read_responses(&mut recv, 2).await;
+    let Some(Response::MailboxCreated { receive_id, .. }) = answers.get(1) else {
+        panic!("no mailbox: {answers:?}");
+    };
+    // The binding is right: an ack the owner signed for this connection,
+    // for a message that does not exist, verifies and is answered Ok.
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let valid = Request::ack(
+        *receive_id,
+        enlace_protocol::envelope::MessageId([0xff; 16]),
+        &owner,
+        &binding,
+    );
+    send.write_all(&frame(&valid)).await.unwrap();
+    send.finish().unwrap();
+    let answers = read_responses(&mut recv, 1).await;
+    assert!(matches!(answers[..], [Response::Ok]), "{answers:?}");
+
+    // Ten runs of [valid ack, 31 acks signed with the wrong key], all on
+    // one stream. The valid acks are for messages that do not exist: they
+    // verify and are written, so each opens a run. Closing the connection
+    // may drop answers already written, so only `Auth` ones are counted.
+    const RUNS: usize = 10;
+    let mut bytes = Vec::new();
+    for run in 0..RUNS {
+        let id = |i: usize| enlace_protocol::envelope::MessageId([(run * 32 + i) as u8; 16]);
+        bytes.extend_from_slice(&frame(&Request::ack(*receive_id, id(0), &owner, &binding)));
+        for i in 1..32 {
+            bytes.extend_from_slice(&frame(&Request::ack(
+                *receive_id,
+                id(i),
+                &stranger,
+                &binding,
+            )));
+        }
+    }
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    // The relay closes the connection part way: ignore write errors.
+    let _ = send.write_all(&bytes).await;
+    let _ = send.finish();
+    let answers = read_responses(&mut recv, RUNS * 32).await;
+    let auth = answers
+        .iter()
+        .filter(|r| matches!(r, Response::Error(RelayError::Auth)))
+        .count();
+    assert!(
+        auth <= 16,
+        "{auth} failed signature checks answered on one connection ({} answers)",
+        answers.len()
+    );
+    let closed = tokio::time::timeout(WAIT, conn.closed())
+        .await
+        .expect("the connection stayed open after runs of acks failing signature checks");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(3)),
+        "{closed}"
+    );
+
+    // An honest client is unaffected.
+    let honest = relay.connect().await;
+    honest.create_mailbox(&key()).await.unwrap();
+    honest.close().await;
+    assert_alive(&mut relay);
+    relay.signal("-TERM");
+    assert!(relay.wait().await.success());
+}

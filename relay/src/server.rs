@@ -34,8 +34,12 @@ pub const DELIVERY_WINDOW: usize = 32;
 /// Acks already received on a stream that are queued for one commit at
 /// most (see `StreamTask::acks`).
 const ACK_RUN: usize = DELIVERY_WINDOW;
-/// Concurrent client-opened bidirectional streams per connection.
-pub const MAX_STREAMS: u32 = 32;
+/// Concurrent client-opened bidirectional streams per connection. quinn
+/// keeps a hash-map slot per allowed stream for the connection's whole
+/// life: up to 28 fit its smallest table of 32 buckets, 32 doubled it
+/// (about 1.3 KiB more per idle connection). 24 still leaves room for a
+/// window of 16 pipelined sends beside the subscription and a few requests.
+pub const MAX_STREAMS: u32 = 24;
 /// Per-stream receive window: two of the largest frames, so one request can
 /// be pipelined behind another.
 pub const STREAM_RECEIVE_WINDOW: u32 = 2 * 67 * 1024;
@@ -392,6 +396,11 @@ pub fn server_config(
         )
         .map_err(msg)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
+    // No session resumption: a ticket would let the relay (or anyone who
+    // sees it) link a client's connections, and the stateful cache rustls
+    // keeps for tickets is memory per handshake for nothing (no 0-RTT).
+    tls.send_tls13_tickets = 0;
+    tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(msg)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
@@ -636,12 +645,15 @@ fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
     }
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
     let shared = shared.clone();
+    // The handshake state is large and only needed until the connection is
+    // up: boxed, it is freed then instead of sizing the connection's task.
+    let handshake = Box::pin(std::future::IntoFuture::into_future(incoming));
     tokio::spawn(async move {
         let _slot = ConnSlot {
             shared: shared.clone(),
             ip,
         };
-        match incoming.await {
+        match handshake.await {
             Ok(conn) => serve_connection(shared, conn).await,
             Err(e) => tracing::debug!("handshake failed: {e}"),
         }
@@ -897,7 +909,10 @@ impl StreamTask {
                 f = self.frames.next() => f,
                 () = until_shutdown(&mut shutdown) => break,
             };
-            match self.on_frame(frame).await {
+            // Boxed: handling a request (a commit, a forward) is a large
+            // future, and every idle stream task would otherwise carry its
+            // size for as long as the stream stays open.
+            match Box::pin(self.on_frame(frame)).await {
                 Handled::Continue => {}
                 Handled::Close => return,
                 Handled::Subscribe(id, key) => {
@@ -1192,7 +1207,7 @@ impl StreamTask {
                             break;
                         }
                     }
-                    match self.on_frame(frame).await {
+                    match Box::pin(self.on_frame(frame)).await {
                         Handled::Continue => {}
                         Handled::Close | Handled::Subscribe(..) => break,
                     }

@@ -47,12 +47,16 @@ pub const SEND_WINDOW: u64 = 1024 * 1024;
 /// Streams a connection may break (malformed frames) before the relay
 /// closes the whole connection.
 pub const MAX_MALFORMED_STREAMS: u32 = 8;
-/// Requests a connection may have refused with `Auth` (a signature that does
+/// Signature checks a connection's requests may fail (a signature that does
 /// not verify, a command signed for another connection) before the relay
 /// closes it: each costs a signature check, and an honest client fails one
-/// only by mistake. `RelayDeliver` does not count (a home relay forwards
-/// what its clients sealed, bad or not; closing its connection would delay
-/// everyone else's forwards).
+/// only by mistake. Other `Auth` refusals (a used-up first-contact
+/// allowance, which anyone knowing a send id can cause) do not count, nor
+/// does the `Send` inside a `RelayDeliver` (a home relay forwards what its
+/// clients sealed, bad or not; closing its connection would delay everyone
+/// else's forwards). Checked before each request's check, so a connection
+/// fails at most this many plus one per stream whose check was already
+/// under way (at most [`MAX_STREAMS`] - 1 more).
 pub const MAX_AUTH_FAILURES: u32 = 16;
 /// Operations committed in one write transaction at most: bounds commit
 /// latency when thousands are queued.
@@ -687,7 +691,6 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
         limit_key(conn.remote_address().ip()),
     ));
     let malformed = Arc::new(AtomicU64::new(0));
-    let auth_failures = Arc::new(AtomicU64::new(0));
     loop {
         let (send, recv) = match conn.accept_bi().await {
             Ok(s) => s,
@@ -702,7 +705,6 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
             state: state.clone(),
             conn: conn.clone(),
             malformed: malformed.clone(),
-            auth_failures: auth_failures.clone(),
             send,
             frames: Frames::new(recv),
             abandoned: false,
@@ -821,8 +823,6 @@ struct StreamTask {
     state: Arc<ConnState>,
     conn: quinn::Connection,
     malformed: Arc<AtomicU64>,
-    /// Requests refused with `Auth` on this connection.
-    auth_failures: Arc<AtomicU64>,
     send: quinn::SendStream,
     frames: Frames,
     /// Reset at shutdown with a delivery half written: nothing to flush.
@@ -950,8 +950,12 @@ impl StreamTask {
             }
             Err(_) => return self.malformed(RelayError::Malformed).await,
         };
+        // Checked before the request's signature is: a connection over its
+        // budget gets no further check.
+        if self.over_auth_budget() {
+            return Handled::Close;
+        }
         let now = self.shared.clock.now();
-        let counts_auth = !matches!(request, Request::RelayDeliver { .. });
         let is_ack = matches!(request, Request::Ack(_));
         let response = match self.shared.core.handle(&self.state, request, now) {
             Step::Reply(r) => r,
@@ -974,7 +978,7 @@ impl StreamTask {
             self.shared.metrics.reject_error(e);
         }
         let written = write(&mut self.send, &response).await;
-        if counts_auth && self.over_auth_budget(&response) {
+        if self.over_auth_budget() {
             return Handled::Close;
         }
         if written {
@@ -994,6 +998,12 @@ impl StreamTask {
         let shared = self.shared.clone();
         let mut answers = vec![self.queue(op, then).await];
         while answers.len() < ACK_RUN {
+            // One signature check per scheduling turn, as between frames,
+            // and none once the connection is over its budget.
+            tokio::task::yield_now().await;
+            if self.state.failed_checks() >= MAX_AUTH_FAILURES {
+                break;
+            }
             let Some(frame) = self.frames.ready() else {
                 break;
             };
@@ -1028,22 +1038,22 @@ impl StreamTask {
             if let Response::Error(e) = &response {
                 shared.metrics.reject_error(e);
             }
-            if !write(&mut self.send, &response).await || self.over_auth_budget(&response) {
+            if !write(&mut self.send, &response).await {
                 return Handled::Close;
             }
             self.answered = true;
         }
+        if self.over_auth_budget() {
+            return Handled::Close;
+        }
         Handled::Continue
     }
 
-    /// Counts an `Auth` answer against the connection's budget; past
-    /// [`MAX_AUTH_FAILURES`] the connection is closed and this is true.
-    fn over_auth_budget(&mut self, response: &Response) -> bool {
-        if !matches!(response, Response::Error(RelayError::Auth)) {
-            return false;
-        }
-        let n = self.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if n < u64::from(MAX_AUTH_FAILURES) {
+    /// True, and the connection closed, once its requests have failed
+    /// [`MAX_AUTH_FAILURES`] signature checks (counted by the core where
+    /// they fail: see [`ConnState::failed_checks`]).
+    fn over_auth_budget(&mut self) -> bool {
+        if self.state.failed_checks() < MAX_AUTH_FAILURES {
             return false;
         }
         let _ = self.send.finish();

@@ -328,6 +328,29 @@ impl InFlight {
     }
 }
 
+/// Deposit answers of one stream counted in [`Shared::unacked`] until the
+/// client acknowledged them (or the stream task ended).
+struct UnackedAnswers {
+    counter: Arc<AtomicU64>,
+    n: u64,
+}
+
+impl UnackedAnswers {
+    fn enter(counter: &Arc<AtomicU64>, n: u64) -> Self {
+        counter.fetch_add(n, Ordering::SeqCst);
+        Self {
+            counter: counter.clone(),
+            n,
+        }
+    }
+}
+
+impl Drop for UnackedAnswers {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.n, Ordering::SeqCst);
+    }
+}
+
 /// An [`InFlight`] entry that a spawned task can own.
 struct OwnedInFlightGuard(Arc<InFlight>);
 
@@ -365,12 +388,13 @@ struct Shared {
     /// Stream tasks alive: each lives until the client has acknowledged
     /// everything it wrote, so closing after they end loses no answer.
     streams: Arc<InFlight>,
-    /// Stream tasks whose answers the client has not yet acknowledged:
-    /// what a close now could lose.
-    unacked: Arc<InFlight>,
-    /// Streams whose answers went unacknowledged for [`FLUSH_GRACE`]
-    /// before shutdown began (their task gave up waiting; the connection
-    /// still retransmits them).
+    /// Deposit answers (`Stored`) written on streams whose client has not
+    /// yet acknowledged everything: what a close now could cut off.
+    unacked: Arc<AtomicU64>,
+    /// Deposit answers, since the relay started, on streams whose client
+    /// left them unacknowledged for [`FLUSH_GRACE`] before shutdown began
+    /// (their task gave up waiting; the connection still retransmits them
+    /// while it lives).
     flushes_given_up: AtomicU64,
     draining: AtomicBool,
     shutdown: watch::Receiver<bool>,
@@ -541,14 +565,15 @@ pub async fn run(
     {
         tracing::warn!("streams still open after the grace period");
     }
-    let unacked = shared.unacked.count.load(Ordering::SeqCst);
+    let unacked = shared.unacked.load(Ordering::SeqCst);
     let given_up = shared.flushes_given_up.load(Ordering::SeqCst);
     if unacked > 0 || given_up > 0 {
-        // Their requests are durable; a client that missed the answer
+        // Their envelopes are stored; a client that missed the answer
         // retries, and the duplicate is dropped by message id.
         tracing::warn!(
-            "closing with {unacked} answers unacknowledged after the grace period \
-             ({given_up} more went unacknowledged for {} s earlier)",
+            "closing with {unacked} deposit answers unacknowledged after the grace period \
+             ({given_up} more, since the relay started, went unacknowledged for {} s \
+             and were not waited for)",
             FLUSH_GRACE.as_secs()
         );
     }
@@ -709,6 +734,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
             frames: Frames::new(recv),
             abandoned: false,
             answered: false,
+            deposits_answered: 0,
         };
         tokio::spawn(async move {
             let _alive = alive;
@@ -829,6 +855,8 @@ struct StreamTask {
     abandoned: bool,
     /// Whether an answer went out on this stream.
     answered: bool,
+    /// `Stored` answers written on this stream.
+    deposits_answered: u64,
 }
 
 /// A commit's outcome.
@@ -856,15 +884,19 @@ impl StreamTask {
     async fn run(mut self) {
         self.serve().await;
         if self.abandoned {
+            // Reset at shutdown: deposit answers written here and not yet
+            // acknowledged are cut off, and counted so (never released:
+            // the relay is closing).
+            self.shared
+                .unacked
+                .fetch_add(self.deposits_answered, Ordering::SeqCst);
             return;
         }
         // Ends the stream (a no-op if it already is) and waits until the
         // client has everything, so a shutdown that follows loses no answer.
         let _ = self.send.finish();
         let shared = self.shared.clone();
-        let _unacked = self
-            .answered
-            .then(|| OwnedInFlightGuard::enter(&shared.unacked));
+        let _unacked = UnackedAnswers::enter(&shared.unacked, self.deposits_answered);
         let stopped = self.send.stopped();
         tokio::pin!(stopped);
         if tokio::time::timeout(FLUSH_GRACE, &mut stopped)
@@ -883,7 +915,9 @@ impl StreamTask {
         if self.shared.draining.load(Ordering::SeqCst) {
             let _ = stopped.await;
         } else {
-            self.shared.flushes_given_up.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .flushes_given_up
+                .fetch_add(self.deposits_answered, Ordering::Relaxed);
         }
     }
 
@@ -983,6 +1017,9 @@ impl StreamTask {
         }
         if written {
             self.answered = true;
+            if matches!(response, Response::Stored) {
+                self.deposits_answered += 1;
+            }
             Handled::Continue
         } else {
             Handled::Close

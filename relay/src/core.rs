@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use enlace_protocol::address::RelayAddress;
@@ -131,6 +132,9 @@ pub struct ConnState {
     binding: ConnectionBinding,
     inner: Mutex<ConnInner>,
     host: Option<(Arc<HostLimits>, IpAddr)>,
+    /// Signature checks this connection's own requests failed (see
+    /// [`ConnState::failed_checks`]).
+    failed_checks: AtomicU32,
 }
 
 #[derive(Debug)]
@@ -208,6 +212,7 @@ impl ConnState {
                 destinations: Vec::new(),
             }),
             host: None,
+            failed_checks: AtomicU32::new(0),
         }
     }
 
@@ -270,6 +275,24 @@ impl ConnState {
         }
         inner.destinations.push((address.to_vec(), now));
         Ok(())
+    }
+
+    /// Signature checks this connection's own requests have failed: a
+    /// recipient command, `Send` or proof of possession whose signature did
+    /// not verify (or was made for another connection). Other `Auth`
+    /// refusals do not count (a used-up first-contact allowance, a commit
+    /// that found the sender key changed, a `Forward` the destination
+    /// refused), nor do forwarded deliveries (`RelayDeliver`): a home relay
+    /// passes on what its clients sealed. The driver closes the connection
+    /// once this reaches its budget.
+    pub fn failed_checks(&self) -> u32 {
+        self.failed_checks.load(Ordering::SeqCst)
+    }
+
+    /// Counts a failed signature check: the refusal to answer.
+    fn failed_check(&self) -> RelayError {
+        self.failed_checks.fetch_add(1, Ordering::SeqCst);
+        RelayError::Auth
     }
 
     /// Takes one unsigned-send token, or says how long to wait.
@@ -531,11 +554,13 @@ impl<S: Store + ?Sized> Core<S> {
     fn verify<'a, T>(
         &self,
         signed: &'a enlace_protocol::command::Signed<T>,
-        binding: &ConnectionBinding,
+        conn: &ConnState,
         rec: &MailboxRecord,
     ) -> Result<&'a T, RelayError> {
         let key = self.keys.get(&rec.recipient_key)?;
-        signed.verify(binding, &key).map_err(|_| RelayError::Auth)
+        signed
+            .verify(&conn.binding, &key)
+            .map_err(|_| conn.failed_check())
     }
 
     /// Decides what to do with one request on connection `conn` at `now`.
@@ -557,17 +582,20 @@ impl<S: Store + ?Sized> Core<S> {
             // Nothing is served before the version is agreed.
             return error(RelayError::Malformed);
         }
-        match self.handle_command(conn, request, now) {
+        match self.handle_command(conn, request, now, false) {
             Ok(step) => step,
             Err(e) => error(e),
         }
     }
 
+    /// `relayed`: the request is the `Send` inside a `RelayDeliver`, whose
+    /// signature the connection's peer (another relay) did not make.
     fn handle_command(
         &self,
         conn: &ConnState,
         request: Request,
         now: u64,
+        relayed: bool,
     ) -> Result<Step, RelayError> {
         let binding = &conn.binding;
         Ok(match request {
@@ -576,7 +604,7 @@ impl<S: Store + ?Sized> Core<S> {
                 // Proof of possession of the new recipient key.
                 let cmd = signed
                     .verify(binding, &cmd.recipient_key)
-                    .map_err(|_| RelayError::Auth)?;
+                    .map_err(|_| conn.failed_check())?;
                 conn.take_create_token(now)
                     .map_err(|retry_after_secs| RelayError::RateLimited { retry_after_secs })?;
                 let mut rng = rand::rng();
@@ -606,7 +634,7 @@ impl<S: Store + ?Sized> Core<S> {
             }
             Request::Secure(signed) => {
                 let rec = self.load(&signed.unverified().receive_id)?;
-                let cmd = self.verify(&signed, binding, &rec)?;
+                let cmd = self.verify(&signed, conn, &rec)?;
                 conn.mark_own();
                 Step::Write {
                     op: WriteOp::Secure {
@@ -625,7 +653,13 @@ impl<S: Store + ?Sized> Core<S> {
                 match &rec.sender_key {
                     Some(key) => {
                         let key = self.keys.get(key)?;
-                        envelope.verify(&key).map_err(|_| RelayError::Auth)?;
+                        envelope.verify(&key).map_err(|_| {
+                            if relayed {
+                                RelayError::Auth
+                            } else {
+                                conn.failed_check()
+                            }
+                        })?;
                     }
                     None => {
                         if rec.first_contact >= self.limits.first_contact_limit {
@@ -652,7 +686,7 @@ impl<S: Store + ?Sized> Core<S> {
             }
             Request::Subscribe(signed) => {
                 let rec = self.load(&signed.unverified().receive_id)?;
-                let cmd = self.verify(&signed, binding, &rec)?;
+                let cmd = self.verify(&signed, conn, &rec)?;
                 conn.mark_own();
                 Step::Subscribe {
                     receive_id: cmd.receive_id,
@@ -662,15 +696,18 @@ impl<S: Store + ?Sized> Core<S> {
             Request::Ack(signed) => {
                 let receive_id = signed.unverified().receive_id;
                 let cached = self.recipients.lock().get(&receive_id).copied();
-                let key = match cached {
-                    Some(key) => key,
-                    None => {
-                        let key = self.keys.get(&self.load(&receive_id)?.recipient_key)?;
-                        self.recipients.insert(receive_id, key);
-                        key
-                    }
+                let (key, cache) = match cached {
+                    Some(key) => (key, false),
+                    None => (self.keys.get(&self.load(&receive_id)?.recipient_key)?, true),
                 };
-                let cmd = signed.verify(binding, &key).map_err(|_| RelayError::Auth)?;
+                let cmd = signed
+                    .verify(binding, &key)
+                    .map_err(|_| conn.failed_check())?;
+                // Cached only once a signature verified with it: otherwise
+                // anyone knowing receive ids could churn the cache.
+                if cache {
+                    self.recipients.insert(receive_id, key);
+                }
                 conn.mark_own();
                 Step::Write {
                     op: WriteOp::Ack {
@@ -685,7 +722,7 @@ impl<S: Store + ?Sized> Core<S> {
             }
             Request::Delete(signed) => {
                 let rec = self.load(&signed.unverified().receive_id)?;
-                let cmd = self.verify(&signed, binding, &rec)?;
+                let cmd = self.verify(&signed, conn, &rec)?;
                 Step::Write {
                     op: WriteOp::Delete {
                         receive_id: cmd.receive_id,
@@ -750,7 +787,7 @@ impl<S: Store + ?Sized> Core<S> {
                     .forward_key()
                     .open(&sealed)
                     .map_err(|_| RelayError::Auth)?;
-                return self.handle_command(conn, Request::Send(envelope), now);
+                return self.handle_command(conn, Request::Send(envelope), now, true);
             }
             Request::ForwardStatus { ids } => {
                 if !conn.is_own() {
@@ -1015,6 +1052,73 @@ mod tests {
             send(&w, envelope(&w, &stranger, 1), NOW),
             Response::Error(RelayError::Auth)
         );
+    }
+
+    /// Only signature checks this connection's requests failed count
+    /// against its budget: not a used-up first-contact allowance (anyone
+    /// knowing an unsecured mailbox's send id can use it up), not the
+    /// `Send` inside a `RelayDeliver`.
+    #[test]
+    fn only_failed_signature_checks_count_against_the_budget() {
+        let w = world(Limits {
+            first_contact_limit: 2,
+            ..Limits::default()
+        });
+        let stranger = SigningKeyPair::from_secret_bytes(&[9; 32]);
+        assert_eq!(send(&w, envelope(&w, &stranger, 1), NOW), Response::Stored);
+        assert_eq!(send(&w, envelope(&w, &stranger, 2), NOW), Response::Stored);
+        for msg in 3..30 {
+            assert_eq!(
+                send(&w, envelope(&w, &stranger, msg), NOW),
+                Response::Error(RelayError::Auth)
+            );
+        }
+        assert_eq!(w.conn.failed_checks(), 0);
+
+        secure(&w);
+        assert_eq!(
+            send(&w, envelope(&w, &stranger, 40), NOW),
+            Response::Error(RelayError::Auth)
+        );
+        assert_eq!(w.conn.failed_checks(), 1);
+        let other_binding = ConnectionBinding([2; 32]);
+        for req in [
+            Request::subscribe(w.receive_id, &w.recipient, &other_binding),
+            Request::delete(w.receive_id, &w.sender, &w.conn.binding),
+            Request::ack(w.receive_id, MessageId([1; 16]), &w.sender, &w.conn.binding),
+            Request::secure(w.receive_id, *stranger.public(), &w.sender, &w.conn.binding),
+            Request::create_mailbox(
+                &stranger,
+                *DhKeyPair::generate(&mut rand::rng()).public(),
+                &other_binding,
+            ),
+        ] {
+            assert_eq!(
+                w.core.handle_now(&w.conn, req, NOW).0,
+                Response::Error(RelayError::Auth)
+            );
+        }
+        assert_eq!(w.conn.failed_checks(), 6);
+    }
+
+    /// An ack whose signature fails leaves the recipient key uncached:
+    /// anyone knowing receive ids could otherwise churn the cache.
+    #[test]
+    fn only_a_verified_ack_caches_the_recipient_key() {
+        let w = world(Limits::default());
+        let ack = |signer: &SigningKeyPair| {
+            Request::ack(w.receive_id, MessageId([1; 16]), signer, &w.conn.binding)
+        };
+        assert_eq!(
+            w.core.handle_now(&w.conn, ack(&w.sender), NOW).0,
+            Response::Error(RelayError::Auth)
+        );
+        assert!(!w.core.recipients.lock().contains_key(&w.receive_id));
+        assert_eq!(
+            w.core.handle_now(&w.conn, ack(&w.recipient), NOW).0,
+            Response::Ok
+        );
+        assert!(w.core.recipients.lock().contains_key(&w.receive_id));
     }
 
     #[test]
@@ -1414,6 +1518,9 @@ mod tests {
                 .0,
             Response::Error(RelayError::Auth)
         );
+        // Neither counts against the forwarding relay's connection: its
+        // clients sealed them.
+        assert_eq!(stranger.failed_checks(), 0);
 
         // The connection that created a mailbox is an own client: its
         // forward is queued, the queue limit holds, a forward to this relay

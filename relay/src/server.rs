@@ -51,12 +51,16 @@ pub const SEND_WINDOW: u64 = 1024 * 1024;
 /// Streams a connection may break (malformed frames) before the relay
 /// closes the whole connection.
 pub const MAX_MALFORMED_STREAMS: u32 = 8;
-/// Requests a connection may have refused with `Auth` (a signature that does
+/// Signature checks a connection's requests may fail (a signature that does
 /// not verify, a command signed for another connection) before the relay
 /// closes it: each costs a signature check, and an honest client fails one
-/// only by mistake. `RelayDeliver` does not count (a home relay forwards
-/// what its clients sealed, bad or not; closing its connection would delay
-/// everyone else's forwards).
+/// only by mistake. Other `Auth` refusals (a used-up first-contact
+/// allowance, which anyone knowing a send id can cause) do not count, nor
+/// does the `Send` inside a `RelayDeliver` (a home relay forwards what its
+/// clients sealed, bad or not; closing its connection would delay everyone
+/// else's forwards). Checked before each request's check, so a connection
+/// fails at most this many plus one per stream whose check was already
+/// under way (at most [`MAX_STREAMS`] - 1 more).
 pub const MAX_AUTH_FAILURES: u32 = 16;
 /// Operations committed in one write transaction at most: bounds commit
 /// latency when thousands are queued.
@@ -328,6 +332,29 @@ impl InFlight {
     }
 }
 
+/// Deposit answers of one stream counted in [`Shared::unacked`] until the
+/// client acknowledged them (or the stream task ended).
+struct UnackedAnswers {
+    counter: Arc<AtomicU64>,
+    n: u64,
+}
+
+impl UnackedAnswers {
+    fn enter(counter: &Arc<AtomicU64>, n: u64) -> Self {
+        counter.fetch_add(n, Ordering::SeqCst);
+        Self {
+            counter: counter.clone(),
+            n,
+        }
+    }
+}
+
+impl Drop for UnackedAnswers {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.n, Ordering::SeqCst);
+    }
+}
+
 /// An [`InFlight`] entry that a spawned task can own.
 struct OwnedInFlightGuard(Arc<InFlight>);
 
@@ -365,12 +392,13 @@ struct Shared {
     /// Stream tasks alive: each lives until the client has acknowledged
     /// everything it wrote, so closing after they end loses no answer.
     streams: Arc<InFlight>,
-    /// Stream tasks whose answers the client has not yet acknowledged:
-    /// what a close now could lose.
-    unacked: Arc<InFlight>,
-    /// Streams whose answers went unacknowledged for [`FLUSH_GRACE`]
-    /// before shutdown began (their task gave up waiting; the connection
-    /// still retransmits them).
+    /// Deposit answers (`Stored`) written on streams whose client has not
+    /// yet acknowledged everything: what a close now could cut off.
+    unacked: Arc<AtomicU64>,
+    /// Deposit answers, since the relay started, on streams whose client
+    /// left them unacknowledged for [`FLUSH_GRACE`] before shutdown began
+    /// (their task gave up waiting; the connection still retransmits them
+    /// while it lives).
     flushes_given_up: AtomicU64,
     draining: AtomicBool,
     shutdown: watch::Receiver<bool>,
@@ -546,14 +574,15 @@ pub async fn run(
     {
         tracing::warn!("streams still open after the grace period");
     }
-    let unacked = shared.unacked.count.load(Ordering::SeqCst);
+    let unacked = shared.unacked.load(Ordering::SeqCst);
     let given_up = shared.flushes_given_up.load(Ordering::SeqCst);
     if unacked > 0 || given_up > 0 {
-        // Their requests are durable; a client that missed the answer
+        // Their envelopes are stored; a client that missed the answer
         // retries, and the duplicate is dropped by message id.
         tracing::warn!(
-            "closing with {unacked} answers unacknowledged after the grace period \
-             ({given_up} more went unacknowledged for {} s earlier)",
+            "closing with {unacked} deposit answers unacknowledged after the grace period \
+             ({given_up} more, since the relay started, went unacknowledged for {} s \
+             and were not waited for)",
             FLUSH_GRACE.as_secs()
         );
     }
@@ -699,7 +728,6 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
         limit_key(conn.remote_address().ip()),
     ));
     let malformed = Arc::new(AtomicU64::new(0));
-    let auth_failures = Arc::new(AtomicU64::new(0));
     loop {
         let (send, recv) = match conn.accept_bi().await {
             Ok(s) => s,
@@ -714,11 +742,11 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
             state: state.clone(),
             conn: conn.clone(),
             malformed: malformed.clone(),
-            auth_failures: auth_failures.clone(),
             send,
             frames: Frames::new(recv),
             abandoned: false,
             answered: false,
+            deposits_answered: 0,
         };
         tokio::spawn(async move {
             let _alive = alive;
@@ -833,14 +861,14 @@ struct StreamTask {
     state: Arc<ConnState>,
     conn: quinn::Connection,
     malformed: Arc<AtomicU64>,
-    /// Requests refused with `Auth` on this connection.
-    auth_failures: Arc<AtomicU64>,
     send: quinn::SendStream,
     frames: Frames,
     /// Reset at shutdown with a delivery half written: nothing to flush.
     abandoned: bool,
     /// Whether an answer went out on this stream.
     answered: bool,
+    /// `Stored` answers written on this stream.
+    deposits_answered: u64,
 }
 
 /// A commit's outcome.
@@ -868,15 +896,19 @@ impl StreamTask {
     async fn run(mut self) {
         self.serve().await;
         if self.abandoned {
+            // Reset at shutdown: deposit answers written here and not yet
+            // acknowledged are cut off, and counted so (never released:
+            // the relay is closing).
+            self.shared
+                .unacked
+                .fetch_add(self.deposits_answered, Ordering::SeqCst);
             return;
         }
         // Ends the stream (a no-op if it already is) and waits until the
         // client has everything, so a shutdown that follows loses no answer.
         let _ = self.send.finish();
         let shared = self.shared.clone();
-        let _unacked = self
-            .answered
-            .then(|| OwnedInFlightGuard::enter(&shared.unacked));
+        let _unacked = UnackedAnswers::enter(&shared.unacked, self.deposits_answered);
         let stopped = self.send.stopped();
         tokio::pin!(stopped);
         if tokio::time::timeout(FLUSH_GRACE, &mut stopped)
@@ -895,7 +927,9 @@ impl StreamTask {
         if self.shared.draining.load(Ordering::SeqCst) {
             let _ = stopped.await;
         } else {
-            self.shared.flushes_given_up.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .flushes_given_up
+                .fetch_add(self.deposits_answered, Ordering::Relaxed);
         }
     }
 
@@ -965,8 +999,12 @@ impl StreamTask {
             }
             Err(_) => return self.malformed(RelayError::Malformed).await,
         };
+        // Checked before the request's signature is: a connection over its
+        // budget gets no further check.
+        if self.over_auth_budget() {
+            return Handled::Close;
+        }
         let now = self.shared.clock.now();
-        let counts_auth = !matches!(request, Request::RelayDeliver { .. });
         let is_ack = matches!(request, Request::Ack(_));
         let response = match self.shared.core.handle(&self.state, request, now) {
             Step::Reply(r) => r,
@@ -989,11 +1027,14 @@ impl StreamTask {
             self.shared.metrics.reject_error(e);
         }
         let written = write(&mut self.send, &response).await;
-        if counts_auth && self.over_auth_budget(&response) {
+        if self.over_auth_budget() {
             return Handled::Close;
         }
         if written {
             self.answered = true;
+            if matches!(response, Response::Stored) {
+                self.deposits_answered += 1;
+            }
             Handled::Continue
         } else {
             Handled::Close
@@ -1009,6 +1050,12 @@ impl StreamTask {
         let shared = self.shared.clone();
         let mut answers = vec![self.queue(op, then).await];
         while answers.len() < ACK_RUN {
+            // One signature check per scheduling turn, as between frames,
+            // and none once the connection is over its budget.
+            tokio::task::yield_now().await;
+            if self.state.failed_checks() >= MAX_AUTH_FAILURES {
+                break;
+            }
             let Some(frame) = self.frames.ready() else {
                 break;
             };
@@ -1043,22 +1090,22 @@ impl StreamTask {
             if let Response::Error(e) = &response {
                 shared.metrics.reject_error(e);
             }
-            if !write(&mut self.send, &response).await || self.over_auth_budget(&response) {
+            if !write(&mut self.send, &response).await {
                 return Handled::Close;
             }
             self.answered = true;
         }
+        if self.over_auth_budget() {
+            return Handled::Close;
+        }
         Handled::Continue
     }
 
-    /// Counts an `Auth` answer against the connection's budget; past
-    /// [`MAX_AUTH_FAILURES`] the connection is closed and this is true.
-    fn over_auth_budget(&mut self, response: &Response) -> bool {
-        if !matches!(response, Response::Error(RelayError::Auth)) {
-            return false;
-        }
-        let n = self.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if n < u64::from(MAX_AUTH_FAILURES) {
+    /// True, and the connection closed, once its requests have failed
+    /// [`MAX_AUTH_FAILURES`] signature checks (counted by the core where
+    /// they fail: see [`ConnState::failed_checks`]).
+    fn over_auth_budget(&mut self) -> bool {
+        if self.state.failed_checks() < MAX_AUTH_FAILURES {
             return false;
         }
         let _ = self.send.finish();

@@ -9,7 +9,7 @@ use enlace_client::transport::{RelayConnection, SubscriptionEvent, TransportErro
 use enlace_protocol::delivery::DeliveryKey;
 use enlace_protocol::envelope::MessageId;
 
-use crate::support::{WAIT, envelope, free_port, key, lossy_proxy, metric, metrics, start};
+use crate::support::{WAIT, envelope, frame, free_port, key, lossy_proxy, metric, metrics, start};
 
 #[tokio::test]
 async fn envelopes_survive_kill_9_and_restart() {
@@ -269,15 +269,17 @@ async fn sigterm_delivers_every_answer_over_a_lossy_link() {
         on_disk >= answered,
         "{answered} answered, {on_disk} on disk"
     );
-    // The mechanism: an envelope stored whose answer the client never got
-    // is one whose answer the relay did not see acknowledged, and says so:
-    // cut off when it closed, or unacknowledged for 5 s before the shutdown
-    // began (a client that got no answer retries; the duplicate is dropped
-    // by message id). A relay that closed without waiting would lose the
-    // answers of deposits in flight without counting them.
+    // The mechanism: every envelope stored whose answer the client never
+    // got is a deposit answer the relay counted as not acknowledged: cut
+    // off when it closed, or left unacknowledged for 5 s before the
+    // shutdown began (a client that got no answer retries; the duplicate is
+    // dropped by message id). Both counts are of `Stored` answers, not
+    // streams. A relay that closed without waiting would lose the answers
+    // of deposits in flight without counting them.
     assert!(
         on_disk - answered <= cut_off + given_up,
-        "{} envelopes stored whose answer was lost; the relay counted {cut_off} + {given_up}",
+        "{} envelopes stored whose answer was lost; the relay counted {cut_off} + {given_up} \
+         deposit answers unacknowledged",
         on_disk - answered
     );
     // And it cuts answers off only once its 10 s grace period is over.
@@ -291,9 +293,125 @@ async fn sigterm_delivers_every_answer_over_a_lossy_link() {
     relay.wait().await;
 }
 
-/// The relay's counts, from its log, of answers it closed without seeing
-/// acknowledged and of those it gave up waiting for before the shutdown;
-/// zeros if it logged none.
+/// A UDP forwarder between one client and `relay` that passes everything
+/// until `cut` is set, then nothing from the relay to the client: the
+/// client gets no answer and acknowledges nothing, while the relay still
+/// gets its requests.
+async fn one_way_proxy(
+    relay: std::net::SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+) -> std::net::SocketAddr {
+    let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = front.local_addr().unwrap();
+    tokio::spawn(async move {
+        let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        back.connect(relay).await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let Ok((n, client)) = front.recv_from(&mut buf).await else {
+            return;
+        };
+        let _ = back.send(&buf[..n]).await;
+        let (back2, front2) = (back.clone(), front.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = back2.recv(&mut buf).await {
+                if !cut.load(Ordering::SeqCst) {
+                    let _ = front2.send_to(&buf[..n], client).await;
+                }
+            }
+        });
+        while let Ok((n, _)) = front.recv_from(&mut buf).await {
+            let _ = back.send(&buf[..n]).await;
+        }
+    });
+    addr
+}
+
+/// The relay counts cut-off answers, not streams: ten deposits pipelined
+/// on one stream whose answers never reach the client are ten answers
+/// unacknowledged at shutdown (the relay before this count said one).
+#[tokio::test]
+async fn answers_cut_off_at_shutdown_are_counted_one_by_one() {
+    use enlace_protocol::command::{Request, Response};
+    const DEPOSITS: u64 = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let port = free_port();
+    let relay = start(&data, &["--metrics", &format!("127.0.0.1:{port}")]).await;
+    let setup = relay.connect().await;
+    let (recipient, sender) = (key(), key());
+    let mb = setup.create_mailbox(&recipient).await.unwrap();
+    setup
+        .secure(mb.receive_id, *sender.public(), &recipient)
+        .await
+        .unwrap();
+    setup.close().await;
+
+    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let relay_addr = format!("127.0.0.1:{}", relay.address.port())
+        .parse()
+        .unwrap();
+    let proxy = one_way_proxy(relay_addr, cut.clone()).await;
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(
+        enlace_client::transport::client_config(*relay.address.fingerprint()).unwrap(),
+    );
+    let conn = endpoint
+        .connect(proxy, "enlace-relay")
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&frame(&Request::hello())).await.unwrap();
+    send.finish().unwrap();
+    let mut header = [0u8; 4];
+    tokio::time::timeout(WAIT, recv.read_exact(&mut header))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut payload = vec![0u8; enlace_protocol::frame::payload_len(header).unwrap()];
+    recv.read_exact(&mut payload).await.unwrap();
+    assert!(matches!(
+        Response::decode(&payload).unwrap(),
+        Response::Hello { .. }
+    ));
+
+    // From now on nothing the relay sends arrives.
+    cut.store(true, Ordering::SeqCst);
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    let mut bytes = Vec::new();
+    for _ in 0..DEPOSITS {
+        bytes.extend_from_slice(&frame(&Request::Send(envelope(&sender, mb.send_id))));
+    }
+    send.write_all(&bytes).await.unwrap();
+    send.finish().unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while metric(&metrics(port).await, "enlace_stored_envelopes") != Some(DEPOSITS) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deposits not stored"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    relay.signal("-TERM");
+    let status = relay.wait().await;
+    assert!(status.success(), "exit status {status:?}");
+    let (cut_off, given_up) =
+        unacknowledged_answers(&std::fs::read_to_string(data.with_extension("log")).unwrap());
+    // Cut off at close, or given up 5 s after they were written if the
+    // shutdown began later than that.
+    assert_eq!(
+        cut_off + given_up,
+        DEPOSITS,
+        "{cut_off} + {given_up} deposit answers counted as unacknowledged"
+    );
+    conn.close(0u32.into(), b"");
+}
+
+/// The relay's counts, from its log ("closing with N deposit answers
+/// unacknowledged ... (M more, since the relay started, ...)"), of deposit
+/// answers it closed without seeing acknowledged and of those it gave up
+/// waiting for before the shutdown; zeros if it logged none.
 fn unacknowledged_answers(log: &str) -> (u64, u64) {
     let Some(at) = log.find("closing with ") else {
         return (0, 0);

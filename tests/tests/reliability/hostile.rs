@@ -818,6 +818,71 @@ async fn a_connection_that_keeps_failing_signature_checks_is_closed() {
     assert!(relay.wait().await.success());
 }
 
+/// Only failed signature checks count against the budget. Anyone who knows
+/// an unsecured mailbox's send id (an invitation mailbox) can use up its
+/// first-contact slots; every honest `Send` to it is then refused with
+/// `Auth`, and must not close the honest sender's connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn first_contact_refusals_do_not_close_an_honest_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = start(&dir.path().join("relay"), &[]).await;
+    let owner = relay.connect().await;
+    let mb = owner.create_mailbox(&key()).await.unwrap();
+    owner.close().await;
+
+    // Two connections use up the mailbox's 8 first-contact slots (4 each:
+    // the per-connection burst).
+    for _ in 0..2 {
+        let (_endpoint, conn) = raw_connect(&relay).await;
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let mut bytes = frame(&Request::hello());
+        for _ in 0..4 {
+            bytes.extend_from_slice(&frame(&Request::Send(envelope(&key(), mb.send_id))));
+        }
+        send.write_all(&bytes).await.unwrap();
+        send.finish().unwrap();
+        let answers = read_responses(&mut recv, 5).await;
+        assert!(
+            answers[1..].iter().all(|r| matches!(r, Response::Stored)),
+            "{answers:?}"
+        );
+        conn.close(0u32.into(), b"");
+    }
+
+    // An honest sender: 24 refusals on one connection, which stays open.
+    let (_endpoint, conn) = raw_connect(&relay).await;
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut bytes = frame(&Request::hello());
+    for _ in 0..24 {
+        bytes.extend_from_slice(&frame(&Request::Send(envelope(&key(), mb.send_id))));
+    }
+    send.write_all(&bytes).await.unwrap();
+    send.finish().unwrap();
+    let answers = read_responses(&mut recv, 25).await;
+    assert_eq!(answers.len(), 25, "{answers:?}");
+    assert!(
+        answers[1..]
+            .iter()
+            .all(|r| matches!(r, Response::Error(RelayError::Auth))),
+        "{answers:?}"
+    );
+    // Still served on a new stream.
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&frame(&Request::hello())).await.unwrap();
+    send.finish().unwrap();
+    let answers = read_responses(&mut recv, 1).await;
+    assert!(
+        matches!(answers[..], [Response::Hello { .. }]),
+        "{answers:?}"
+    );
+    assert!(conn.close_reason().is_none(), "{:?}", conn.close_reason());
+    conn.close(0u32.into(), b"");
+
+    assert_alive(&mut relay);
+    relay.signal("-TERM");
+    assert!(relay.wait().await.success());
+}
+
 /// A valid ack opens a run: every ack already waiting on the stream is
 /// answered inside it (`ACK_RUN`, 32). `Auth` answers inside the run count
 /// against the budget too, or a client owning one mailbox could send

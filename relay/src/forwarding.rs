@@ -345,13 +345,30 @@ impl Schedule {
         }
     }
 
-    /// How long until something is due (at least 10 ms, at most
-    /// [`RETRY_MAX`]; the worker is woken earlier by a new forward or a
-    /// lane's report).
-    fn wait(&self, now: Instant) -> Duration {
-        self.entries
-            .values()
-            .chain(self.addresses.values())
+    /// How long until something not yet due at `planned` (when the last
+    /// pass planned) becomes due, at least 10 ms, at most [`RETRY_MAX`].
+    /// What was due at `planned` either went to a lane or waits for one (its
+    /// address is busy, or every lane is): a lane's report wakes the worker
+    /// for those, so they must not make it poll (review H-A: a due backoff
+    /// of a running lane kept the worker re-reading its queue every 10 ms).
+    /// With every lane busy nothing can start before a report.
+    fn wait(&self, lanes: &Lanes, planned: Instant, now: Instant) -> Duration {
+        if lanes.busy.len() >= MAX_LANES {
+            return RETRY_MAX;
+        }
+        let entries = self
+            .entries
+            .iter()
+            .filter(|(seq, _)| !lanes.given.contains(*seq))
+            .map(|(_, b)| b);
+        let addresses = self
+            .addresses
+            .iter()
+            .filter(|(key, _)| !lanes.busy.contains(*key))
+            .map(|(_, b)| b);
+        entries
+            .chain(addresses)
+            .filter(|b| b.next > planned)
             .map(|b| b.next.saturating_duration_since(now))
             .min()
             .unwrap_or(RETRY_MAX)
@@ -801,8 +818,9 @@ impl Forwarder {
             if *shutdown.borrow() {
                 break;
             }
+            let planned = Instant::now();
             let wait = match self
-                .pass(&destination, &mut schedule, &mut lanes, &done)
+                .pass(&destination, planned, &mut schedule, &mut lanes, &done)
                 .await
             {
                 Err(e) => {
@@ -825,7 +843,7 @@ impl Forwarder {
                 }
                 Ok(_) => {
                     read_delay = Duration::ZERO;
-                    schedule.wait(Instant::now())
+                    schedule.wait(&lanes, planned, Instant::now())
                 }
             };
             tokio::select! {
@@ -848,9 +866,12 @@ impl Forwarder {
     /// One pass over the queue: settles expired forwards and starts a lane
     /// for every address with forwards due and no lane running. True if
     /// forwards were queued when the pass began (some may still be).
+    /// Everything is judged due or not at `now`, so the wait that follows
+    /// knows exactly what this pass saw as due.
     async fn pass(
         self: &Arc<Self>,
         destination: &[u8; 32],
+        now: Instant,
         schedule: &mut Schedule,
         lanes: &mut Lanes,
         done: &mpsc::Sender<LaneReport>,
@@ -874,7 +895,7 @@ impl Forwarder {
                 if lanes.given.contains(&entry.seq) {
                     continue;
                 }
-                self.plan(entry, schedule, lanes, &mut runs).await;
+                self.plan(entry, now, schedule, lanes, &mut runs).await;
             }
             match next {
                 Some(n) if full => from = n,
@@ -906,6 +927,7 @@ impl Forwarder {
     async fn plan(
         &self,
         entry: QueuedForward,
+        now: Instant,
         schedule: &mut Schedule,
         lanes: &Lanes,
         runs: &mut HashMap<Vec<u8>, Run>,
@@ -919,9 +941,7 @@ impl Forwarder {
             }
             return;
         }
-        if !schedule.due(seq, &entry.destination, Instant::now())
-            || lanes.busy.contains(&entry.destination)
-        {
+        if !schedule.due(seq, &entry.destination, now) || lanes.busy.contains(&entry.destination) {
             return;
         }
         if let Some(run) = runs.get_mut(&entry.destination) {
@@ -1118,7 +1138,7 @@ mod tests {
         let later = now + RETRY_MIN;
         assert!(schedule.due(1, b"a", later));
         assert!(schedule.due(2, b"bad", later));
-        let wait = schedule.wait(now);
+        let wait = schedule.wait(&Lanes::default(), now, now);
         assert!(wait >= RETRY_MIN / 2 && wait <= RETRY_MIN, "{wait:?}");
         // Delays double per failure.
         Schedule::bump(&mut schedule.entries, 1, now);
@@ -1357,6 +1377,155 @@ mod tests {
         }
         assert!(matches!(forwarder.state(&stuck), Ok(ForwardState::Queued)));
         stop.send(true).unwrap();
+    }
+
+    #[test]
+    fn due_work_held_by_a_lane_does_not_make_the_worker_poll() {
+        let now = Instant::now();
+        let mut schedule = Schedule::default();
+        Schedule::bump(&mut schedule.entries, 1, now);
+        Schedule::bump(&mut schedule.addresses, b"dead".to_vec(), now);
+        let later = now + RETRY_MIN;
+        let mut lanes = Lanes::default();
+        // Both due and taken by a lane: the lane's report wakes the worker.
+        lanes.given.insert(1);
+        lanes.busy.insert(b"dead".to_vec());
+        assert_eq!(schedule.wait(&lanes, later, later), RETRY_MAX);
+        // Due at planning but held back (address busy elsewhere, lane cap):
+        // also a report's business.
+        let idle = Lanes::default();
+        assert_eq!(schedule.wait(&idle, later, later), RETRY_MAX);
+        // Not yet due at planning: its own time.
+        let wait = schedule.wait(&idle, now, now);
+        assert!(wait >= RETRY_MIN / 2 && wait <= RETRY_MIN, "{wait:?}");
+        // Every lane busy: nothing can start before a report.
+        let mut full = Lanes::default();
+        for n in 0..MAX_LANES {
+            full.busy.insert(n.to_be_bytes().to_vec());
+        }
+        assert_eq!(schedule.wait(&full, now, now), RETRY_MAX);
+    }
+
+    /// A redb store that counts reads of the forward queue.
+    struct Counting {
+        inner: crate::store::redb::RedbStore,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Store for Counting {
+        fn apply(
+            &self,
+            ops: &[WriteOp],
+        ) -> Result<Vec<crate::store::WriteOutcome>, crate::store::StoreError> {
+            self.inner.apply(ops)
+        }
+        fn mailbox(
+            &self,
+            id: &enlace_protocol::envelope::MailboxId,
+        ) -> Result<Option<crate::store::MailboxRecord>, crate::store::StoreError> {
+            self.inner.mailbox(id)
+        }
+        fn mailbox_by_send_id(
+            &self,
+            id: &enlace_protocol::envelope::MailboxId,
+        ) -> Result<
+            Option<(
+                enlace_protocol::envelope::MailboxId,
+                crate::store::MailboxRecord,
+            )>,
+            crate::store::StoreError,
+        > {
+            self.inner.mailbox_by_send_id(id)
+        }
+        fn pending(
+            &self,
+            id: &enlace_protocol::envelope::MailboxId,
+            after: Option<u64>,
+            not_before: u64,
+            limit: usize,
+        ) -> Result<Vec<crate::store::StoredEnvelope>, crate::store::StoreError> {
+            self.inner.pending(id, after, not_before, limit)
+        }
+        fn stats(&self) -> Result<crate::store::Stats, crate::store::StoreError> {
+            self.inner.stats()
+        }
+        fn forward_status(
+            &self,
+            id: &ForwardId,
+        ) -> Result<Option<crate::store::forward::ForwardRecord>, crate::store::StoreError>
+        {
+            self.inner.forward_status(id)
+        }
+        fn forward_queue(
+            &self,
+            destination: &[u8; 32],
+            limit: usize,
+        ) -> Result<Vec<QueuedForward>, crate::store::StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.forward_queue(destination, limit)
+        }
+        fn forward_queue_from(
+            &self,
+            destination: &[u8; 32],
+            from_seq: u64,
+            limit: usize,
+        ) -> Result<Vec<QueuedForward>, crate::store::StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.forward_queue_from(destination, from_seq, limit)
+        }
+        fn forward_destinations(
+            &self,
+            limit: usize,
+        ) -> Result<Vec<[u8; 32]>, crate::store::StoreError> {
+            self.inner.forward_destinations(limit)
+        }
+    }
+
+    /// While a lane is stuck connecting to an address that failed before
+    /// (its backoff is due, and stays so until the lane reports), the
+    /// worker sleeps: a handful of queue reads over seconds, not one every
+    /// 10 ms (the old worker read its queue about 100 times a second here).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stuck_lane_does_not_make_the_worker_reread_its_queue() {
+        let black_hole = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let dead = RelayAddress::new(
+            Fingerprint([5; 32]),
+            "127.0.0.1",
+            black_hole.local_addr().unwrap().port(),
+        )
+        .unwrap();
+        let store = Arc::new(Counting {
+            inner: crate::store::redb::RedbStore::in_memory().unwrap(),
+            reads: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let writer = Writer::spawn(dyn_store.clone()).unwrap();
+        let clock = Clock::new(0);
+        let (stop, shutdown) = watch::channel(false);
+        let forwarder = Forwarder::new(
+            quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap(),
+            writer.clone(),
+            dyn_store,
+            clock,
+            Policy {
+                ttl_secs: 3600,
+                allow_private: true,
+            },
+            shutdown,
+            Arc::new(Metrics::default()),
+        )
+        .with_connect_timeout(Duration::from_secs(1));
+        enqueue(&writer, clock, 1, &dead).await;
+        forwarder.kick(dead.fingerprint().0);
+        // The first connect fails after 1 s; the second starts 0.5 to 1 s
+        // later on an address whose backoff is due, and is stuck for 1 s;
+        // the third starts 1 to 2 s after that.
+        tokio::time::sleep(Duration::from_millis(4000)).await;
+        let mut buf = [0u8; 2048];
+        assert!(black_hole.try_recv_from(&mut buf).is_ok(), "never tried");
+        let reads = store.reads.load(Ordering::SeqCst);
+        stop.send(true).unwrap();
+        assert!(reads <= 12, "{reads} queue reads while one lane was stuck");
     }
 
     #[test]

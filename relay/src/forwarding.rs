@@ -118,6 +118,32 @@ pub fn host_is_private(host: &str) -> bool {
         .is_ok_and(is_private)
 }
 
+/// Whether a relay forwards to private ranges, and why (review M-A): only
+/// if its operator allows it (`--forward-allow-private`), or its
+/// configured public host is an IP literal in such a range, or it has no
+/// public host and listens on an explicit IP in such a range (two relays on
+/// one machine or one LAN federate with no setting). A relay listening on
+/// all interfaces (0.0.0.0, ::) without a public host counts as public: it
+/// may well be reachable from the internet.
+pub fn private_policy(
+    allow_flag: bool,
+    public_host: Option<&str>,
+    listen: IpAddr,
+) -> (bool, &'static str) {
+    if allow_flag {
+        return (true, "allowed by --forward-allow-private");
+    }
+    match public_host {
+        Some(host) if host_is_private(host) => (true, "the public host is a private address"),
+        Some(_) => (false, "the public host is public or a name"),
+        None if listen.is_unspecified() => {
+            (false, "listening on all interfaces with no --public-host")
+        }
+        None if is_private(listen) => (true, "listening on a private address"),
+        None => (false, "listening on a public address"),
+    }
+}
+
 /// What a relay forwards, and for how long.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Policy {
@@ -1585,6 +1611,27 @@ mod tests {
         assert!(!host_is_private("203.0.114.1"));
         assert!(!host_is_private("relay.example.org"));
         assert!(!host_is_private("localhost"));
+    }
+
+    #[test]
+    fn private_destinations_are_refused_unless_the_relay_itself_is_private() {
+        let any4: IpAddr = "0.0.0.0".parse().unwrap();
+        let any6: IpAddr = "::".parse().unwrap();
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let lan: IpAddr = "192.168.1.5".parse().unwrap();
+        let public: IpAddr = "198.51.99.1".parse().unwrap();
+        // The shipped default: all interfaces, no public host.
+        assert!(!private_policy(false, None, any4).0);
+        assert!(!private_policy(false, None, any6).0);
+        assert!(private_policy(true, None, any4).0);
+        assert!(private_policy(false, None, lo).0);
+        assert!(private_policy(false, None, lan).0);
+        assert!(!private_policy(false, None, public).0);
+        assert!(private_policy(false, Some("10.0.0.2"), any4).0);
+        assert!(private_policy(false, Some("[::1]"), any6).0);
+        assert!(!private_policy(false, Some("relay.example.org"), lo).0);
+        assert!(!private_policy(false, Some("8.8.8.8"), lan).0);
+        assert!(private_policy(true, Some("relay.example.org"), any4).0);
     }
 
     #[test]

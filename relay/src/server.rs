@@ -450,6 +450,13 @@ pub async fn run(
     let writer = Writer::spawn(store.clone()).map_err(|e| format!("cannot start writer: {e}"))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let clock = Clock::new(config.clock_offset_secs);
+    let (allow_private, why) = crate::forwarding::private_policy(
+        config.forward_allow_private,
+        config.public_host.as_deref(),
+        config.listen.ip(),
+    );
+    let decision = if allow_private { "allowed" } else { "refused" };
+    tracing::info!("forwarding to private addresses: {decision} ({why})");
     let forwarder = Forwarder::new(
         endpoint.clone(),
         writer.clone(),
@@ -457,8 +464,7 @@ pub async fn run(
         clock,
         crate::forwarding::Policy {
             ttl_secs: config.limits.ttl_secs,
-            allow_private: config.forward_allow_private
-                || crate::forwarding::host_is_private(address.host()),
+            allow_private,
         },
         shutdown_rx.clone(),
         metrics.clone(),

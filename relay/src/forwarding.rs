@@ -163,28 +163,42 @@ enum ConnectError {
     Refused,
 }
 
-/// Destinations connected to within the last hour, by first connection.
+/// Destinations used within the last hour, by last use (review H-B: by
+/// first connection, a destination in daily use counted as new an hour
+/// after it was first reached, and was refused while others held the cap).
 #[derive(Debug, Default)]
 struct RecentDestinations {
-    first: HashMap<Vec<u8>, Instant>,
+    last: HashMap<Vec<u8>, Instant>,
 }
 
 impl RecentDestinations {
-    /// Whether a connection to `key` may start at `now`: it was seen within
+    /// Whether a connection to `key` may start at `now`: it was used within
     /// the window, or fewer than [`MAX_DESTINATIONS_PER_HOUR`] others were.
+    /// Admitting is a use: the window slides from it.
     fn admit(&mut self, key: &[u8], now: Instant) -> bool {
         let fresh = |t: &Instant| now.saturating_duration_since(*t) < DESTINATION_WINDOW;
-        if self.first.get(key).is_some_and(fresh) {
-            return true;
+        if let Some(t) = self.last.get_mut(key) {
+            if fresh(t) {
+                *t = now;
+                return true;
+            }
         }
-        if self.first.len() >= MAX_DESTINATIONS_PER_HOUR {
-            self.first.retain(|_, t| fresh(t));
+        if self.last.len() >= MAX_DESTINATIONS_PER_HOUR {
+            self.last.retain(|_, t| fresh(t));
         }
-        if self.first.len() >= MAX_DESTINATIONS_PER_HOUR {
+        if self.last.len() >= MAX_DESTINATIONS_PER_HOUR && !self.last.contains_key(key) {
             return false;
         }
-        self.first.insert(key.to_vec(), now);
+        self.last.insert(key.to_vec(), now);
         true
+    }
+
+    /// Marks `key` used at `now` if it is remembered (a cached connection
+    /// in use keeps its destination's slot).
+    fn touch(&mut self, key: &[u8], now: Instant) {
+        if let Some(t) = self.last.get_mut(key) {
+            *t = (*t).max(now);
+        }
     }
 }
 
@@ -729,6 +743,7 @@ impl Forwarder {
         let mut cached = slot.lock().await;
         if let Some(conn) = cached.as_ref() {
             if conn.close_reason().is_none() {
+                lock(&self.recent).touch(&address_key(destination), Instant::now());
                 return Ok(conn.clone());
             }
         }
@@ -1647,7 +1662,35 @@ mod tests {
         assert!(!recent.admit(&key(MAX_DESTINATIONS_PER_HOUR), now));
         let later = now + DESTINATION_WINDOW;
         assert!(recent.admit(&key(MAX_DESTINATIONS_PER_HOUR), later));
-        assert!(recent.first.len() <= MAX_DESTINATIONS_PER_HOUR);
+        assert!(recent.last.len() <= MAX_DESTINATIONS_PER_HOUR);
+    }
+
+    /// A destination in use keeps its slot past an hour from its first
+    /// connection while others fill the rest (it counted as new an hour
+    /// after its first connection, and was refused while the cap was full).
+    #[test]
+    fn a_destination_in_use_keeps_its_slot() {
+        let now = Instant::now();
+        let mut recent = RecentDestinations::default();
+        let key = |n: usize| n.to_be_bytes().to_vec();
+        assert!(recent.admit(b"legit", now));
+        let half = now + DESTINATION_WINDOW / 2;
+        // Used again (a reconnect, or a cached connection in use).
+        assert!(recent.admit(b"legit", half));
+        recent.touch(b"legit", half);
+        for n in 0..MAX_DESTINATIONS_PER_HOUR - 1 {
+            assert!(recent.admit(&key(n), half));
+        }
+        let past_first = now + DESTINATION_WINDOW + Duration::from_secs(1);
+        // A new one takes no slot of a destination in use.
+        assert!(!recent.admit(b"new", past_first));
+        assert!(
+            recent.admit(b"legit", past_first),
+            "a destination in use was refused"
+        );
+        // Unused for an hour, its slot goes to a new one.
+        let idle = past_first + DESTINATION_WINDOW;
+        assert!(recent.admit(b"new", idle));
     }
 
     /// A relay that may not forward to private ranges refuses a forward to

@@ -68,9 +68,11 @@ const DESTINATION_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Whether `ip` is in a range a relay does not forward to unless it is in
 /// such a range itself or its operator allows it (review H1): loopback,
-/// unspecified, private (RFC 1918, RFC 4193 unique local), shared
-/// (RFC 6598), link-local, multicast, broadcast and documentation ranges,
-/// also as IPv4-mapped or NAT64 (64:ff9b::/96) IPv6 addresses.
+/// unspecified, private (RFC 1918, RFC 4193 unique local, deprecated
+/// site-local), shared (RFC 6598), link-local, multicast, broadcast,
+/// reserved, benchmarking, IETF-assignment and documentation ranges, also
+/// as IPv4-mapped, IPv4-compatible or NAT64 (64:ff9b::/96) IPv6 addresses,
+/// and local-use NAT64 (64:ff9b:1::/48).
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_private_v4(v4),
@@ -84,18 +86,22 @@ pub fn is_private(ip: IpAddr) -> bool {
                 let [h1, h2] = h.to_be_bytes();
                 return is_private_v4(Ipv4Addr::new(g1, g2, h1, h2));
             }
-            v6.is_loopback()
-                || v6.is_unspecified()
+            // IPv4-compatible (::a.b.c.d, deprecated, with :: and ::1).
+            [a, b, c, d, e, f] == [0; 6]
                 || v6.is_multicast()
                 || a & 0xfe00 == 0xfc00
                 || a & 0xffc0 == 0xfe80
+                // Site-local (deprecated, fec0::/10).
+                || a & 0xffc0 == 0xfec0
+                // Local-use NAT64 (RFC 8215, 64:ff9b:1::/48).
+                || [a, b, c] == [0x64, 0xff9b, 1]
                 || (a == 0x2001 && b == 0x0db8)
         }
     }
 }
 
 fn is_private_v4(v4: Ipv4Addr) -> bool {
-    let [a, b, _, _] = v4.octets();
+    let [a, b, c, _] = v4.octets();
     v4.is_loopback()
         || v4.is_private()
         || v4.is_link_local()
@@ -105,6 +111,11 @@ fn is_private_v4(v4: Ipv4Addr) -> bool {
         || v4.is_documentation()
         || a == 0
         || (a == 100 && b & 0xc0 == 64)
+        // IETF protocol assignments (192.0.0.0/24), benchmarking
+        // (198.18.0.0/15), reserved (240.0.0.0/4, with broadcast).
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 198 && b & 0xfe == 18)
+        || a >= 240
 }
 
 /// Whether a relay whose address names `host` forwards to private ranges
@@ -1599,6 +1610,17 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "64:ff9b::c0a8:101",
+            "64:ff9b:1::808:808",
+            "64:ff9b:1:ffff::1",
+            "::8.8.8.8",
+            "::10.0.0.1",
+            "fec0::1",
+            "feff::1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "192.0.0.8",
+            "240.0.0.1",
+            "250.1.2.3",
         ];
         for ip in private {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
@@ -1613,8 +1635,14 @@ mod tests {
             "192.169.0.1",
             "2606:4700::1111",
             "2001:db9::1",
-            "fec0::1",
+            "fe00::1",
             "::ffff:8.8.8.8",
+            "198.17.255.255",
+            "198.20.0.1",
+            "192.0.1.1",
+            "223.255.255.254",
+            "64:ff9b:2::1",
+            "::1:0:0:1",
             "64:ff9b::808:808",
         ];
         for ip in public {

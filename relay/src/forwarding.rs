@@ -213,6 +213,33 @@ impl RecentDestinations {
     }
 }
 
+/// How often the destination cap warning is logged at most.
+const WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Counts refusals so their warning is logged once a minute with a count,
+/// not once per refused connect (review L-C).
+#[derive(Debug, Default)]
+struct RateLimitedWarning {
+    last: Option<Instant>,
+    count: u64,
+}
+
+impl RateLimitedWarning {
+    /// Another refusal at `now`: the number of refusals to report if a
+    /// warning is due, else `None`.
+    fn refused(&mut self, now: Instant) -> Option<u64> {
+        self.count = self.count.saturating_add(1);
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < WARNING_INTERVAL)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.count))
+    }
+}
+
 /// Verifies a relay by its pinned key fingerprint (no CA, no names), and
 /// the TLS 1.3 handshake signature, which proves possession of that key.
 #[derive(Debug)]
@@ -316,6 +343,7 @@ pub(crate) struct Forwarder {
     /// Whether private, loopback and link-local destinations are allowed.
     allow_private: bool,
     recent: Mutex<RecentDestinations>,
+    cap_warning: Mutex<RateLimitedWarning>,
     /// Connections by full destination address (fingerprint, host and
     /// port), so a forward naming a wrong host never shares the real one's.
     peers: Mutex<Peers>,
@@ -617,6 +645,7 @@ impl Forwarder {
             connect_timeout: CONNECT_TIMEOUT,
             allow_private: policy.allow_private,
             recent: Mutex::new(RecentDestinations::default()),
+            cap_warning: Mutex::new(RateLimitedWarning::default()),
             peers: Mutex::new(Peers::default()),
             workers: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
@@ -785,9 +814,11 @@ impl Forwarder {
         }
         // Counted after the policy, so refused addresses use up no slot.
         if !lock(&self.recent).admit(&address_key(destination), Instant::now()) {
-            tracing::warn!(
-                "forwarding paused for a new destination: {MAX_DESTINATIONS_PER_HOUR} distinct destinations in the last hour"
-            );
+            if let Some(count) = lock(&self.cap_warning).refused(Instant::now()) {
+                tracing::warn!(
+                    "forwarding paused for {count} connects to new destinations: {MAX_DESTINATIONS_PER_HOUR} distinct destinations in the last hour"
+                );
+            }
             return Err(ConnectError::Unreachable);
         }
         let config = client_config(*destination.fingerprint()).map_err(|e| {
@@ -1675,6 +1706,18 @@ mod tests {
         assert!(!private_policy(false, Some("relay.example.org"), lo).0);
         assert!(!private_policy(false, Some("8.8.8.8"), lan).0);
         assert!(private_policy(true, Some("relay.example.org"), any4).0);
+    }
+
+    #[test]
+    fn the_cap_warning_is_logged_once_a_minute_with_a_count() {
+        let now = Instant::now();
+        let mut warning = RateLimitedWarning::default();
+        assert_eq!(warning.refused(now), Some(1));
+        for _ in 0..99 {
+            assert_eq!(warning.refused(now + Duration::from_secs(30)), None);
+        }
+        assert_eq!(warning.refused(now + WARNING_INTERVAL), Some(100));
+        assert_eq!(warning.refused(now + WARNING_INTERVAL), None);
     }
 
     #[test]

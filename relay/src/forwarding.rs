@@ -156,12 +156,24 @@ pub fn private_policy(
 }
 
 /// What a relay forwards, and for how long.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Policy {
     /// How long a forward is retried from its arrival.
     pub(crate) ttl_secs: u64,
     /// Whether private, loopback and link-local destinations are allowed.
     pub(crate) allow_private: bool,
+    /// This relay's own IPs (bound, public host): never a destination
+    /// unless private ones are allowed (no hairpin through itself).
+    pub(crate) own: Vec<IpAddr>,
+}
+
+/// Whether the policy refuses a connection to `ip`.
+fn refused(allow_private: bool, own: &[IpAddr], ip: IpAddr) -> bool {
+    if allow_private {
+        return false;
+    }
+    let ip = ip.to_canonical();
+    is_private(ip) || own.iter().any(|o| o.to_canonical() == ip)
 }
 
 /// Why a connection to another relay was not made.
@@ -342,6 +354,8 @@ pub(crate) struct Forwarder {
     connect_timeout: Duration,
     /// Whether private, loopback and link-local destinations are allowed.
     allow_private: bool,
+    /// This relay's own IPs, refused as destinations like private ones.
+    own: Vec<IpAddr>,
     recent: Mutex<RecentDestinations>,
     cap_warning: Mutex<RateLimitedWarning>,
     /// Connections by full destination address (fingerprint, host and
@@ -644,6 +658,7 @@ impl Forwarder {
             metrics,
             connect_timeout: CONNECT_TIMEOUT,
             allow_private: policy.allow_private,
+            own: policy.own,
             recent: Mutex::new(RecentDestinations::default()),
             cap_warning: Mutex::new(RateLimitedWarning::default()),
             peers: Mutex::new(Peers::default()),
@@ -805,9 +820,9 @@ impl Forwarder {
         .map_err(|_| unreachable("name lookup failed"))?
         .next()
         .ok_or_else(|| unreachable("no address"))?;
-        if !self.allow_private && is_private(remote.ip()) {
+        if refused(self.allow_private, &self.own, remote.ip()) {
             tracing::debug!(
-                "relay {} refused: its address is in a private range",
+                "relay {} refused: its address is in a private range or this relay's own",
                 destination.fingerprint()
             );
             return Err(ConnectError::Refused);
@@ -1325,6 +1340,7 @@ mod tests {
             Policy {
                 ttl_secs: 3600,
                 allow_private: false,
+                own: Vec::new(),
             },
             shutdown,
             Arc::new(Metrics::default()),
@@ -1433,6 +1449,7 @@ mod tests {
             Policy {
                 ttl_secs: 3600,
                 allow_private: true,
+                own: Vec::new(),
             },
             shutdown,
             Arc::new(Metrics::default()),
@@ -1593,6 +1610,7 @@ mod tests {
             Policy {
                 ttl_secs: 3600,
                 allow_private: true,
+                own: Vec::new(),
             },
             shutdown,
             Arc::new(Metrics::default()),
@@ -1721,6 +1739,22 @@ mod tests {
     }
 
     #[test]
+    fn the_relays_own_addresses_are_refused_unless_private_ones_are_allowed() {
+        let own: Vec<IpAddr> = vec![
+            "198.51.99.1".parse().unwrap(),
+            "2606:4700::7".parse().unwrap(),
+        ];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(refused(false, &own, ip("198.51.99.1")));
+        assert!(refused(false, &own, ip("::ffff:198.51.99.1")));
+        assert!(refused(false, &own, ip("2606:4700::7")));
+        assert!(!refused(false, &own, ip("198.51.99.2")));
+        assert!(refused(false, &own, ip("10.0.0.1")));
+        assert!(!refused(true, &own, ip("198.51.99.1")));
+        assert!(!refused(true, &own, ip("10.0.0.1")));
+    }
+
+    #[test]
     fn distinct_destinations_are_capped_per_hour() {
         let now = Instant::now();
         let mut recent = RecentDestinations::default();
@@ -1787,6 +1821,7 @@ mod tests {
             Policy {
                 ttl_secs: 3600,
                 allow_private: false,
+                own: Vec::new(),
             },
             shutdown,
             Arc::new(Metrics::default()),

@@ -455,6 +455,12 @@ pub async fn run(
         config.public_host.as_deref(),
         config.listen.ip(),
     );
+    let public_ip = config.public_host.as_deref().and_then(|h| {
+        h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .ok()
+    });
     let decision = if allow_private { "allowed" } else { "refused" };
     tracing::info!("forwarding to private addresses: {decision} ({why})");
     let forwarder = Forwarder::new(
@@ -465,6 +471,11 @@ pub async fn run(
         crate::forwarding::Policy {
             ttl_secs: config.limits.ttl_secs,
             allow_private,
+            own: [Some(local_addr.ip()), public_ip]
+                .into_iter()
+                .flatten()
+                .filter(|ip| !ip.is_unspecified())
+                .collect(),
         },
         shutdown_rx.clone(),
         metrics.clone(),

@@ -406,7 +406,19 @@ struct Backoff {
 struct Schedule {
     entries: HashMap<u64, Backoff>,
     addresses: HashMap<Vec<u8>, Backoff>,
+    /// When each address last answered: those that did within
+    /// [`ANSWERED_RECENTLY`] always find a lane.
+    answered: HashMap<Vec<u8>, Instant>,
+    /// When each address last got a lane: the least recently served go
+    /// first (round robin over addresses).
+    started: HashMap<Vec<u8>, Instant>,
 }
+
+/// Lanes kept for addresses that answered recently (review M-D): forwards
+/// to many dead addresses hold at most `MAX_LANES - RESERVED_LANES`.
+const RESERVED_LANES: usize = 8;
+/// How long an address that answered counts as live.
+const ANSWERED_RECENTLY: Duration = Duration::from_secs(3600);
 
 /// Address failures one worker remembers before it drops those that are
 /// due anyway.
@@ -432,10 +444,69 @@ impl Schedule {
     /// Drops the address failures that are due anyway once there are too
     /// many.
     fn trim(&mut self) {
+        let now = Instant::now();
         if self.addresses.len() > MAX_SCHEDULED_ADDRESSES {
-            let now = Instant::now();
             self.addresses.retain(|_, b| b.next > now);
         }
+        let recent = |t: &Instant| now.saturating_duration_since(*t) < ANSWERED_RECENTLY;
+        if self.answered.len() > MAX_SCHEDULED_ADDRESSES {
+            self.answered.retain(|_, t| recent(t));
+        }
+        if self.started.len() > MAX_SCHEDULED_ADDRESSES {
+            // Forgetting when an address was served only moves it ahead.
+            self.started.retain(|_, t| recent(t));
+            if self.started.len() > MAX_SCHEDULED_ADDRESSES {
+                self.started.clear();
+            }
+        }
+    }
+
+    /// Whether `key` answered within [`ANSWERED_RECENTLY`] of `now`.
+    fn live(&self, key: &[u8], now: Instant) -> bool {
+        self.answered
+            .get(key)
+            .is_some_and(|t| now.saturating_duration_since(*t) < ANSWERED_RECENTLY)
+    }
+
+    /// The lanes to start out of `candidates` (one per address, all due and
+    /// idle): addresses that answered recently first, then those served
+    /// least recently, within [`MAX_LANES`] running lanes of which at most
+    /// `MAX_LANES - RESERVED_LANES` for addresses not known to answer, so
+    /// forwards to many dead addresses cannot take every lane.
+    fn choose(
+        &mut self,
+        candidates: HashMap<Vec<u8>, Run>,
+        lanes: &Lanes,
+        now: Instant,
+    ) -> Vec<(Vec<u8>, Run)> {
+        let mut free = MAX_LANES.saturating_sub(lanes.busy.len());
+        let unknown_busy = lanes.busy.iter().filter(|k| !self.live(k, now)).count();
+        let mut free_unknown = (MAX_LANES - RESERVED_LANES).saturating_sub(unknown_busy);
+        let mut candidates: Vec<(Vec<u8>, Run)> = candidates.into_iter().collect();
+        candidates.sort_by_key(|(k, run)| {
+            (
+                !self.live(k, now),
+                self.started.get(k).copied(),
+                run.seqs.first().copied(),
+            )
+        });
+        let mut chosen = Vec::new();
+        for (key, run) in candidates {
+            if free == 0 {
+                break;
+            }
+            if !self.live(&key, now) {
+                if free_unknown == 0 {
+                    continue;
+                }
+                free_unknown -= 1;
+            }
+            free -= 1;
+            self.started.insert(key.clone(), now);
+            chosen.push((key, run));
+        }
+        self.trim();
+        chosen
     }
 
     /// How long until something not yet due at `planned` (when the last
@@ -473,6 +544,8 @@ impl Schedule {
         match report.address {
             AddressOutcome::Answered => {
                 self.addresses.remove(&report.key);
+                self.answered.insert(report.key.clone(), now);
+                self.trim();
             }
             AddressOutcome::Failed => {
                 Self::bump(&mut self.addresses, report.key.clone(), now);
@@ -1002,7 +1075,7 @@ impl Forwarder {
         }
         // Forget the schedules of forwards no longer queued.
         schedule.entries.retain(|seq, _| seen.contains(seq));
-        for (key, run) in runs {
+        for (key, run) in schedule.choose(runs, lanes, now) {
             lanes.busy.insert(key.clone());
             lanes.given.extend(run.seqs.iter().copied());
             let guard = ReportOnDrop {
@@ -1048,9 +1121,8 @@ impl Forwarder {
             }
             return;
         }
-        if lanes.busy.len() + runs.len() >= MAX_LANES {
-            return;
-        }
+        // Every due idle address is a candidate; `Schedule::choose` picks
+        // which get a lane (bounded by the queue: at most one per entry).
         let Ok(address) = RelayAddress::decode(&entry.destination) else {
             tracing::error!("corrupt destination in the forward queue");
             Schedule::bump(&mut schedule.entries, seq, Instant::now());
@@ -1752,6 +1824,55 @@ mod tests {
         assert!(refused(false, &own, ip("10.0.0.1")));
         assert!(!refused(true, &own, ip("198.51.99.1")));
         assert!(!refused(true, &own, ip("10.0.0.1")));
+    }
+
+    /// Forwards to many dead addresses, queued first, do not take every
+    /// lane: an address that answered recently gets one, and the dead ones
+    /// take turns (review M-D).
+    #[test]
+    fn dead_addresses_cannot_take_every_lane() {
+        let now = Instant::now();
+        let run = |port: u16| {
+            let address = RelayAddress::new(Fingerprint([1; 32]), "192.0.2.1", port).unwrap();
+            (
+                address_key(&address),
+                Run {
+                    address,
+                    seqs: vec![u64::from(port)],
+                },
+            )
+        };
+        let (live, live_run) = run(1);
+        let mut schedule = Schedule::default();
+        schedule.answered.insert(live.clone(), now);
+        // The dead ones come first in the queue.
+        let mut candidates: HashMap<Vec<u8>, Run> =
+            (100..100 + 2 * MAX_LANES as u16).map(run).collect();
+        candidates.insert(live.clone(), live_run);
+        let chosen = schedule.choose(candidates, &Lanes::default(), now);
+        assert_eq!(chosen.len(), MAX_LANES - RESERVED_LANES + 1);
+        assert!(chosen.iter().any(|(k, _)| *k == live));
+
+        // Every unknown lane busy: the live address still gets one.
+        let mut lanes = Lanes::default();
+        for (k, _) in &chosen {
+            if *k != live {
+                lanes.busy.insert(k.clone());
+            }
+        }
+        let mut candidates: HashMap<Vec<u8>, Run> = (1000..1010).map(run).collect();
+        candidates.insert(live.clone(), run(1).1);
+        let chosen2 = schedule.choose(candidates, &lanes, now);
+        assert_eq!(chosen2.len(), 1);
+        assert_eq!(chosen2[0].0, live);
+
+        // Round robin: dead addresses never served go before those served.
+        let served: HashSet<Vec<u8>> = chosen.into_iter().map(|(k, _)| k).collect();
+        let candidates: HashMap<Vec<u8>, Run> =
+            (100..100 + 2 * MAX_LANES as u16).map(run).collect();
+        let chosen3 = schedule.choose(candidates, &Lanes::default(), now + RETRY_MIN);
+        assert_eq!(chosen3.len(), MAX_LANES - RESERVED_LANES);
+        assert!(chosen3.iter().all(|(k, _)| !served.contains(k)));
     }
 
     #[test]

@@ -89,9 +89,10 @@ pub struct Settings {
     pub forward_queue_limit: Option<u32>,
     /// Forward to (and fetch keys from) relays at loopback, private,
     /// link-local and other non-public addresses even though this relay's
-    /// own address is public. Default: off (on by itself when this relay's
-    /// address is such an address, so relays on one machine or LAN
-    /// federate).
+    /// own address is public. Default: off (on by itself when
+    /// --public-host is such an IP, or with no --public-host when --listen
+    /// names such an IP, so relays on one machine or LAN federate; a relay
+    /// listening on all interfaces counts as public).
     #[arg(long)]
     #[serde(default)]
     pub forward_allow_private: bool,

@@ -68,9 +68,11 @@ const DESTINATION_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Whether `ip` is in a range a relay does not forward to unless it is in
 /// such a range itself or its operator allows it (review H1): loopback,
-/// unspecified, private (RFC 1918, RFC 4193 unique local), shared
-/// (RFC 6598), link-local, multicast, broadcast and documentation ranges,
-/// also as IPv4-mapped or NAT64 (64:ff9b::/96) IPv6 addresses.
+/// unspecified, private (RFC 1918, RFC 4193 unique local, deprecated
+/// site-local), shared (RFC 6598), link-local, multicast, broadcast,
+/// reserved, benchmarking, IETF-assignment and documentation ranges, also
+/// as IPv4-mapped, IPv4-compatible or NAT64 (64:ff9b::/96) IPv6 addresses,
+/// and local-use NAT64 (64:ff9b:1::/48).
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_private_v4(v4),
@@ -84,18 +86,22 @@ pub fn is_private(ip: IpAddr) -> bool {
                 let [h1, h2] = h.to_be_bytes();
                 return is_private_v4(Ipv4Addr::new(g1, g2, h1, h2));
             }
-            v6.is_loopback()
-                || v6.is_unspecified()
+            // IPv4-compatible (::a.b.c.d, deprecated, with :: and ::1).
+            [a, b, c, d, e, f] == [0; 6]
                 || v6.is_multicast()
                 || a & 0xfe00 == 0xfc00
                 || a & 0xffc0 == 0xfe80
+                // Site-local (deprecated, fec0::/10).
+                || a & 0xffc0 == 0xfec0
+                // Local-use NAT64 (RFC 8215, 64:ff9b:1::/48).
+                || [a, b, c] == [0x64, 0xff9b, 1]
                 || (a == 0x2001 && b == 0x0db8)
         }
     }
 }
 
 fn is_private_v4(v4: Ipv4Addr) -> bool {
-    let [a, b, _, _] = v4.octets();
+    let [a, b, c, _] = v4.octets();
     v4.is_loopback()
         || v4.is_private()
         || v4.is_link_local()
@@ -105,6 +111,11 @@ fn is_private_v4(v4: Ipv4Addr) -> bool {
         || v4.is_documentation()
         || a == 0
         || (a == 100 && b & 0xc0 == 64)
+        // IETF protocol assignments (192.0.0.0/24), benchmarking
+        // (198.18.0.0/15), reserved (240.0.0.0/4, with broadcast).
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 198 && b & 0xfe == 18)
+        || a >= 240
 }
 
 /// Whether a relay whose address names `host` forwards to private ranges
@@ -118,13 +129,51 @@ pub fn host_is_private(host: &str) -> bool {
         .is_ok_and(is_private)
 }
 
+/// Whether a relay forwards to private ranges, and why (review M-A): only
+/// if its operator allows it (`--forward-allow-private`), or its
+/// configured public host is an IP literal in such a range, or it has no
+/// public host and listens on an explicit IP in such a range (two relays on
+/// one machine or one LAN federate with no setting). A relay listening on
+/// all interfaces (0.0.0.0, ::) without a public host counts as public: it
+/// may well be reachable from the internet.
+pub fn private_policy(
+    allow_flag: bool,
+    public_host: Option<&str>,
+    listen: IpAddr,
+) -> (bool, &'static str) {
+    if allow_flag {
+        return (true, "allowed by --forward-allow-private");
+    }
+    match public_host {
+        Some(host) if host_is_private(host) => (true, "the public host is a private address"),
+        Some(_) => (false, "the public host is public or a name"),
+        None if listen.is_unspecified() => {
+            (false, "listening on all interfaces with no --public-host")
+        }
+        None if is_private(listen) => (true, "listening on a private address"),
+        None => (false, "listening on a public address"),
+    }
+}
+
 /// What a relay forwards, and for how long.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Policy {
     /// How long a forward is retried from its arrival.
     pub(crate) ttl_secs: u64,
     /// Whether private, loopback and link-local destinations are allowed.
     pub(crate) allow_private: bool,
+    /// This relay's own IPs (bound, public host): never a destination
+    /// unless private ones are allowed (no hairpin through itself).
+    pub(crate) own: Vec<IpAddr>,
+}
+
+/// Whether the policy refuses a connection to `ip`.
+fn refused(allow_private: bool, own: &[IpAddr], ip: IpAddr) -> bool {
+    if allow_private {
+        return false;
+    }
+    let ip = ip.to_canonical();
+    is_private(ip) || own.iter().any(|o| o.to_canonical() == ip)
 }
 
 /// Why a connection to another relay was not made.
@@ -137,28 +186,69 @@ enum ConnectError {
     Refused,
 }
 
-/// Destinations connected to within the last hour, by first connection.
+/// Destinations used within the last hour, by last use (review H-B: by
+/// first connection, a destination in daily use counted as new an hour
+/// after it was first reached, and was refused while others held the cap).
 #[derive(Debug, Default)]
 struct RecentDestinations {
-    first: HashMap<Vec<u8>, Instant>,
+    last: HashMap<Vec<u8>, Instant>,
 }
 
 impl RecentDestinations {
-    /// Whether a connection to `key` may start at `now`: it was seen within
+    /// Whether a connection to `key` may start at `now`: it was used within
     /// the window, or fewer than [`MAX_DESTINATIONS_PER_HOUR`] others were.
+    /// Admitting is a use: the window slides from it.
     fn admit(&mut self, key: &[u8], now: Instant) -> bool {
         let fresh = |t: &Instant| now.saturating_duration_since(*t) < DESTINATION_WINDOW;
-        if self.first.get(key).is_some_and(fresh) {
-            return true;
+        if let Some(t) = self.last.get_mut(key) {
+            if fresh(t) {
+                *t = now;
+                return true;
+            }
         }
-        if self.first.len() >= MAX_DESTINATIONS_PER_HOUR {
-            self.first.retain(|_, t| fresh(t));
+        if self.last.len() >= MAX_DESTINATIONS_PER_HOUR {
+            self.last.retain(|_, t| fresh(t));
         }
-        if self.first.len() >= MAX_DESTINATIONS_PER_HOUR {
+        if self.last.len() >= MAX_DESTINATIONS_PER_HOUR && !self.last.contains_key(key) {
             return false;
         }
-        self.first.insert(key.to_vec(), now);
+        self.last.insert(key.to_vec(), now);
         true
+    }
+
+    /// Marks `key` used at `now` if it is remembered (a cached connection
+    /// in use keeps its destination's slot).
+    fn touch(&mut self, key: &[u8], now: Instant) {
+        if let Some(t) = self.last.get_mut(key) {
+            *t = (*t).max(now);
+        }
+    }
+}
+
+/// How often the destination cap warning is logged at most.
+const WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Counts refusals so their warning is logged once a minute with a count,
+/// not once per refused connect (review L-C).
+#[derive(Debug, Default)]
+struct RateLimitedWarning {
+    last: Option<Instant>,
+    count: u64,
+}
+
+impl RateLimitedWarning {
+    /// Another refusal at `now`: the number of refusals to report if a
+    /// warning is due, else `None`.
+    fn refused(&mut self, now: Instant) -> Option<u64> {
+        self.count = self.count.saturating_add(1);
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < WARNING_INTERVAL)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.count))
     }
 }
 
@@ -264,7 +354,10 @@ pub(crate) struct Forwarder {
     connect_timeout: Duration,
     /// Whether private, loopback and link-local destinations are allowed.
     allow_private: bool,
+    /// This relay's own IPs, refused as destinations like private ones.
+    own: Vec<IpAddr>,
     recent: Mutex<RecentDestinations>,
+    cap_warning: Mutex<RateLimitedWarning>,
     /// Connections by full destination address (fingerprint, host and
     /// port), so a forward naming a wrong host never shares the real one's.
     peers: Mutex<Peers>,
@@ -313,7 +406,19 @@ struct Backoff {
 struct Schedule {
     entries: HashMap<u64, Backoff>,
     addresses: HashMap<Vec<u8>, Backoff>,
+    /// When each address last answered: those that did within
+    /// [`ANSWERED_RECENTLY`] always find a lane.
+    answered: HashMap<Vec<u8>, Instant>,
+    /// When each address last got a lane: the least recently served go
+    /// first (round robin over addresses).
+    started: HashMap<Vec<u8>, Instant>,
 }
+
+/// Lanes kept for addresses that answered recently (review M-D): forwards
+/// to many dead addresses hold at most `MAX_LANES - RESERVED_LANES`.
+const RESERVED_LANES: usize = 8;
+/// How long an address that answered counts as live.
+const ANSWERED_RECENTLY: Duration = Duration::from_secs(3600);
 
 /// Address failures one worker remembers before it drops those that are
 /// due anyway.
@@ -339,19 +444,95 @@ impl Schedule {
     /// Drops the address failures that are due anyway once there are too
     /// many.
     fn trim(&mut self) {
+        let now = Instant::now();
         if self.addresses.len() > MAX_SCHEDULED_ADDRESSES {
-            let now = Instant::now();
             self.addresses.retain(|_, b| b.next > now);
+        }
+        let recent = |t: &Instant| now.saturating_duration_since(*t) < ANSWERED_RECENTLY;
+        if self.answered.len() > MAX_SCHEDULED_ADDRESSES {
+            self.answered.retain(|_, t| recent(t));
+        }
+        if self.started.len() > MAX_SCHEDULED_ADDRESSES {
+            // Forgetting when an address was served only moves it ahead.
+            self.started.retain(|_, t| recent(t));
+            if self.started.len() > MAX_SCHEDULED_ADDRESSES {
+                self.started.clear();
+            }
         }
     }
 
-    /// How long until something is due (at least 10 ms, at most
-    /// [`RETRY_MAX`]; the worker is woken earlier by a new forward or a
-    /// lane's report).
-    fn wait(&self, now: Instant) -> Duration {
-        self.entries
-            .values()
-            .chain(self.addresses.values())
+    /// Whether `key` answered within [`ANSWERED_RECENTLY`] of `now`.
+    fn live(&self, key: &[u8], now: Instant) -> bool {
+        self.answered
+            .get(key)
+            .is_some_and(|t| now.saturating_duration_since(*t) < ANSWERED_RECENTLY)
+    }
+
+    /// The lanes to start out of `candidates` (one per address, all due and
+    /// idle): addresses that answered recently first, then those served
+    /// least recently, within [`MAX_LANES`] running lanes of which at most
+    /// `MAX_LANES - RESERVED_LANES` for addresses not known to answer, so
+    /// forwards to many dead addresses cannot take every lane.
+    fn choose(
+        &mut self,
+        candidates: HashMap<Vec<u8>, Run>,
+        lanes: &Lanes,
+        now: Instant,
+    ) -> Vec<(Vec<u8>, Run)> {
+        let mut free = MAX_LANES.saturating_sub(lanes.busy.len());
+        let unknown_busy = lanes.busy.iter().filter(|k| !self.live(k, now)).count();
+        let mut free_unknown = (MAX_LANES - RESERVED_LANES).saturating_sub(unknown_busy);
+        let mut candidates: Vec<(Vec<u8>, Run)> = candidates.into_iter().collect();
+        candidates.sort_by_key(|(k, run)| {
+            (
+                !self.live(k, now),
+                self.started.get(k).copied(),
+                run.seqs.first().copied(),
+            )
+        });
+        let mut chosen = Vec::new();
+        for (key, run) in candidates {
+            if free == 0 {
+                break;
+            }
+            if !self.live(&key, now) {
+                if free_unknown == 0 {
+                    continue;
+                }
+                free_unknown -= 1;
+            }
+            free -= 1;
+            self.started.insert(key.clone(), now);
+            chosen.push((key, run));
+        }
+        self.trim();
+        chosen
+    }
+
+    /// How long until something not yet due at `planned` (when the last
+    /// pass planned) becomes due, at least 10 ms, at most [`RETRY_MAX`].
+    /// What was due at `planned` either went to a lane or waits for one (its
+    /// address is busy, or every lane is): a lane's report wakes the worker
+    /// for those, so they must not make it poll (review H-A: a due backoff
+    /// of a running lane kept the worker re-reading its queue every 10 ms).
+    /// With every lane busy nothing can start before a report.
+    fn wait(&self, lanes: &Lanes, planned: Instant, now: Instant) -> Duration {
+        if lanes.busy.len() >= MAX_LANES {
+            return RETRY_MAX;
+        }
+        let entries = self
+            .entries
+            .iter()
+            .filter(|(seq, _)| !lanes.given.contains(*seq))
+            .map(|(_, b)| b);
+        let addresses = self
+            .addresses
+            .iter()
+            .filter(|(key, _)| !lanes.busy.contains(*key))
+            .map(|(_, b)| b);
+        entries
+            .chain(addresses)
+            .filter(|b| b.next > planned)
             .map(|b| b.next.saturating_duration_since(now))
             .min()
             .unwrap_or(RETRY_MAX)
@@ -363,6 +544,8 @@ impl Schedule {
         match report.address {
             AddressOutcome::Answered => {
                 self.addresses.remove(&report.key);
+                self.answered.insert(report.key.clone(), now);
+                self.trim();
             }
             AddressOutcome::Failed => {
                 Self::bump(&mut self.addresses, report.key.clone(), now);
@@ -548,7 +731,9 @@ impl Forwarder {
             metrics,
             connect_timeout: CONNECT_TIMEOUT,
             allow_private: policy.allow_private,
+            own: policy.own,
             recent: Mutex::new(RecentDestinations::default()),
+            cap_warning: Mutex::new(RateLimitedWarning::default()),
             peers: Mutex::new(Peers::default()),
             workers: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
@@ -686,6 +871,7 @@ impl Forwarder {
         let mut cached = slot.lock().await;
         if let Some(conn) = cached.as_ref() {
             if conn.close_reason().is_none() {
+                lock(&self.recent).touch(&address_key(destination), Instant::now());
                 return Ok(conn.clone());
             }
         }
@@ -707,18 +893,20 @@ impl Forwarder {
         .map_err(|_| unreachable("name lookup failed"))?
         .next()
         .ok_or_else(|| unreachable("no address"))?;
-        if !self.allow_private && is_private(remote.ip()) {
+        if refused(self.allow_private, &self.own, remote.ip()) {
             tracing::debug!(
-                "relay {} refused: its address is in a private range",
+                "relay {} refused: its address is in a private range or this relay's own",
                 destination.fingerprint()
             );
             return Err(ConnectError::Refused);
         }
         // Counted after the policy, so refused addresses use up no slot.
         if !lock(&self.recent).admit(&address_key(destination), Instant::now()) {
-            tracing::warn!(
-                "forwarding paused for a new destination: {MAX_DESTINATIONS_PER_HOUR} distinct destinations in the last hour"
-            );
+            if let Some(count) = lock(&self.cap_warning).refused(Instant::now()) {
+                tracing::warn!(
+                    "forwarding paused for {count} connects to new destinations: {MAX_DESTINATIONS_PER_HOUR} distinct destinations in the last hour"
+                );
+            }
             return Err(ConnectError::Unreachable);
         }
         let config = client_config(*destination.fingerprint()).map_err(|e| {
@@ -801,8 +989,9 @@ impl Forwarder {
             if *shutdown.borrow() {
                 break;
             }
+            let planned = Instant::now();
             let wait = match self
-                .pass(&destination, &mut schedule, &mut lanes, &done)
+                .pass(&destination, planned, &mut schedule, &mut lanes, &done)
                 .await
             {
                 Err(e) => {
@@ -825,7 +1014,7 @@ impl Forwarder {
                 }
                 Ok(_) => {
                     read_delay = Duration::ZERO;
-                    schedule.wait(Instant::now())
+                    schedule.wait(&lanes, planned, Instant::now())
                 }
             };
             tokio::select! {
@@ -848,9 +1037,12 @@ impl Forwarder {
     /// One pass over the queue: settles expired forwards and starts a lane
     /// for every address with forwards due and no lane running. True if
     /// forwards were queued when the pass began (some may still be).
+    /// Everything is judged due or not at `now`, so the wait that follows
+    /// knows exactly what this pass saw as due.
     async fn pass(
         self: &Arc<Self>,
         destination: &[u8; 32],
+        now: Instant,
         schedule: &mut Schedule,
         lanes: &mut Lanes,
         done: &mpsc::Sender<LaneReport>,
@@ -874,7 +1066,7 @@ impl Forwarder {
                 if lanes.given.contains(&entry.seq) {
                     continue;
                 }
-                self.plan(entry, schedule, lanes, &mut runs).await;
+                self.plan(entry, now, schedule, lanes, &mut runs).await;
             }
             match next {
                 Some(n) if full => from = n,
@@ -883,7 +1075,7 @@ impl Forwarder {
         }
         // Forget the schedules of forwards no longer queued.
         schedule.entries.retain(|seq, _| seen.contains(seq));
-        for (key, run) in runs {
+        for (key, run) in schedule.choose(runs, lanes, now) {
             lanes.busy.insert(key.clone());
             lanes.given.extend(run.seqs.iter().copied());
             let guard = ReportOnDrop {
@@ -906,6 +1098,7 @@ impl Forwarder {
     async fn plan(
         &self,
         entry: QueuedForward,
+        now: Instant,
         schedule: &mut Schedule,
         lanes: &Lanes,
         runs: &mut HashMap<Vec<u8>, Run>,
@@ -919,9 +1112,7 @@ impl Forwarder {
             }
             return;
         }
-        if !schedule.due(seq, &entry.destination, Instant::now())
-            || lanes.busy.contains(&entry.destination)
-        {
+        if !schedule.due(seq, &entry.destination, now) || lanes.busy.contains(&entry.destination) {
             return;
         }
         if let Some(run) = runs.get_mut(&entry.destination) {
@@ -930,9 +1121,8 @@ impl Forwarder {
             }
             return;
         }
-        if lanes.busy.len() + runs.len() >= MAX_LANES {
-            return;
-        }
+        // Every due idle address is a candidate; `Schedule::choose` picks
+        // which get a lane (bounded by the queue: at most one per entry).
         let Ok(address) = RelayAddress::decode(&entry.destination) else {
             tracing::error!("corrupt destination in the forward queue");
             Schedule::bump(&mut schedule.entries, seq, Instant::now());
@@ -1118,7 +1308,7 @@ mod tests {
         let later = now + RETRY_MIN;
         assert!(schedule.due(1, b"a", later));
         assert!(schedule.due(2, b"bad", later));
-        let wait = schedule.wait(now);
+        let wait = schedule.wait(&Lanes::default(), now, now);
         assert!(wait >= RETRY_MIN / 2 && wait <= RETRY_MIN, "{wait:?}");
         // Delays double per failure.
         Schedule::bump(&mut schedule.entries, 1, now);
@@ -1222,6 +1412,7 @@ mod tests {
             Policy {
                 ttl_secs: 3600,
                 allow_private: false,
+                own: Vec::new(),
             },
             shutdown,
             Arc::new(Metrics::default()),
@@ -1330,6 +1521,7 @@ mod tests {
             Policy {
                 ttl_secs: 3600,
                 allow_private: true,
+                own: Vec::new(),
             },
             shutdown,
             Arc::new(Metrics::default()),
@@ -1357,6 +1549,156 @@ mod tests {
         }
         assert!(matches!(forwarder.state(&stuck), Ok(ForwardState::Queued)));
         stop.send(true).unwrap();
+    }
+
+    #[test]
+    fn due_work_held_by_a_lane_does_not_make_the_worker_poll() {
+        let now = Instant::now();
+        let mut schedule = Schedule::default();
+        Schedule::bump(&mut schedule.entries, 1, now);
+        Schedule::bump(&mut schedule.addresses, b"dead".to_vec(), now);
+        let later = now + RETRY_MIN;
+        let mut lanes = Lanes::default();
+        // Both due and taken by a lane: the lane's report wakes the worker.
+        lanes.given.insert(1);
+        lanes.busy.insert(b"dead".to_vec());
+        assert_eq!(schedule.wait(&lanes, later, later), RETRY_MAX);
+        // Due at planning but held back (address busy elsewhere, lane cap):
+        // also a report's business.
+        let idle = Lanes::default();
+        assert_eq!(schedule.wait(&idle, later, later), RETRY_MAX);
+        // Not yet due at planning: its own time.
+        let wait = schedule.wait(&idle, now, now);
+        assert!(wait >= RETRY_MIN / 2 && wait <= RETRY_MIN, "{wait:?}");
+        // Every lane busy: nothing can start before a report.
+        let mut full = Lanes::default();
+        for n in 0..MAX_LANES {
+            full.busy.insert(n.to_be_bytes().to_vec());
+        }
+        assert_eq!(schedule.wait(&full, now, now), RETRY_MAX);
+    }
+
+    /// A redb store that counts reads of the forward queue.
+    struct Counting {
+        inner: crate::store::redb::RedbStore,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Store for Counting {
+        fn apply(
+            &self,
+            ops: &[WriteOp],
+        ) -> Result<Vec<crate::store::WriteOutcome>, crate::store::StoreError> {
+            self.inner.apply(ops)
+        }
+        fn mailbox(
+            &self,
+            id: &enlace_protocol::envelope::MailboxId,
+        ) -> Result<Option<crate::store::MailboxRecord>, crate::store::StoreError> {
+            self.inner.mailbox(id)
+        }
+        fn mailbox_by_send_id(
+            &self,
+            id: &enlace_protocol::envelope::MailboxId,
+        ) -> Result<
+            Option<(
+                enlace_protocol::envelope::MailboxId,
+                crate::store::MailboxRecord,
+            )>,
+            crate::store::StoreError,
+        > {
+            self.inner.mailbox_by_send_id(id)
+        }
+        fn pending(
+            &self,
+            id: &enlace_protocol::envelope::MailboxId,
+            after: Option<u64>,
+            not_before: u64,
+            limit: usize,
+        ) -> Result<Vec<crate::store::StoredEnvelope>, crate::store::StoreError> {
+            self.inner.pending(id, after, not_before, limit)
+        }
+        fn stats(&self) -> Result<crate::store::Stats, crate::store::StoreError> {
+            self.inner.stats()
+        }
+        fn forward_status(
+            &self,
+            id: &ForwardId,
+        ) -> Result<Option<crate::store::forward::ForwardRecord>, crate::store::StoreError>
+        {
+            self.inner.forward_status(id)
+        }
+        fn forward_queue(
+            &self,
+            destination: &[u8; 32],
+            limit: usize,
+        ) -> Result<Vec<QueuedForward>, crate::store::StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.forward_queue(destination, limit)
+        }
+        fn forward_queue_from(
+            &self,
+            destination: &[u8; 32],
+            from_seq: u64,
+            limit: usize,
+        ) -> Result<Vec<QueuedForward>, crate::store::StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.forward_queue_from(destination, from_seq, limit)
+        }
+        fn forward_destinations(
+            &self,
+            limit: usize,
+        ) -> Result<Vec<[u8; 32]>, crate::store::StoreError> {
+            self.inner.forward_destinations(limit)
+        }
+    }
+
+    /// While a lane is stuck connecting to an address that failed before
+    /// (its backoff is due, and stays so until the lane reports), the
+    /// worker sleeps: a handful of queue reads over seconds, not one every
+    /// 10 ms (the old worker read its queue about 100 times a second here).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stuck_lane_does_not_make_the_worker_reread_its_queue() {
+        let black_hole = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let dead = RelayAddress::new(
+            Fingerprint([5; 32]),
+            "127.0.0.1",
+            black_hole.local_addr().unwrap().port(),
+        )
+        .unwrap();
+        let store = Arc::new(Counting {
+            inner: crate::store::redb::RedbStore::in_memory().unwrap(),
+            reads: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let writer = Writer::spawn(dyn_store.clone()).unwrap();
+        let clock = Clock::new(0);
+        let (stop, shutdown) = watch::channel(false);
+        let forwarder = Forwarder::new(
+            quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap(),
+            writer.clone(),
+            dyn_store,
+            clock,
+            Policy {
+                ttl_secs: 3600,
+                allow_private: true,
+                own: Vec::new(),
+            },
+            shutdown,
+            Arc::new(Metrics::default()),
+        )
+        .with_connect_timeout(Duration::from_secs(1));
+        enqueue(&writer, clock, 1, &dead).await;
+        forwarder.kick(dead.fingerprint().0);
+        // The first connect fails after 1 s; the second starts 0.5 to 1 s
+        // later on an address whose backoff is due, and is stuck for 1 s;
+        // the third starts 1 to 2 s after that.
+        tokio::time::sleep(Duration::from_millis(4000)).await;
+        let mut buf = [0u8; 2048];
+        assert!(black_hole.try_recv_from(&mut buf).is_ok(), "never tried");
+        let reads = store.reads.load(Ordering::SeqCst);
+        stop.send(true).unwrap();
+        assert!(reads <= 12, "{reads} queue reads while one lane was stuck");
     }
 
     #[test]
@@ -1389,6 +1731,17 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "64:ff9b::c0a8:101",
+            "64:ff9b:1::808:808",
+            "64:ff9b:1:ffff::1",
+            "::8.8.8.8",
+            "::10.0.0.1",
+            "fec0::1",
+            "feff::1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "192.0.0.8",
+            "240.0.0.1",
+            "250.1.2.3",
         ];
         for ip in private {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
@@ -1403,8 +1756,14 @@ mod tests {
             "192.169.0.1",
             "2606:4700::1111",
             "2001:db9::1",
-            "fec0::1",
+            "fe00::1",
             "::ffff:8.8.8.8",
+            "198.17.255.255",
+            "198.20.0.1",
+            "192.0.1.1",
+            "223.255.255.254",
+            "64:ff9b:2::1",
+            "::1:0:0:1",
             "64:ff9b::808:808",
         ];
         for ip in public {
@@ -1416,6 +1775,104 @@ mod tests {
         assert!(!host_is_private("203.0.114.1"));
         assert!(!host_is_private("relay.example.org"));
         assert!(!host_is_private("localhost"));
+    }
+
+    #[test]
+    fn private_destinations_are_refused_unless_the_relay_itself_is_private() {
+        let any4: IpAddr = "0.0.0.0".parse().unwrap();
+        let any6: IpAddr = "::".parse().unwrap();
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let lan: IpAddr = "192.168.1.5".parse().unwrap();
+        let public: IpAddr = "198.51.99.1".parse().unwrap();
+        // The shipped default: all interfaces, no public host.
+        assert!(!private_policy(false, None, any4).0);
+        assert!(!private_policy(false, None, any6).0);
+        assert!(private_policy(true, None, any4).0);
+        assert!(private_policy(false, None, lo).0);
+        assert!(private_policy(false, None, lan).0);
+        assert!(!private_policy(false, None, public).0);
+        assert!(private_policy(false, Some("10.0.0.2"), any4).0);
+        assert!(private_policy(false, Some("[::1]"), any6).0);
+        assert!(!private_policy(false, Some("relay.example.org"), lo).0);
+        assert!(!private_policy(false, Some("8.8.8.8"), lan).0);
+        assert!(private_policy(true, Some("relay.example.org"), any4).0);
+    }
+
+    #[test]
+    fn the_cap_warning_is_logged_once_a_minute_with_a_count() {
+        let now = Instant::now();
+        let mut warning = RateLimitedWarning::default();
+        assert_eq!(warning.refused(now), Some(1));
+        for _ in 0..99 {
+            assert_eq!(warning.refused(now + Duration::from_secs(30)), None);
+        }
+        assert_eq!(warning.refused(now + WARNING_INTERVAL), Some(100));
+        assert_eq!(warning.refused(now + WARNING_INTERVAL), None);
+    }
+
+    #[test]
+    fn the_relays_own_addresses_are_refused_unless_private_ones_are_allowed() {
+        let own: Vec<IpAddr> = vec![
+            "198.51.99.1".parse().unwrap(),
+            "2606:4700::7".parse().unwrap(),
+        ];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(refused(false, &own, ip("198.51.99.1")));
+        assert!(refused(false, &own, ip("::ffff:198.51.99.1")));
+        assert!(refused(false, &own, ip("2606:4700::7")));
+        assert!(!refused(false, &own, ip("198.51.99.2")));
+        assert!(refused(false, &own, ip("10.0.0.1")));
+        assert!(!refused(true, &own, ip("198.51.99.1")));
+        assert!(!refused(true, &own, ip("10.0.0.1")));
+    }
+
+    /// Forwards to many dead addresses, queued first, do not take every
+    /// lane: an address that answered recently gets one, and the dead ones
+    /// take turns (review M-D).
+    #[test]
+    fn dead_addresses_cannot_take_every_lane() {
+        let now = Instant::now();
+        let run = |port: u16| {
+            let address = RelayAddress::new(Fingerprint([1; 32]), "192.0.2.1", port).unwrap();
+            (
+                address_key(&address),
+                Run {
+                    address,
+                    seqs: vec![u64::from(port)],
+                },
+            )
+        };
+        let (live, live_run) = run(1);
+        let mut schedule = Schedule::default();
+        schedule.answered.insert(live.clone(), now);
+        // The dead ones come first in the queue.
+        let mut candidates: HashMap<Vec<u8>, Run> =
+            (100..100 + 2 * MAX_LANES as u16).map(run).collect();
+        candidates.insert(live.clone(), live_run);
+        let chosen = schedule.choose(candidates, &Lanes::default(), now);
+        assert_eq!(chosen.len(), MAX_LANES - RESERVED_LANES + 1);
+        assert!(chosen.iter().any(|(k, _)| *k == live));
+
+        // Every unknown lane busy: the live address still gets one.
+        let mut lanes = Lanes::default();
+        for (k, _) in &chosen {
+            if *k != live {
+                lanes.busy.insert(k.clone());
+            }
+        }
+        let mut candidates: HashMap<Vec<u8>, Run> = (1000..1010).map(run).collect();
+        candidates.insert(live.clone(), run(1).1);
+        let chosen2 = schedule.choose(candidates, &lanes, now);
+        assert_eq!(chosen2.len(), 1);
+        assert_eq!(chosen2[0].0, live);
+
+        // Round robin: dead addresses never served go before those served.
+        let served: HashSet<Vec<u8>> = chosen.into_iter().map(|(k, _)| k).collect();
+        let candidates: HashMap<Vec<u8>, Run> =
+            (100..100 + 2 * MAX_LANES as u16).map(run).collect();
+        let chosen3 = schedule.choose(candidates, &Lanes::default(), now + RETRY_MIN);
+        assert_eq!(chosen3.len(), MAX_LANES - RESERVED_LANES);
+        assert!(chosen3.iter().all(|(k, _)| !served.contains(k)));
     }
 
     #[test]
@@ -1431,7 +1888,35 @@ mod tests {
         assert!(!recent.admit(&key(MAX_DESTINATIONS_PER_HOUR), now));
         let later = now + DESTINATION_WINDOW;
         assert!(recent.admit(&key(MAX_DESTINATIONS_PER_HOUR), later));
-        assert!(recent.first.len() <= MAX_DESTINATIONS_PER_HOUR);
+        assert!(recent.last.len() <= MAX_DESTINATIONS_PER_HOUR);
+    }
+
+    /// A destination in use keeps its slot past an hour from its first
+    /// connection while others fill the rest (it counted as new an hour
+    /// after its first connection, and was refused while the cap was full).
+    #[test]
+    fn a_destination_in_use_keeps_its_slot() {
+        let now = Instant::now();
+        let mut recent = RecentDestinations::default();
+        let key = |n: usize| n.to_be_bytes().to_vec();
+        assert!(recent.admit(b"legit", now));
+        let half = now + DESTINATION_WINDOW / 2;
+        // Used again (a reconnect, or a cached connection in use).
+        assert!(recent.admit(b"legit", half));
+        recent.touch(b"legit", half);
+        for n in 0..MAX_DESTINATIONS_PER_HOUR - 1 {
+            assert!(recent.admit(&key(n), half));
+        }
+        let past_first = now + DESTINATION_WINDOW + Duration::from_secs(1);
+        // A new one takes no slot of a destination in use.
+        assert!(!recent.admit(b"new", past_first));
+        assert!(
+            recent.admit(b"legit", past_first),
+            "a destination in use was refused"
+        );
+        // Unused for an hour, its slot goes to a new one.
+        let idle = past_first + DESTINATION_WINDOW;
+        assert!(recent.admit(b"new", idle));
     }
 
     /// A relay that may not forward to private ranges refuses a forward to
@@ -1457,6 +1942,7 @@ mod tests {
             Policy {
                 ttl_secs: 3600,
                 allow_private: false,
+                own: Vec::new(),
             },
             shutdown,
             Arc::new(Metrics::default()),

@@ -487,6 +487,19 @@ pub async fn run(
     let writer = Writer::spawn(store.clone()).map_err(|e| format!("cannot start writer: {e}"))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let clock = Clock::new(config.clock_offset_secs);
+    let (allow_private, why) = crate::forwarding::private_policy(
+        config.forward_allow_private,
+        config.public_host.as_deref(),
+        config.listen.ip(),
+    );
+    let public_ip = config.public_host.as_deref().and_then(|h| {
+        h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .ok()
+    });
+    let decision = if allow_private { "allowed" } else { "refused" };
+    tracing::info!("forwarding to private addresses: {decision} ({why})");
     let forwarder = Forwarder::new(
         endpoint.clone(),
         writer.clone(),
@@ -494,8 +507,12 @@ pub async fn run(
         clock,
         crate::forwarding::Policy {
             ttl_secs: config.limits.ttl_secs,
-            allow_private: config.forward_allow_private
-                || crate::forwarding::host_is_private(address.host()),
+            allow_private,
+            own: [Some(local_addr.ip()), public_ip]
+                .into_iter()
+                .flatten()
+                .filter(|ip| !ip.is_unspecified())
+                .collect(),
         },
         shutdown_rx.clone(),
         metrics.clone(),

@@ -815,13 +815,23 @@ async fn a_public_relay_does_not_forward_to_private_addresses_unless_allowed() {
         }
         other => panic!("{other:?}"),
     }
-    // Only the allowed relay's forward arrived.
+    // Only the allowed relay's forward arrived: a marker sent to the
+    // mailbox directly after the refusal comes right after it, with no
+    // envelope from the public relay in between.
+    let marker = sealed_envelope(&sender, mb.send_id);
+    dest_conn.send(&marker).await.unwrap();
     let mut sub = dest_conn
         .subscribe(mb.receive_id, &owner, mb.delivery_key)
         .await
         .unwrap();
     let got = next_envelope(&mut sub).await.expect("the allowed forward");
     assert_eq!(got.message_id(), env.message_id());
+    let got = next_envelope(&mut sub).await.expect("the marker");
+    assert_eq!(
+        got.message_id(),
+        marker.message_id(),
+        "an envelope other than the marker arrived"
+    );
     drop(sub);
     let log = std::fs::read_to_string(&public.log).unwrap();
     assert!(

@@ -1402,20 +1402,11 @@ mod tests {
             reads: std::sync::atomic::AtomicUsize::new(0),
         });
         let dyn_store: Arc<dyn Store> = store.clone();
-        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        let (stop, shutdown) = watch::channel(false);
-        let forwarder = Forwarder::new(
-            endpoint,
+        let (forwarder, stop) = test_forwarder(
             Writer::spawn(dyn_store.clone()).unwrap(),
             dyn_store,
             Clock::new(0),
-            Policy {
-                ttl_secs: 3600,
-                allow_private: false,
-                own: Vec::new(),
-            },
-            shutdown,
-            Arc::new(Metrics::default()),
+            false,
         );
         forwarder.kick([7; 32]);
         // A blocking sleep: a spinning worker that never yields must not
@@ -1426,6 +1417,31 @@ mod tests {
         // The first failure waits at least RETRY_MIN / 2 = 500 ms.
         assert!(reads <= 2, "{reads} reads of a failing queue in 400 ms");
         assert!(reads >= 1);
+    }
+
+    /// A forwarder for tests: a fresh client endpoint, a TTL of an hour, no
+    /// own addresses. Sending `true` on the returned sender stops it.
+    fn test_forwarder(
+        writer: Writer,
+        store: Arc<dyn Store>,
+        clock: Clock,
+        allow_private: bool,
+    ) -> (Arc<Forwarder>, watch::Sender<bool>) {
+        let (stop, shutdown) = watch::channel(false);
+        let forwarder = Forwarder::new(
+            quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap(),
+            writer,
+            store,
+            clock,
+            Policy {
+                ttl_secs: 3600,
+                allow_private,
+                own: Vec::new(),
+            },
+            shutdown,
+            Arc::new(Metrics::default()),
+        );
+        (forwarder, stop)
     }
 
     /// A destination relay that answers hello and stores every forward.
@@ -1512,21 +1528,8 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(crate::store::redb::RedbStore::in_memory().unwrap());
         let writer = Writer::spawn(store.clone()).unwrap();
         let clock = Clock::new(0);
-        let (stop, shutdown) = watch::channel(false);
-        let forwarder = Forwarder::new(
-            quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap(),
-            writer.clone(),
-            store,
-            clock,
-            Policy {
-                ttl_secs: 3600,
-                allow_private: true,
-                own: Vec::new(),
-            },
-            shutdown,
-            Arc::new(Metrics::default()),
-        )
-        .with_connect_timeout(Duration::from_secs(120));
+        let (forwarder, stop) = test_forwarder(writer.clone(), store, clock, true);
+        let forwarder = forwarder.with_connect_timeout(Duration::from_secs(120));
         let fp = live.fingerprint().0;
         let stuck = enqueue(&writer, clock, 1, &dead).await;
         forwarder.kick(fp);
@@ -1673,21 +1676,8 @@ mod tests {
         let dyn_store: Arc<dyn Store> = store.clone();
         let writer = Writer::spawn(dyn_store.clone()).unwrap();
         let clock = Clock::new(0);
-        let (stop, shutdown) = watch::channel(false);
-        let forwarder = Forwarder::new(
-            quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap(),
-            writer.clone(),
-            dyn_store,
-            clock,
-            Policy {
-                ttl_secs: 3600,
-                allow_private: true,
-                own: Vec::new(),
-            },
-            shutdown,
-            Arc::new(Metrics::default()),
-        )
-        .with_connect_timeout(Duration::from_secs(1));
+        let (forwarder, stop) = test_forwarder(writer.clone(), dyn_store, clock, true);
+        let forwarder = forwarder.with_connect_timeout(Duration::from_secs(1));
         enqueue(&writer, clock, 1, &dead).await;
         forwarder.kick(dead.fingerprint().0);
         // The first connect fails after 1 s; the second starts 0.5 to 1 s
@@ -1933,20 +1923,7 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(crate::store::redb::RedbStore::in_memory().unwrap());
         let writer = Writer::spawn(store.clone()).unwrap();
         let clock = Clock::new(0);
-        let (stop, shutdown) = watch::channel(false);
-        let forwarder = Forwarder::new(
-            quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap(),
-            writer.clone(),
-            store,
-            clock,
-            Policy {
-                ttl_secs: 3600,
-                allow_private: false,
-                own: Vec::new(),
-            },
-            shutdown,
-            Arc::new(Metrics::default()),
-        );
+        let (forwarder, stop) = test_forwarder(writer.clone(), store, clock, false);
         let id = enqueue(&writer, clock, 3, &private).await;
         forwarder.kick(private.fingerprint().0);
         let deadline = Instant::now() + Duration::from_secs(60);

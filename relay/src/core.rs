@@ -531,6 +531,12 @@ impl ConnState {
         self.passed_check.load(Ordering::SeqCst) && self.failed_checks() == 0
     }
 
+    /// True once a signature check of this connection's own requests
+    /// passed (whether or not others failed since).
+    pub fn has_passed_a_check(&self) -> bool {
+        self.passed_check.load(Ordering::SeqCst)
+    }
+
     /// True once the host's failed-check budget ran out on this
     /// connection's failures: the driver closes it.
     pub fn host_exhausted(&self) -> bool {

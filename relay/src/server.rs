@@ -62,6 +62,11 @@ pub const MAX_MALFORMED_STREAMS: u32 = 8;
 /// fails at most this many plus one per stream whose check was already
 /// under way (at most [`MAX_STREAMS`] - 1 more).
 pub const MAX_AUTH_FAILURES: u32 = 16;
+/// The same budget for a connection none of whose checks has passed yet:
+/// an honest client's first requests fail only by a mistake, which a few
+/// cover, while an attacker's connection pays its handshake for this many
+/// checks instead of [`MAX_AUTH_FAILURES`].
+pub const UNPROVEN_MAX_AUTH_FAILURES: u32 = 4;
 /// Operations committed in one write transaction at most: bounds commit
 /// latency when thousands are queued.
 pub const MAX_BATCH: usize = 1024;
@@ -746,9 +751,13 @@ fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
 }
 
 /// True once a connection's own failed checks reach [`MAX_AUTH_FAILURES`]
-/// or its host's failed-check budget ran out on one of them.
+/// ([`UNPROVEN_MAX_AUTH_FAILURES`] if none of its checks passed) or its
+/// host's failed-check budget ran out on one of them.
 fn over_budget(state: &ConnState) -> bool {
-    state.failed_checks() >= MAX_AUTH_FAILURES || state.host_exhausted()
+    let failed = state.failed_checks();
+    failed >= MAX_AUTH_FAILURES
+        || (failed >= UNPROVEN_MAX_AUTH_FAILURES && !state.has_passed_a_check())
+        || state.host_exhausted()
 }
 
 /// Releases a connection's slot when its task ends.

@@ -88,13 +88,13 @@ async fn fail_checks(conn: &quinn::Connection, bad: &[u8], n: usize) -> (usize, 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_whose_connections_keep_failing_checks_is_refused_until_it_earns_one() {
     let dir = tempfile::tempdir().unwrap();
-    // 20 failed checks per host: one connection's 16, then 4 more. One more
-    // is earned every 3 s.
+    // 6 failed checks per host: one unproven connection's 4, then 2 more.
+    // One more is earned every 3 s.
     let relay = start(
         &dir.path().join("relay"),
         &[
             "--failed-checks-per-ip",
-            "20",
+            "6",
             "--failed-check-refill-secs",
             "3",
         ],
@@ -117,16 +117,17 @@ async fn a_host_whose_connections_keep_failing_checks_is_refused_until_it_earns_
     let neighbour = try_connect(&endpoint, to).await.unwrap();
     create_on(&neighbour).await;
 
-    // First connection: its own budget (16) closes it.
+    // First connection: its own budget (4 while none of its checks passed)
+    // closes it.
     let first = try_connect(&endpoint, to).await.unwrap();
     let (auth, code3) = fail_checks(&first, &bad, 24).await;
     assert!(
         code3,
         "the first failing connection was not closed with code 3"
     );
-    assert!(auth <= 16, "{auth} failed checks on one connection");
-    // Second connection: the host has 4 (or, had a refill passed, a few
-    // more) left, far fewer than the connection's own 16.
+    assert!(auth <= 4, "{auth} failed checks on one unproven connection");
+    // Second connection: the host has 2 (or, had a refill passed, a few
+    // more) left, fewer than the connection's own 4.
     let started = Instant::now();
     let second = try_connect(&endpoint, to).await.unwrap();
     let (auth, code3) = fail_checks(&second, &bad, 24).await;
@@ -136,7 +137,7 @@ async fn a_host_whose_connections_keep_failing_checks_is_refused_until_it_earns_
     );
     let earned = started.elapsed().as_secs() / 3 + 1;
     assert!(
-        auth as u64 <= 4 + earned,
+        auth as u64 <= 2 + earned,
         "{auth} failed checks on the second connection: the host's budget did not count"
     );
     // The host is out of failed checks: its new connections are refused
@@ -150,7 +151,7 @@ async fn a_host_whose_connections_keep_failing_checks_is_refused_until_it_earns_
             }
             Ok(c) => {
                 // A check was earned meanwhile: spend it and try again.
-                fail_checks(&c, &bad, 4).await;
+                fail_checks(&c, &bad, 2).await;
             }
             Err(false) => panic!("connection failed without a refusal"),
         }

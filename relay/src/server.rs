@@ -66,7 +66,7 @@ pub const MAX_AUTH_FAILURES: u32 = 16;
 /// an honest client's first requests fail only by a mistake, which a few
 /// cover, while an attacker's connection pays its handshake for this many
 /// checks instead of [`MAX_AUTH_FAILURES`].
-pub const UNPROVEN_MAX_AUTH_FAILURES: u32 = 4;
+pub const UNPROVEN_MAX_AUTH_FAILURES: u32 = 8;
 /// Operations committed in one write transaction at most: bounds commit
 /// latency when thousands are queued.
 pub const MAX_BATCH: usize = 1024;

@@ -88,13 +88,13 @@ async fn fail_checks(conn: &quinn::Connection, bad: &[u8], n: usize) -> (usize, 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_whose_connections_keep_failing_checks_is_refused_until_it_earns_one() {
     let dir = tempfile::tempdir().unwrap();
-    // 6 failed checks per host: one unproven connection's 4, then 2 more.
+    // 10 failed checks per host: one unproven connection's 8, then 2 more.
     // One more is earned every 3 s.
     let relay = start(
         &dir.path().join("relay"),
         &[
             "--failed-checks-per-ip",
-            "6",
+            "10",
             "--failed-check-refill-secs",
             "3",
         ],
@@ -117,7 +117,7 @@ async fn a_host_whose_connections_keep_failing_checks_is_refused_until_it_earns_
     let neighbour = try_connect(&endpoint, to).await.unwrap();
     create_on(&neighbour).await;
 
-    // First connection: its own budget (4 while none of its checks passed)
+    // First connection: its own budget (8 while none of its checks passed)
     // closes it.
     let first = try_connect(&endpoint, to).await.unwrap();
     let (auth, code3) = fail_checks(&first, &bad, 24).await;
@@ -125,9 +125,9 @@ async fn a_host_whose_connections_keep_failing_checks_is_refused_until_it_earns_
         code3,
         "the first failing connection was not closed with code 3"
     );
-    assert!(auth <= 4, "{auth} failed checks on one unproven connection");
+    assert!(auth <= 8, "{auth} failed checks on one unproven connection");
     // Second connection: the host has 2 (or, had a refill passed, a few
-    // more) left, fewer than the connection's own 4.
+    // more) left, fewer than the connection's own 8.
     let started = Instant::now();
     let second = try_connect(&endpoint, to).await.unwrap();
     let (auth, code3) = fail_checks(&second, &bad, 24).await;

@@ -375,6 +375,40 @@ mod tests {
     }
 
     #[test]
+    fn per_host_limits_from_flags() {
+        let resolve = |args: &[&str]| {
+            Cli::parse_from(std::iter::once("enlace-relay").chain(args.iter().copied()))
+                .settings
+                .resolve()
+        };
+        let c = resolve(&[
+            "--failed-checks-per-ip",
+            "5",
+            "--failed-check-refill-secs",
+            "2",
+            "--new-connections-per-ip",
+            "9",
+            "--new-connections-per-ip-per-sec",
+            "4",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.hosts,
+            HostPolicy {
+                failed_checks: 5,
+                failed_check_refill_ms: 2000,
+                new_connections: 9,
+                new_connection_refill_ms: 250,
+            }
+        );
+        // A host allowed more concurrent connections may open them at once.
+        let c = resolve(&["--max-connections-per-ip", "5000"]).unwrap();
+        assert_eq!(c.hosts.new_connections, 5000);
+        assert!(resolve(&["--new-connections-per-ip-per-sec", "0"]).is_err());
+        assert!(resolve(&["--failed-checks-per-ip", "0"]).is_err());
+    }
+
+    #[test]
     fn metrics_must_be_loopback() {
         let cli = Cli::parse_from(["enlace-relay", "--metrics", "0.0.0.0:9464"]);
         assert!(cli.settings.resolve().is_err());

@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::core::{
-    DEFAULT_FORWARD_QUEUE_LIMIT, DEFAULT_QUOTA, DEFAULT_TTL_SECS, FIRST_CONTACT_LIMIT, Limits,
+    DEFAULT_FORWARD_QUEUE_LIMIT, DEFAULT_HOST_FAILED_CHECK_REFILL_SECS, DEFAULT_HOST_FAILED_CHECKS,
+    DEFAULT_HOST_NEW_CONNECTIONS, DEFAULT_HOST_NEW_CONNECTIONS_PER_SEC, DEFAULT_QUOTA,
+    DEFAULT_TTL_SECS, FIRST_CONTACT_LIMIT, HostPolicy, Limits,
 };
 
 /// Default UDP listen address.
@@ -108,6 +110,27 @@ pub struct Settings {
     /// Concurrent connections in total. Default: 10000.
     #[arg(long)]
     pub max_connections: Option<u32>,
+    /// New connections one IPv4 address or IPv6 /64 may open in a burst;
+    /// past half of it, an address not validated by a QUIC Retry gets a
+    /// Retry first, and past all of it new connections are refused until
+    /// the burst refills. Default: 64, or --max-connections-per-ip if
+    /// higher.
+    #[arg(long)]
+    pub new_connections_per_ip: Option<u32>,
+    /// New connections per second that refill --new-connections-per-ip.
+    /// Default: 20.
+    #[arg(long)]
+    pub new_connections_per_ip_per_sec: Option<u32>,
+    /// Failed signature checks the connections of one IPv4 address or IPv6
+    /// /64 may make in a burst; then the failing connection is closed (code
+    /// 3) and new ones from there are refused until one more is earned.
+    /// Default: 64.
+    #[arg(long)]
+    pub failed_checks_per_ip: Option<u32>,
+    /// Seconds to earn one more failed check for --failed-checks-per-ip.
+    /// Default: 10.
+    #[arg(long)]
+    pub failed_check_refill_secs: Option<u64>,
     /// Seconds of silence before a connection is closed. Default: 60.
     #[arg(long)]
     pub idle_timeout_secs: Option<u64>,
@@ -153,6 +176,8 @@ pub struct Config {
     pub max_connections_per_ip: u32,
     /// Connections in total.
     pub max_connections: u32,
+    /// Failed checks and new connections per host.
+    pub hosts: HostPolicy,
     /// Idle timeout.
     pub idle_timeout_secs: u64,
     /// Metrics address.
@@ -246,6 +271,30 @@ impl Settings {
                 "quota, ttl-secs and forward-queue-limit must be at least 1".into(),
             ));
         }
+        let max_connections_per_ip =
+            pick!(max_connections_per_ip).unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP);
+        let per_sec =
+            pick!(new_connections_per_ip_per_sec).unwrap_or(DEFAULT_HOST_NEW_CONNECTIONS_PER_SEC);
+        let hosts = HostPolicy {
+            failed_checks: pick!(failed_checks_per_ip).unwrap_or(DEFAULT_HOST_FAILED_CHECKS),
+            failed_check_refill_ms: pick!(failed_check_refill_secs)
+                .unwrap_or(DEFAULT_HOST_FAILED_CHECK_REFILL_SECS)
+                .saturating_mul(1000),
+            // A host allowed more concurrent connections may open them.
+            new_connections: pick!(new_connections_per_ip)
+                .unwrap_or(max_connections_per_ip.max(DEFAULT_HOST_NEW_CONNECTIONS)),
+            new_connection_refill_ms: 1000 / u64::from(per_sec.max(1)),
+        };
+        if hosts.failed_checks == 0
+            || hosts.failed_check_refill_ms == 0
+            || hosts.new_connections == 0
+            || per_sec == 0
+            || per_sec > 1000
+        {
+            return Err(ConfigError::Invalid(
+                "failed-checks-per-ip, failed-check-refill-secs and new-connections-per-ip must be at least 1, new-connections-per-ip-per-sec 1 to 1000".into(),
+            ));
+        }
         let config = Config {
             data_dir: pick!(data_dir).unwrap_or_else(default_data_dir),
             listen,
@@ -255,9 +304,9 @@ impl Settings {
             sweep_interval_secs: pick!(sweep_interval_secs)
                 .unwrap_or(DEFAULT_SWEEP_INTERVAL_SECS)
                 .max(1),
-            max_connections_per_ip: pick!(max_connections_per_ip)
-                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP),
+            max_connections_per_ip,
             max_connections: pick!(max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            hosts,
             idle_timeout_secs: pick!(idle_timeout_secs)
                 .unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS)
                 .clamp(1, 3600),
@@ -319,9 +368,44 @@ mod tests {
         let file: Settings = toml::from_str(text).unwrap();
         let c = file.resolve().unwrap();
         assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.hosts, HostPolicy::default());
         assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/enlace-relay"));
         assert_eq!(c.backend, Backend::Redb);
+    }
+
+    #[test]
+    fn per_host_limits_from_flags() {
+        let resolve = |args: &[&str]| {
+            Cli::parse_from(std::iter::once("enlace-relay").chain(args.iter().copied()))
+                .settings
+                .resolve()
+        };
+        let c = resolve(&[
+            "--failed-checks-per-ip",
+            "5",
+            "--failed-check-refill-secs",
+            "2",
+            "--new-connections-per-ip",
+            "9",
+            "--new-connections-per-ip-per-sec",
+            "4",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.hosts,
+            HostPolicy {
+                failed_checks: 5,
+                failed_check_refill_ms: 2000,
+                new_connections: 9,
+                new_connection_refill_ms: 250,
+            }
+        );
+        // A host allowed more concurrent connections may open them at once.
+        let c = resolve(&["--max-connections-per-ip", "5000"]).unwrap();
+        assert_eq!(c.hosts.new_connections, 5000);
+        assert!(resolve(&["--new-connections-per-ip-per-sec", "0"]).is_err());
+        assert!(resolve(&["--failed-checks-per-ip", "0"]).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use enlace_protocol::address::RelayAddress;
@@ -93,11 +93,75 @@ impl Default for Limits {
     }
 }
 
-/// Mailbox-creation allowances per host, shared by all of a host's
-/// connections and outliving them, so reconnecting earns nothing.
+/// Hosts whose failed-check and connection buckets are remembered before
+/// fresh ones (full, not refusing) are forgotten.
+const HOST_RATE_PRUNE_AT: usize = 4096;
+/// Connection attempts a blocked host is answered `CONNECTION_REFUSED` per
+/// second; the rest are dropped unanswered, so a host that keeps trying
+/// does not make the relay send a packet per attempt.
+pub const REFUSALS_PER_SEC: u32 = 8;
+
+/// Per-host allowances across connections (see docs/protocol.md 7.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostPolicy {
+    /// Failed signature checks a host's connections may make in a burst.
+    pub failed_checks: u32,
+    /// Milliseconds to earn one more failed check.
+    pub failed_check_refill_ms: u64,
+    /// New connections a host may open in a burst.
+    pub new_connections: u32,
+    /// Milliseconds to earn one more new connection.
+    pub new_connection_refill_ms: u64,
+}
+
+/// Failed signature checks one host (IPv4 address or IPv6 /64) may make
+/// in a burst: four connections' worth of [`MAX_AUTH_FAILURES`], more than
+/// a household of honest clients with a wrong key ever fails.
+///
+/// [`MAX_AUTH_FAILURES`]: crate::server::MAX_AUTH_FAILURES
+pub const DEFAULT_HOST_FAILED_CHECKS: u32 = 64;
+/// Seconds to earn one more failed check per host.
+pub const DEFAULT_HOST_FAILED_CHECK_REFILL_SECS: u64 = 10;
+/// New connections one host may open in a burst: 64 organizers behind one
+/// NAT reconnect at once after a network change.
+pub const DEFAULT_HOST_NEW_CONNECTIONS: u32 = 64;
+/// New connections per second per host, past the burst: a busy NAT, and a
+/// client opening a connection per request, both stay far below it.
+pub const DEFAULT_HOST_NEW_CONNECTIONS_PER_SEC: u32 = 20;
+
+impl Default for HostPolicy {
+    fn default() -> Self {
+        Self {
+            failed_checks: DEFAULT_HOST_FAILED_CHECKS,
+            failed_check_refill_ms: DEFAULT_HOST_FAILED_CHECK_REFILL_SECS * 1000,
+            new_connections: DEFAULT_HOST_NEW_CONNECTIONS,
+            new_connection_refill_ms: 1000 / u64::from(DEFAULT_HOST_NEW_CONNECTIONS_PER_SEC),
+        }
+    }
+}
+
+/// What to do with a new connection from a host, by its rates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostAdmission {
+    /// Admit it (a new-connection token was taken).
+    Accept,
+    /// Ask for a Retry first: the host's bucket is below half and the
+    /// address is not validated (spoofed sources cannot drain it further).
+    Retry,
+    /// Refuse it (`CONNECTION_REFUSED`).
+    Refuse,
+    /// Drop it unanswered: the host was refused [`REFUSALS_PER_SEC`] times
+    /// this second already.
+    Ignore,
+}
+
+/// Allowances per host, shared by all of a host's connections and
+/// outliving them, so reconnecting earns nothing.
 #[derive(Debug, Default)]
 pub struct HostLimits {
     creates: Mutex<HostTable>,
+    rates: Mutex<RateTable>,
+    policy: HostPolicy,
 }
 
 #[derive(Debug, Default)]
@@ -108,7 +172,104 @@ struct HostTable {
     prune_at: usize,
 }
 
+#[derive(Debug, Default)]
+struct RateTable {
+    hosts: HashMap<IpAddr, HostRates>,
+    /// As [`HostTable::prune_at`].
+    prune_at: usize,
+}
+
+/// One host's failed-check and new-connection buckets.
+#[derive(Debug)]
+struct HostRates {
+    failures: MsBucket,
+    connections: MsBucket,
+    /// Start (ms) of the second whose refusals `refused` counts.
+    refused_since: u64,
+    refused: u32,
+}
+
+impl HostRates {
+    fn new(policy: &HostPolicy, now_ms: u64) -> Self {
+        Self {
+            failures: MsBucket::full(policy.failed_checks, now_ms),
+            connections: MsBucket::full(policy.new_connections, now_ms),
+            refused_since: now_ms,
+            refused: 0,
+        }
+    }
+
+    /// Equal to a fresh entry at `now_ms`: both buckets full.
+    fn is_fresh(&mut self, policy: &HostPolicy, now_ms: u64) -> bool {
+        self.failures
+            .refill(policy.failed_checks, policy.failed_check_refill_ms, now_ms);
+        self.connections.refill(
+            policy.new_connections,
+            policy.new_connection_refill_ms,
+            now_ms,
+        );
+        self.failures.tokens >= policy.failed_checks
+            && self.connections.tokens >= policy.new_connections
+    }
+
+    /// Refuse, or past [`REFUSALS_PER_SEC`] this second, ignore.
+    fn refuse(&mut self, now_ms: u64) -> HostAdmission {
+        if now_ms.saturating_sub(self.refused_since) >= 1000 {
+            self.refused_since = now_ms;
+            self.refused = 0;
+        }
+        self.refused = self.refused.saturating_add(1);
+        if self.refused > REFUSALS_PER_SEC {
+            HostAdmission::Ignore
+        } else {
+            HostAdmission::Refuse
+        }
+    }
+}
+
+/// A token bucket over milliseconds: up to `burst` tokens, one more every
+/// `refill_ms` (both kept by the caller, so an entry is 16 bytes).
+#[derive(Debug, Clone, Copy)]
+struct MsBucket {
+    tokens: u32,
+    refilled_at: u64,
+}
+
+impl MsBucket {
+    fn full(burst: u32, now_ms: u64) -> Self {
+        Self {
+            tokens: burst,
+            refilled_at: now_ms,
+        }
+    }
+
+    fn refill(&mut self, burst: u32, refill_ms: u64, now_ms: u64) {
+        let refill_ms = refill_ms.max(1);
+        let earned = now_ms.saturating_sub(self.refilled_at) / refill_ms;
+        if earned == 0 {
+            return;
+        }
+        let earned = u32::try_from(earned).unwrap_or(u32::MAX);
+        self.tokens = self.tokens.saturating_add(earned).min(burst);
+        // Time not yet worth a token is kept, unless the bucket is full.
+        self.refilled_at = if self.tokens >= burst {
+            now_ms
+        } else {
+            self.refilled_at
+                .saturating_add(u64::from(earned).saturating_mul(refill_ms))
+        };
+    }
+}
+
 impl HostLimits {
+    /// Limits with `policy` for failed checks and new connections.
+    pub fn new(policy: HostPolicy) -> Self {
+        Self {
+            policy,
+            ..Self::default()
+        }
+    }
+
     /// Takes one creation token for `host`, or says how long to wait.
     fn take_create(&self, host: IpAddr, now: u64) -> Result<(), u32> {
         let mut table = self.creates.lock().unwrap_or_else(|p| p.into_inner());
@@ -124,6 +285,70 @@ impl HostLimits {
             .or_insert_with(|| Bucket::new(HOST_CREATE_BURST, CREATE_REFILL_SECS, now))
             .take(now)
     }
+
+    /// `f` over `host`'s entry, created fresh if absent; prunes fresh
+    /// entries first when the table has grown.
+    fn with_rates<T>(&self, host: IpAddr, now_ms: u64, f: impl FnOnce(&mut HostRates) -> T) -> T {
+        let mut table = self.rates.lock().unwrap_or_else(|p| p.into_inner());
+        let table = &mut *table;
+        let policy = &self.policy;
+        if table.hosts.len() >= table.prune_at.max(HOST_RATE_PRUNE_AT) {
+            table.hosts.retain(|_, h| !h.is_fresh(policy, now_ms));
+            table.prune_at = table.hosts.len().saturating_mul(2);
+        }
+        let entry = table
+            .hosts
+            .entry(host)
+            .or_insert_with(|| HostRates::new(policy, now_ms));
+        f(entry)
+    }
+
+    /// Counts a failed signature check against `host`; false once the host
+    /// has none left (its failing connection is then closed).
+    pub fn fail_check(&self, host: IpAddr, now_ms: u64) -> bool {
+        let p = self.policy;
+        self.with_rates(host, now_ms, |h| {
+            h.failures
+                .refill(p.failed_checks, p.failed_check_refill_ms, now_ms);
+            match h.failures.tokens.checked_sub(1) {
+                Some(left) => {
+                    h.failures.tokens = left;
+                    left > 0
+                }
+                None => false,
+            }
+        })
+    }
+
+    /// Decides on a new connection from `host` (whose address is
+    /// `validated` by a Retry round trip or not), taking a new-connection
+    /// token when it is admitted.
+    pub fn admit(&self, host: IpAddr, now_ms: u64, validated: bool) -> HostAdmission {
+        let p = self.policy;
+        self.with_rates(host, now_ms, |h| {
+            h.failures
+                .refill(p.failed_checks, p.failed_check_refill_ms, now_ms);
+            h.connections
+                .refill(p.new_connections, p.new_connection_refill_ms, now_ms);
+            if h.failures.tokens == 0 || h.connections.tokens == 0 {
+                return h.refuse(now_ms);
+            }
+            if !validated && h.connections.tokens <= p.new_connections / 2 {
+                return HostAdmission::Retry;
+            }
+            h.connections.tokens -= 1;
+            HostAdmission::Accept
+        })
+    }
+
+    /// Hosts in the failed-check/new-connection table.
+    pub fn tracked_hosts(&self) -> usize {
+        self.rates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .hosts
+            .len()
+    }
 }
 
 /// Per-connection state shared by the connection's streams.
@@ -135,6 +360,12 @@ pub struct ConnState {
     /// Signature checks this connection's own requests failed (see
     /// [`ConnState::failed_checks`]).
     failed_checks: AtomicU32,
+    /// A check of this connection's own requests passed (see
+    /// [`ConnState::is_proven`]).
+    passed_check: AtomicBool,
+    /// The host's failed-check budget ran out on one of this connection's
+    /// failures.
+    host_exhausted: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -213,6 +444,8 @@ impl ConnState {
             }),
             host: None,
             failed_checks: AtomicU32::new(0),
+            passed_check: AtomicBool::new(false),
+            host_exhausted: AtomicBool::new(false),
         }
     }
 
@@ -289,9 +522,41 @@ impl ConnState {
         self.failed_checks.load(Ordering::SeqCst)
     }
 
-    /// Counts a failed signature check: the refusal to answer.
-    fn failed_check(&self) -> RelayError {
+    /// True once a signature check of this connection's own requests
+    /// passed and none failed: its requests then skip the driver's
+    /// low-priority gate. Proof of possession when creating a mailbox, a
+    /// recipient command, a signed `Send` (also inside a `RelayDeliver`)
+    /// prove a connection; an unsigned first-contact `Send` does not.
+    pub fn is_proven(&self) -> bool {
+        self.passed_check.load(Ordering::SeqCst) && self.failed_checks() == 0
+    }
+
+    /// True once a signature check of this connection's own requests
+    /// passed (whether or not others failed since).
+    pub fn has_passed_a_check(&self) -> bool {
+        self.passed_check.load(Ordering::SeqCst)
+    }
+
+    /// True once the host's failed-check budget ran out on this
+    /// connection's failures: the driver closes it.
+    pub fn host_exhausted(&self) -> bool {
+        self.host_exhausted.load(Ordering::SeqCst)
+    }
+
+    /// Notes a signature check that passed.
+    fn passed_check(&self) {
+        self.passed_check.store(true, Ordering::SeqCst);
+    }
+
+    /// Counts a failed signature check, here and against the host: the
+    /// refusal to answer.
+    fn failed_check(&self, now: u64) -> RelayError {
         self.failed_checks.fetch_add(1, Ordering::SeqCst);
+        if let Some((limits, host)) = &self.host {
+            if !limits.fail_check(*host, now.saturating_mul(1000)) {
+                self.host_exhausted.store(true, Ordering::SeqCst);
+            }
+        }
         RelayError::Auth
     }
 
@@ -556,11 +821,14 @@ impl<S: Store + ?Sized> Core<S> {
         signed: &'a enlace_protocol::command::Signed<T>,
         conn: &ConnState,
         rec: &MailboxRecord,
+        now: u64,
     ) -> Result<&'a T, RelayError> {
         let key = self.keys.get(&rec.recipient_key)?;
-        signed
+        let cmd = signed
             .verify(&conn.binding, &key)
-            .map_err(|_| conn.failed_check())
+            .map_err(|_| conn.failed_check(now))?;
+        conn.passed_check();
+        Ok(cmd)
     }
 
     /// Decides what to do with one request on connection `conn` at `now`.
@@ -604,7 +872,8 @@ impl<S: Store + ?Sized> Core<S> {
                 // Proof of possession of the new recipient key.
                 let cmd = signed
                     .verify(binding, &cmd.recipient_key)
-                    .map_err(|_| conn.failed_check())?;
+                    .map_err(|_| conn.failed_check(now))?;
+                conn.passed_check();
                 conn.take_create_token(now)
                     .map_err(|retry_after_secs| RelayError::RateLimited { retry_after_secs })?;
                 let mut rng = rand::rng();
@@ -634,7 +903,7 @@ impl<S: Store + ?Sized> Core<S> {
             }
             Request::Secure(signed) => {
                 let rec = self.load(&signed.unverified().receive_id)?;
-                let cmd = self.verify(&signed, conn, &rec)?;
+                let cmd = self.verify(&signed, conn, &rec, now)?;
                 conn.mark_own();
                 Step::Write {
                     op: WriteOp::Secure {
@@ -657,9 +926,10 @@ impl<S: Store + ?Sized> Core<S> {
                             if relayed {
                                 RelayError::Auth
                             } else {
-                                conn.failed_check()
+                                conn.failed_check(now)
                             }
                         })?;
+                        conn.passed_check();
                     }
                     None => {
                         if rec.first_contact >= self.limits.first_contact_limit {
@@ -686,7 +956,7 @@ impl<S: Store + ?Sized> Core<S> {
             }
             Request::Subscribe(signed) => {
                 let rec = self.load(&signed.unverified().receive_id)?;
-                let cmd = self.verify(&signed, conn, &rec)?;
+                let cmd = self.verify(&signed, conn, &rec, now)?;
                 conn.mark_own();
                 Step::Subscribe {
                     receive_id: cmd.receive_id,
@@ -702,7 +972,8 @@ impl<S: Store + ?Sized> Core<S> {
                 };
                 let cmd = signed
                     .verify(binding, &key)
-                    .map_err(|_| conn.failed_check())?;
+                    .map_err(|_| conn.failed_check(now))?;
+                conn.passed_check();
                 // Cached only once a signature verified with it: otherwise
                 // anyone knowing receive ids could churn the cache.
                 if cache {
@@ -722,7 +993,7 @@ impl<S: Store + ?Sized> Core<S> {
             }
             Request::Delete(signed) => {
                 let rec = self.load(&signed.unverified().receive_id)?;
-                let cmd = self.verify(&signed, conn, &rec)?;
+                let cmd = self.verify(&signed, conn, &rec, now)?;
                 Step::Write {
                     op: WriteOp::Delete {
                         receive_id: cmd.receive_id,
@@ -1254,6 +1525,176 @@ mod tests {
             hosts.take_create(ip, later).unwrap();
         }
         assert!(hosts.creates.lock().unwrap().buckets.len() < n + HOST_TABLE_PRUNE_AT);
+    }
+
+    #[test]
+    fn ms_buckets_refill_at_their_rate_and_keep_partial_time() {
+        let mut b = MsBucket::full(4, 1_000);
+        b.tokens = 0;
+        b.refill(4, 100, 1_050);
+        assert_eq!(b.tokens, 0);
+        b.refill(4, 100, 1_150);
+        assert_eq!(b.tokens, 1);
+        // The 50 ms left over from the first token count toward the next.
+        b.refill(4, 100, 1_200);
+        assert_eq!(b.tokens, 2);
+        b.refill(4, 100, 9_000);
+        assert_eq!(b.tokens, 4);
+        // A clock that goes back earns nothing.
+        b.tokens = 0;
+        b.refill(4, 100, 10);
+        assert_eq!(b.tokens, 0);
+    }
+
+    fn policy() -> HostPolicy {
+        HostPolicy {
+            failed_checks: 4,
+            failed_check_refill_ms: 1_000,
+            new_connections: 8,
+            new_connection_refill_ms: 100,
+        }
+    }
+
+    #[test]
+    fn a_host_out_of_failed_checks_is_refused_until_one_is_earned() {
+        let hosts = HostLimits::new(policy());
+        let (bad, other): (IpAddr, IpAddr) =
+            ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let t = 5_000_000;
+        assert!(hosts.fail_check(bad, t));
+        assert!(hosts.fail_check(bad, t));
+        assert!(hosts.fail_check(bad, t));
+        // The fourth uses the budget up: that connection is closed.
+        assert!(!hosts.fail_check(bad, t));
+        assert!(!hosts.fail_check(bad, t));
+        assert_eq!(hosts.admit(bad, t, true), HostAdmission::Refuse);
+        assert_eq!(hosts.admit(other, t, true), HostAdmission::Accept);
+        assert_eq!(hosts.admit(bad, t + 999, true), HostAdmission::Refuse);
+        assert_eq!(hosts.admit(bad, t + 1_000, true), HostAdmission::Accept);
+    }
+
+    #[test]
+    fn refusals_past_a_few_per_second_are_dropped_unanswered() {
+        let hosts = HostLimits::new(HostPolicy {
+            failed_check_refill_ms: 60_000,
+            ..policy()
+        });
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let t = 5_000_000;
+        for _ in 0..4 {
+            hosts.fail_check(ip, t);
+        }
+        for _ in 0..REFUSALS_PER_SEC {
+            assert_eq!(hosts.admit(ip, t, true), HostAdmission::Refuse);
+        }
+        assert_eq!(hosts.admit(ip, t + 10, true), HostAdmission::Ignore);
+        // A new second: refused (answered) again.
+        assert_eq!(hosts.admit(ip, t + 1_010, true), HostAdmission::Refuse);
+    }
+
+    #[test]
+    fn new_connections_past_the_burst_are_refused_and_past_half_need_a_retry() {
+        let hosts = HostLimits::new(policy());
+        let (ip, other): (IpAddr, IpAddr) =
+            ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let t = 5_000_000;
+        for _ in 0..4 {
+            assert_eq!(hosts.admit(ip, t, false), HostAdmission::Accept);
+        }
+        // Half the burst is left: unvalidated (maybe spoofed) attempts get
+        // a Retry and take no token, validated ones go on.
+        for _ in 0..100 {
+            assert_eq!(hosts.admit(ip, t, false), HostAdmission::Retry);
+        }
+        for _ in 0..4 {
+            assert_eq!(hosts.admit(ip, t, true), HostAdmission::Accept);
+        }
+        assert_eq!(hosts.admit(ip, t, true), HostAdmission::Refuse);
+        assert_eq!(hosts.admit(other, t, false), HostAdmission::Accept);
+        // One more per 100 ms.
+        assert_eq!(hosts.admit(ip, t + 100, true), HostAdmission::Accept);
+        assert_eq!(hosts.admit(ip, t + 150, true), HostAdmission::Refuse);
+    }
+
+    #[test]
+    fn the_host_rate_table_is_pruned_of_fresh_entries_only() {
+        let hosts = HostLimits::new(policy());
+        let t = 5_000_000;
+        let ip = |i: usize| IpAddr::V6(std::net::Ipv6Addr::from_bits((i as u128) << 64));
+        let n = HOST_RATE_PRUNE_AT + 10;
+        for i in 0..n {
+            hosts.fail_check(ip(i), t);
+        }
+        // Nothing has refilled: all kept, and the next prune is further out.
+        assert_eq!(hosts.tracked_hosts(), n);
+        assert!(hosts.rates.lock().unwrap().prune_at >= 2 * HOST_RATE_PRUNE_AT);
+        // A host still refused is remembered across a prune.
+        for _ in 0..4 {
+            hosts.fail_check(ip(0), t);
+        }
+        // Once refilled, the old entries equal fresh ones and are forgotten.
+        let later = t + 1_000;
+        for i in 0..(2 * HOST_RATE_PRUNE_AT) {
+            hosts.admit(ip(n + i), later, true);
+        }
+        assert!(hosts.tracked_hosts() < n + HOST_RATE_PRUNE_AT);
+        assert!(hosts.rates.lock().unwrap().hosts.contains_key(&ip(0)));
+    }
+
+    #[test]
+    fn a_connection_is_proven_by_a_passed_check_and_loses_it_on_a_failed_one() {
+        let w = world(Limits::default());
+        // The world's connection created a mailbox: proof of possession.
+        assert!(w.conn.is_proven());
+        let fresh = ConnState::new(ConnectionBinding([2; 32]), NOW);
+        w.core.handle_now(&fresh, Request::hello(), NOW);
+        assert!(!fresh.is_proven());
+        // An unsigned first-contact send proves nothing.
+        assert_eq!(
+            w.core
+                .handle_now(&fresh, Request::Send(envelope(&w, &w.sender, 1)), NOW)
+                .0,
+            Response::Stored
+        );
+        assert!(!fresh.is_proven());
+        secure(&w);
+        assert_eq!(
+            w.core
+                .handle_now(&fresh, Request::Send(envelope(&w, &w.sender, 2)), NOW)
+                .0,
+            Response::Stored
+        );
+        assert!(fresh.is_proven());
+        let stranger = SigningKeyPair::generate(&mut rand::rng());
+        assert_eq!(
+            w.core
+                .handle_now(&fresh, Request::Send(envelope(&w, &stranger, 3)), NOW)
+                .0,
+            Response::Error(RelayError::Auth)
+        );
+        assert!(!fresh.is_proven());
+    }
+
+    #[test]
+    fn failed_checks_count_against_the_host_across_connections() {
+        let w = world(Limits::default());
+        secure(&w);
+        let limits = Arc::new(HostLimits::new(policy()));
+        let host: IpAddr = "192.0.2.9".parse().unwrap();
+        let stranger = SigningKeyPair::generate(&mut rand::rng());
+        let mut closed = Vec::new();
+        for c in 0..2u8 {
+            let conn = ConnState::with_host(ConnectionBinding([c; 32]), NOW, limits.clone(), host);
+            w.core.handle_now(&conn, Request::hello(), NOW);
+            for m in 0..2 {
+                let env = envelope(&w, &stranger, c * 2 + m);
+                w.core.handle_now(&conn, Request::Send(env), NOW);
+            }
+            closed.push(conn.host_exhausted());
+        }
+        // Two failures each: the second connection used the host's four up.
+        assert_eq!(closed, vec![false, true]);
+        assert_eq!(limits.admit(host, NOW * 1000, true), HostAdmission::Refuse);
     }
 
     #[test]

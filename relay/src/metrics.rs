@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::store::Store;
 
 /// Rejection reasons, in the order of [`Metrics::rejections`].
-pub const REASONS: [&str; 14] = [
+pub const REASONS: [&str; 16] = [
     "malformed",
     "unsupported_version",
     "auth",
@@ -29,6 +29,8 @@ pub const REASONS: [&str; 14] = [
     "not_own_client",
     "forward_queue_full",
     "unreachable",
+    "connection_rate",
+    "host_failed_checks",
 ];
 
 /// Relay counters.

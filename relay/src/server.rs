@@ -21,7 +21,7 @@ use quinn::VarInt;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::config::Config;
-use crate::core::{ConnState, Core, HostLimits, Step, Then, store_error};
+use crate::core::{ConnState, Core, HostAdmission, HostLimits, Step, Then, store_error};
 use crate::forwarding::Forwarder;
 use crate::identity::Identity;
 use crate::metrics::Metrics;
@@ -62,11 +62,24 @@ pub const MAX_MALFORMED_STREAMS: u32 = 8;
 /// fails at most this many plus one per stream whose check was already
 /// under way (at most [`MAX_STREAMS`] - 1 more).
 pub const MAX_AUTH_FAILURES: u32 = 16;
+/// The same budget for a connection none of whose checks has passed yet:
+/// an honest client's first requests fail only by a mistake, which a few
+/// cover, while an attacker's connection pays its handshake for this many
+/// checks instead of [`MAX_AUTH_FAILURES`].
+pub const UNPROVEN_MAX_AUTH_FAILURES: u32 = 8;
 /// Operations committed in one write transaction at most: bounds commit
 /// latency when thousands are queued.
 pub const MAX_BATCH: usize = 1024;
 /// Envelopes removed per expiry commit.
 const EXPIRY_BATCH: usize = 4096;
+/// Requests of connections not yet proven (see [`ConnState::is_proven`])
+/// whose parse and checks may run at once. An attacker's connections never
+/// pass a check, so however many of their streams are ready, at most this
+/// many of their signature checks sit in the scheduler's run queue ahead
+/// of a proven connection's request; the rest wait in the gate's queue.
+/// One: the relay's core is the bottleneck under attack, and an idle
+/// relay still serves a new connection's first request at once.
+pub const UNPROVEN_PERMITS: usize = 1;
 /// Longest the relay waits at shutdown for answered requests to flush.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Longest a finished stream waits for the client to acknowledge the
@@ -99,6 +112,15 @@ impl Clock {
     /// A clock shifted by `offset_secs`.
     pub fn new(offset_secs: i64) -> Self {
         Self { offset_secs }
+    }
+
+    /// Unix milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        let real = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        real.saturating_add_signed(self.offset_secs.saturating_mul(1000))
     }
 
     /// Unix seconds.
@@ -404,6 +426,7 @@ struct Shared {
     shutdown: watch::Receiver<bool>,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
     hosts: Arc<HostLimits>,
+    gate: PriorityGate,
     max_per_ip: u32,
     max_connections: u32,
 }
@@ -531,7 +554,8 @@ pub async fn run(
         draining: AtomicBool::new(false),
         shutdown: shutdown_rx,
         per_ip: Mutex::new(HashMap::new()),
-        hosts: Arc::default(),
+        hosts: Arc::new(HostLimits::new(config.hosts)),
+        gate: PriorityGate::new(UNPROVEN_PERMITS),
         max_per_ip: config.max_connections_per_ip,
         max_connections: config.max_connections,
     });
@@ -635,6 +659,8 @@ enum Admission {
     Retry,
     /// Refuse it (`CONNECTION_REFUSED`).
     Refuse,
+    /// Drop it unanswered (a host refused many times this second).
+    Ignore,
 }
 
 /// Slots are taken before the handshake and held until it times out, so
@@ -665,25 +691,43 @@ fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
         let mut per_ip = shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let total: u64 = shared.metrics.connections.load(Ordering::Relaxed);
         let count = per_ip.entry(ip).or_insert(0);
-        let decision = admission(
+        let validated = incoming.remote_address_validated();
+        let decision = match admission(
             *count,
             total,
             shared.max_per_ip,
             shared.max_connections,
-            incoming.remote_address_validated(),
-        );
-        if decision != Admission::Accept {
+            validated,
+        ) {
+            Admission::Accept => match shared.hosts.admit(ip, shared.clock.now_ms(), validated) {
+                HostAdmission::Accept => Ok(()),
+                HostAdmission::Retry => Err((Admission::Retry, "")),
+                HostAdmission::Refuse => Err((Admission::Refuse, "connection_rate")),
+                HostAdmission::Ignore => Err((Admission::Ignore, "connection_rate")),
+            },
+            // Answered before the host's rates are looked at: a Retry
+            // takes no new-connection token.
+            other => Err((other, "connection_limit")),
+        };
+        if let Err((decision, reason)) = decision {
             if *count == 0 {
                 per_ip.remove(&ip);
             }
             drop(per_ip);
-            if decision == Admission::Retry {
-                if let Err(e) = incoming.retry() {
-                    e.into_incoming().refuse();
+            match decision {
+                Admission::Retry => {
+                    if let Err(e) = incoming.retry() {
+                        e.into_incoming().refuse();
+                    }
                 }
-            } else {
-                shared.metrics.reject("connection_limit");
-                incoming.refuse();
+                Admission::Ignore => {
+                    shared.metrics.reject(reason);
+                    incoming.ignore();
+                }
+                _ => {
+                    shared.metrics.reject(reason);
+                    incoming.refuse();
+                }
             }
             return;
         }
@@ -704,6 +748,16 @@ fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
             Err(e) => tracing::debug!("handshake failed: {e}"),
         }
     });
+}
+
+/// True once a connection's own failed checks reach [`MAX_AUTH_FAILURES`]
+/// ([`UNPROVEN_MAX_AUTH_FAILURES`] if none of its checks passed) or its
+/// host's failed-check budget ran out on one of them.
+fn over_budget(state: &ConnState) -> bool {
+    let failed = state.failed_checks();
+    failed >= MAX_AUTH_FAILURES
+        || (failed >= UNPROVEN_MAX_AUTH_FAILURES && !state.has_passed_a_check())
+        || state.host_exhausted()
 }
 
 /// Releases a connection's slot when its task ends.
@@ -769,6 +823,33 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
             let _alive = alive;
             stream.run().await;
         });
+    }
+}
+
+/// The low-priority lane for connections not yet proven: their requests'
+/// CPU work (parse, signature check, the core's decision) runs under one of
+/// [`UNPROVEN_PERMITS`] permits, taken in arrival order and released before
+/// anything is awaited (a commit, a write), then the task yields. Proven
+/// connections skip it.
+#[derive(Debug)]
+struct PriorityGate(tokio::sync::Semaphore);
+
+impl PriorityGate {
+    fn new(permits: usize) -> Self {
+        Self(tokio::sync::Semaphore::new(permits))
+    }
+
+    /// Runs `work` at once if `proven`, else under a permit.
+    async fn run<T>(&self, proven: bool, work: impl FnOnce() -> T) -> T {
+        if proven {
+            return work();
+        }
+        // The semaphore is never closed; were it, the work runs ungated.
+        let permit = self.0.acquire().await.ok();
+        let out = work();
+        drop(permit);
+        tokio::task::yield_now().await;
+        out
     }
 }
 
@@ -1006,8 +1087,27 @@ impl StreamTask {
         };
         let shared = self.shared.clone();
         let _guard = shared.in_flight.enter();
-        let request = match Request::decode(&payload) {
-            Ok(r) => r,
+        let state = self.state.clone();
+        let decided = shared
+            .gate
+            .run(state.is_proven(), || {
+                let request = Request::decode(&payload)?;
+                // Checked before the request's signature is: a connection
+                // over its budget gets no further check.
+                if over_budget(&state) {
+                    return Ok(None);
+                }
+                let is_ack = matches!(request, Request::Ack(_));
+                let step = shared.core.handle(&state, request, shared.clock.now());
+                Ok(Some((is_ack, step)))
+            })
+            .await;
+        let (is_ack, step) = match decided {
+            Ok(Some(decided)) => decided,
+            Ok(None) => {
+                self.over_auth_budget();
+                return Handled::Close;
+            }
             Err(DecodeError::UnknownTag(_)) => {
                 return self.malformed(RelayError::UnknownCommand).await;
             }
@@ -1016,14 +1116,7 @@ impl StreamTask {
             }
             Err(_) => return self.malformed(RelayError::Malformed).await,
         };
-        // Checked before the request's signature is: a connection over its
-        // budget gets no further check.
-        if self.over_auth_budget() {
-            return Handled::Close;
-        }
-        let now = self.shared.clock.now();
-        let is_ack = matches!(request, Request::Ack(_));
-        let response = match self.shared.core.handle(&self.state, request, now) {
+        let response = match step {
             Step::Reply(r) => r,
             Step::Write { op, then } if is_ack => return self.acks(op, then).await,
             Step::Write { op, then } => self.commit(op, &then).await,
@@ -1070,7 +1163,7 @@ impl StreamTask {
             // One signature check per scheduling turn, as between frames,
             // and none once the connection is over its budget.
             tokio::task::yield_now().await;
-            if self.state.failed_checks() >= MAX_AUTH_FAILURES {
+            if over_budget(&self.state) {
                 break;
             }
             let Some(frame) = self.frames.ready() else {
@@ -1090,14 +1183,19 @@ impl StreamTask {
                     break;
                 }
             };
-            answers.push(
-                match shared.core.handle(&self.state, ack, shared.clock.now()) {
-                    Step::Write { op, then } => self.queue(op, then).await,
-                    Step::Reply(r) => Answer::Now(r),
-                    // An ack is answered or written, nothing else.
-                    _ => Answer::Now(Response::Error(RelayError::Internal)),
-                },
-            );
+            let state = self.state.clone();
+            let step = shared
+                .gate
+                .run(state.is_proven(), || {
+                    shared.core.handle(&state, ack, shared.clock.now())
+                })
+                .await;
+            answers.push(match step {
+                Step::Write { op, then } => self.queue(op, then).await,
+                Step::Reply(r) => Answer::Now(r),
+                // An ack is answered or written, nothing else.
+                _ => Answer::Now(Response::Error(RelayError::Internal)),
+            });
         }
         for answer in answers {
             let response = match answer {
@@ -1122,8 +1220,11 @@ impl StreamTask {
     /// [`MAX_AUTH_FAILURES`] signature checks (counted by the core where
     /// they fail: see [`ConnState::failed_checks`]).
     fn over_auth_budget(&mut self) -> bool {
-        if self.state.failed_checks() < MAX_AUTH_FAILURES {
+        if !over_budget(&self.state) {
             return false;
+        }
+        if self.state.host_exhausted() {
+            self.shared.metrics.reject("host_failed_checks");
         }
         let _ = self.send.finish();
         self.conn.close(
@@ -1461,6 +1562,34 @@ mod tests {
         // One commit for the create, one for all 200 deposits.
         assert_eq!(*store.batches.lock().unwrap(), vec![1, n]);
         writer.stop().await;
+    }
+
+    #[tokio::test]
+    async fn unproven_requests_wait_for_the_gate_and_proven_ones_do_not() {
+        let gate = Arc::new(PriorityGate::new(1));
+        // An unproven request's check is under way (it holds the permit).
+        let held = gate.0.acquire().await.unwrap();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let unproven = tokio::spawn({
+            let (gate, ran) = (gate.clone(), ran.clone());
+            async move {
+                gate.run(false, || ran.fetch_add(1, Ordering::SeqCst)).await;
+            }
+        });
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "ran without the permit");
+        // A proven connection's request runs at once.
+        assert_eq!(gate.run(true, || 7).await, 7);
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(60), unproven)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        // The permit is back: the next unproven request runs.
+        assert_eq!(gate.run(false, || 8).await, 8);
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod disk;
 mod fwd_crash;
 mod hostile;
 mod hostile_fwd;
+mod limits;
 #[path = "../e2e/support.rs"]
 #[allow(dead_code)]
 mod support;

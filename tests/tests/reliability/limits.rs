@@ -1,0 +1,256 @@
+//! Per-host limits across connections (docs/protocol.md section 7.6): a
+//! host whose connections keep failing signature checks, and a host that
+//! opens connections too fast, are refused at the door, while other hosts
+//! and connections already proven go on. The attacker is 127.0.0.2, honest
+//! clients 127.0.0.1 (and one proven connection from 127.0.0.2 itself, a
+//! neighbour behind the same NAT).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use enlace_protocol::command::Request;
+use enlace_protocol::command::{BINDING_EXPORTER_LABEL, ConnectionBinding, RelayError, Response};
+use enlace_protocol::delivery::DhKeyPair;
+
+use crate::hostile::{attacker_endpoint, read_responses};
+use crate::support::{Relay, WAIT, envelope, frame, key, raw_exchange, start};
+
+fn relay_addr(relay: &Relay) -> SocketAddr {
+    format!("127.0.0.1:{}", relay.address.port())
+        .parse()
+        .unwrap()
+}
+
+/// Connects from `endpoint`; `Err(true)` if the relay refused the
+/// connection (`CONNECTION_REFUSED`), `Err(false)` on any other failure.
+async fn try_connect(
+    endpoint: &quinn::Endpoint,
+    to: SocketAddr,
+) -> Result<quinn::Connection, bool> {
+    let connecting = endpoint.connect(to, "enlace-relay").unwrap();
+    match tokio::time::timeout(WAIT, connecting).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(quinn::ConnectionError::ConnectionClosed(c)))
+            if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+        {
+            Err(true)
+        }
+        _ => Err(false),
+    }
+}
+
+/// Hello and a mailbox creation (a signature check that passes) on a raw
+/// connection: proves it, and shows it works.
+async fn create_on(conn: &quinn::Connection) {
+    let mut binding = [0u8; 32];
+    conn.export_keying_material(&mut binding, BINDING_EXPORTER_LABEL, b"")
+        .unwrap();
+    let dh = DhKeyPair::generate(&mut rand::rng());
+    let mut bytes = frame(&Request::hello());
+    bytes.extend_from_slice(&frame(&Request::create_mailbox(
+        &key(),
+        *dh.public(),
+        &ConnectionBinding(binding),
+    )));
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&bytes).await.unwrap();
+    send.finish().unwrap();
+    let answers = read_responses(&mut recv, 2).await;
+    assert!(
+        matches!(answers.get(1), Some(Response::MailboxCreated { .. })),
+        "{answers:?}"
+    );
+}
+
+/// Sends hello and `n` copies of `bad` on one stream; returns how many were
+/// answered `Auth` and whether the connection was then closed with code 3.
+async fn fail_checks(conn: &quinn::Connection, bad: &[u8], n: usize) -> (usize, bool) {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut bytes = frame(&Request::hello());
+    for _ in 0..n {
+        bytes.extend_from_slice(bad);
+    }
+    let _ = send.write_all(&bytes).await;
+    let _ = send.finish();
+    let answers = read_responses(&mut recv, n + 1).await;
+    let auth = answers
+        .iter()
+        .filter(|r| matches!(r, Response::Error(RelayError::Auth)))
+        .count();
+    let closed = tokio::time::timeout(WAIT, conn.closed()).await;
+    let code3 = matches!(
+        closed,
+        Ok(quinn::ConnectionError::ApplicationClosed(c)) if c.error_code == quinn::VarInt::from_u32(3)
+    );
+    (auth, code3)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_whose_connections_keep_failing_checks_is_refused_until_it_earns_one() {
+    let dir = tempfile::tempdir().unwrap();
+    // 10 failed checks per host: one unproven connection's 8, then 2 more.
+    // One more is earned every 3 s.
+    let relay = start(
+        &dir.path().join("relay"),
+        &[
+            "--failed-checks-per-ip",
+            "10",
+            "--failed-check-refill-secs",
+            "3",
+        ],
+    )
+    .await;
+    let to = relay_addr(&relay);
+    // An honest client from 127.0.0.1 with a secured mailbox, the target.
+    let honest = relay.connect().await;
+    let (recipient, sender) = (key(), key());
+    let mb = honest.create_mailbox(&recipient).await.unwrap();
+    honest
+        .secure(mb.receive_id, *sender.public(), &recipient)
+        .await
+        .unwrap();
+    // Envelopes to it signed by someone else: each fails a signature check.
+    let bad = frame(&Request::Send(envelope(&key(), mb.send_id)));
+
+    let endpoint = attacker_endpoint(*relay.address.fingerprint());
+    // A neighbour behind the attacker's address, proven before the attack.
+    let neighbour = try_connect(&endpoint, to).await.unwrap();
+    create_on(&neighbour).await;
+
+    // First connection: its own budget (8 while none of its checks passed)
+    // closes it.
+    let first = try_connect(&endpoint, to).await.unwrap();
+    let (auth, code3) = fail_checks(&first, &bad, 24).await;
+    assert!(
+        code3,
+        "the first failing connection was not closed with code 3"
+    );
+    assert!(auth <= 8, "{auth} failed checks on one unproven connection");
+    // Second connection: the host has 2 (or, had a refill passed, a few
+    // more) left, fewer than the connection's own 8.
+    let started = Instant::now();
+    let second = try_connect(&endpoint, to).await.unwrap();
+    let (auth, code3) = fail_checks(&second, &bad, 24).await;
+    assert!(
+        code3,
+        "the second failing connection was not closed with code 3"
+    );
+    let earned = started.elapsed().as_secs() / 3 + 1;
+    assert!(
+        auth as u64 <= 2 + earned,
+        "{auth} failed checks on the second connection: the host's budget did not count"
+    );
+    // The host is out of failed checks: its new connections are refused
+    // before the handshake (a refill within the attempt is tolerated once).
+    let mut refused = false;
+    for _ in 0..3 {
+        match try_connect(&endpoint, to).await {
+            Err(true) => {
+                refused = true;
+                break;
+            }
+            Ok(c) => {
+                // A check was earned meanwhile: spend it and try again.
+                fail_checks(&c, &bad, 2).await;
+            }
+            Err(false) => panic!("connection failed without a refusal"),
+        }
+    }
+    assert!(refused, "a host out of failed checks was not refused");
+    // Meanwhile, the established honest connections work: from another
+    // address, and the proven neighbour from the same one.
+    honest.send(&envelope(&sender, mb.send_id)).await.unwrap();
+    create_on(&neighbour).await;
+    // After the refill window the host connects again.
+    let deadline = Instant::now() + WAIT;
+    let again = loop {
+        match try_connect(&endpoint, to).await {
+            Ok(c) => break c,
+            Err(true) => {
+                assert!(Instant::now() < deadline, "the host was never let back");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(false) => panic!("connection failed without a refusal"),
+        }
+    };
+    create_on(&again).await;
+    again.close(0u32.into(), b"");
+    neighbour.close(0u32.into(), b"");
+    endpoint.close(0u32.into(), b"");
+    honest.close().await;
+    relay.signal("-TERM");
+    assert!(relay.wait().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_connections_past_a_hosts_burst_are_refused_and_other_hosts_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = start(
+        &dir.path().join("relay"),
+        &[
+            "--new-connections-per-ip",
+            "8",
+            "--new-connections-per-ip-per-sec",
+            "1",
+        ],
+    )
+    .await;
+    let to = relay_addr(&relay);
+    let endpoint = attacker_endpoint(*relay.address.fingerprint());
+    let started = Instant::now();
+    let mut accepted = 0u64;
+    let mut held = Vec::new();
+    let mut refused = false;
+    // Past half the burst, attempts get a Retry (quinn's client answers it
+    // by itself) and count once validated.
+    for _ in 0..40 {
+        match try_connect(&endpoint, to).await {
+            Ok(c) => {
+                accepted += 1;
+                // Closed, not held: the rate counts new connections, not
+                // concurrent ones.
+                c.close(0u32.into(), b"");
+                held.push(c);
+            }
+            Err(true) => {
+                refused = true;
+                break;
+            }
+            Err(false) => panic!("connection failed without a refusal"),
+        }
+    }
+    let earned = started.elapsed().as_secs() + 1;
+    assert!(
+        refused,
+        "{accepted} new connections from one host, none refused"
+    );
+    assert!(
+        accepted >= 8 && accepted <= 8 + earned,
+        "{accepted} accepted in {:?}",
+        started.elapsed()
+    );
+    // Another host is unaffected.
+    let other = relay.connect().await;
+    other.create_mailbox(&key()).await.unwrap();
+    other.close().await;
+    // And the host's allowance comes back.
+    let deadline = Instant::now() + WAIT;
+    let again = loop {
+        match try_connect(&endpoint, to).await {
+            Ok(c) => break c,
+            Err(true) => {
+                assert!(Instant::now() < deadline, "the host was never let back");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(false) => panic!("connection failed without a refusal"),
+        }
+    };
+    assert_eq!(
+        raw_exchange(&again, &frame(&Request::hello())).await,
+        Some(Response::Hello { version: 1 })
+    );
+    again.close(0u32.into(), b"");
+    endpoint.close(0u32.into(), b"");
+    relay.signal("-TERM");
+    assert!(relay.wait().await.success());
+}

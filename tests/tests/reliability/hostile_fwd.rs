@@ -6,7 +6,7 @@
 //! `FetchRelayKey` for many distinct addresses (they point at a UDP socket
 //! the test holds and never answers, so H's handshakes stay on loopback).
 //! Same test bed as `hostile` (relays on CPU 0, clients on CPU 1, attacker
-//! at nice 19).
+//! at nice 19, from `ENLACE_ATTACKER_IPS` source addresses).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -23,9 +23,10 @@ use enlace_protocol::envelope::{BodySize, MailboxId, MessageId};
 use enlace_protocol::forward::sealed_len;
 use enlace_protocol::keys::{Fingerprint, SigningKeyPair};
 
+use crate::attacker::{Attacker, addresses_wanted};
 use crate::hostile::{
-    RSS_CAP_MIB, assert_alive, attacker_endpoint, bed, bed_description, percentile, pin_relay,
-    watch_rss,
+    RSS_CAP_MIB, Sample, assert_alive, bed, bed_description, latencies, percentile, pin_relay,
+    tail_report, watch_rss,
 };
 use crate::support::{Relay, WAIT, envelope, frame, key, start};
 use crate::{env_or, load_average, rss_kib};
@@ -33,9 +34,9 @@ use crate::{env_or, load_average, rss_kib};
 /// What the attacker needs, prepared once.
 struct Kit {
     home: SocketAddr,
-    home_fp: Fingerprint,
+    home_config: quinn::ClientConfig,
     dest: SocketAddr,
-    dest_fp: Fingerprint,
+    dest_config: quinn::ClientConfig,
     dest_address: RelayAddress,
     /// A mailbox of the attacker's own at H, to become an own client.
     own_mailbox: MailboxId,
@@ -66,12 +67,7 @@ async fn fire(conn: &quinn::Connection, bytes: Vec<u8>, wait: Duration) -> bool 
 
 /// One round of the hostile forwarding mix, adding the frames it writes to
 /// `sent` as it goes.
-async fn hostile_round(
-    home_ep: &quinn::Endpoint,
-    dest_ep: &quinn::Endpoint,
-    kit: &Kit,
-    sent: &AtomicU64,
-) {
+async fn hostile_round(attacker: &Attacker, kit: &Kit, sent: &AtomicU64) {
     let hello = frame(&Request::hello());
     let garbage_forward = |len: usize| {
         frame(&Request::Forward(Forward {
@@ -81,20 +77,8 @@ async fn hostile_round(
         }))
     };
     let small = sealed_len(BodySize::Small);
-    let connect = |ep: &quinn::Endpoint, to: SocketAddr| {
-        let c = ep.connect(to, "enlace-relay");
-        async move {
-            match c {
-                Ok(c) => tokio::time::timeout(Duration::from_secs(10), c)
-                    .await
-                    .ok()
-                    .and_then(Result::ok),
-                Err(_) => None,
-            }
-        }
-    };
     // At H, not an own client: Forward is refused (NotOwnClient).
-    if let Some(conn) = connect(home_ep, kit.home).await {
+    if let Some(conn) = attacker.connect(kit.home, &kit.home_config).await {
         let mut bytes = hello.clone();
         for _ in 0..20 {
             bytes.extend_from_slice(&garbage_forward(small));
@@ -102,12 +86,12 @@ async fn hostile_round(
         if fire(&conn, bytes, Duration::from_secs(3)).await {
             sent.fetch_add(21, Ordering::Relaxed);
         }
-        conn.close(0u32.into(), b"");
+        attacker.finish(&conn);
     }
     // At H as an own client (a signed ack proves the mailbox): garbage
     // sealed blobs that H queues and D refuses; FetchRelayKey for distinct
     // addresses that never answer; a wrong size class (malformed).
-    if let Some(conn) = connect(home_ep, kit.home).await {
+    if let Some(conn) = attacker.connect(kit.home, &kit.home_config).await {
         let mut binding = [0u8; 32];
         if conn
             .export_keying_material(&mut binding, BINDING_EXPORTER_LABEL, b"")
@@ -149,10 +133,10 @@ async fn hostile_round(
             }
             while streams.join_next().await.is_some() {}
         }
-        conn.close(0u32.into(), b"");
+        attacker.finish(&conn);
     }
     // At D, from a non-relay: RelayDeliver with garbage.
-    if let Some(conn) = connect(dest_ep, kit.dest).await {
+    if let Some(conn) = attacker.connect(kit.dest, &kit.dest_config).await {
         let mut bytes = hello.clone();
         for _ in 0..100 {
             bytes.extend_from_slice(&frame(&Request::RelayDeliver {
@@ -162,12 +146,12 @@ async fn hostile_round(
         if fire(&conn, bytes, Duration::from_secs(5)).await {
             sent.fetch_add(101, Ordering::Relaxed);
         }
-        conn.close(0u32.into(), b"");
+        attacker.finish(&conn);
     }
 }
 
 struct Honest {
-    lat: Arc<Mutex<Vec<u64>>>,
+    lat: Arc<Mutex<Vec<Sample>>>,
     record: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     errors: Arc<AtomicU64>,
@@ -176,7 +160,23 @@ struct Honest {
     tasks: tokio::task::JoinSet<()>,
 }
 
-async fn run(secs: u64, workers: usize, attack: tokio::runtime::Handle, pinned: bool) {
+/// Sizes of a hostile forwarding run.
+struct Plan {
+    secs: u64,
+    workers: usize,
+    /// Length of the no-attack baseline.
+    base_secs: u64,
+    /// Attacker source addresses.
+    addresses: usize,
+}
+
+async fn run(plan: Plan, attack: tokio::runtime::Handle, pinned: bool) {
+    let Plan {
+        secs,
+        workers,
+        base_secs,
+        addresses,
+    } = plan;
     let dir = tempfile::tempdir().unwrap();
     let mut dest = start(&dir.path().join("dest"), &["--quota", "1000000"]).await;
     let mut home = start(&dir.path().join("home"), &["--quota", "1000000"]).await;
@@ -255,7 +255,9 @@ async fn run(secs: u64, workers: usize, attack: tokio::runtime::Handle, pinned: 
                         }
                         answered.lock().unwrap().insert(env.message_id());
                         if record.load(Ordering::Relaxed) {
-                            lat.lock().unwrap().push(t.elapsed().as_micros() as u64);
+                            lat.lock()
+                                .unwrap()
+                                .push((t, t.elapsed().as_micros() as u64));
                         }
                     }
                     other => {
@@ -276,10 +278,11 @@ async fn run(secs: u64, workers: usize, attack: tokio::runtime::Handle, pinned: 
         h.record.store(on, Ordering::SeqCst);
     };
     let load_base = load_average();
+    let base_start = Instant::now();
     measure(&h, true);
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(base_secs)).await;
     measure(&h, false);
-    let mut base = std::mem::take(&mut *h.lat.lock().unwrap());
+    let base = std::mem::take(&mut *h.lat.lock().unwrap());
 
     // The attacker's own mailbox at H.
     let (own_recipient, own_mailbox) = {
@@ -292,9 +295,9 @@ async fn run(secs: u64, workers: usize, attack: tokio::runtime::Handle, pinned: 
     let sink = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
     let kit = Arc::new(Kit {
         home: loopback(&home),
-        home_fp: *home.address.fingerprint(),
+        home_config: enlace_client::transport::client_config(*home.address.fingerprint()).unwrap(),
         dest: loopback(&dest),
-        dest_fp: *dest.address.fingerprint(),
+        dest_config: enlace_client::transport::client_config(*dest.address.fingerprint()).unwrap(),
         dest_address: dest.address.clone(),
         own_mailbox,
         own_recipient,
@@ -309,26 +312,24 @@ async fn run(secs: u64, workers: usize, attack: tokio::runtime::Handle, pinned: 
     const MIN_FRAMES: u64 = 200;
     let deadline = Instant::now() + Duration::from_secs(secs);
     let hard_deadline = deadline + Duration::from_secs(20);
+    let attacker = Arc::new(Attacker::new(addresses, &attack));
     let mut attackers = tokio::task::JoinSet::new();
     for _ in 0..workers {
-        let (kit, count, rounds) = (kit.clone(), count.clone(), rounds.clone());
+        let (kit, count, rounds, attacker) =
+            (kit.clone(), count.clone(), rounds.clone(), attacker.clone());
         attackers.spawn_on(
             async move {
-                let home_ep = attacker_endpoint(kit.home_fp);
-                let dest_ep = attacker_endpoint(kit.dest_fp);
                 // Frames count as they are written; a round is cut off at
                 // the hard deadline.
                 while let Some(left) = hard_deadline.checked_duration_since(Instant::now()) {
                     if Instant::now() >= deadline && count.load(Ordering::Relaxed) >= MIN_FRAMES {
                         break;
                     }
-                    let round = hostile_round(&home_ep, &dest_ep, &kit, &count);
+                    let round = hostile_round(&attacker, &kit, &count);
                     if tokio::time::timeout(left, round).await.is_ok() {
                         rounds.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                home_ep.close(0u32.into(), b"");
-                dest_ep.close(0u32.into(), b"");
             },
             &attack,
         );
@@ -337,9 +338,16 @@ async fn run(secs: u64, workers: usize, attack: tokio::runtime::Handle, pinned: 
     measure(&h, true);
     while attackers.join_next().await.is_some() {}
     measure(&h, false);
-    let mut attacked = std::mem::take(&mut *h.lat.lock().unwrap());
+    let attacked = std::mem::take(&mut *h.lat.lock().unwrap());
     let attack_secs = started.elapsed().as_secs_f64();
     let load_attack = load_average();
+    {
+        let attacker = attacker.clone();
+        attack
+            .spawn(async move { attacker.close().await })
+            .await
+            .unwrap();
+    }
     for w in [&watch_h, &watch_d] {
         w.stop.store(true, Ordering::SeqCst);
     }
@@ -375,10 +383,14 @@ async fn run(secs: u64, workers: usize, attack: tokio::runtime::Handle, pinned: 
     }
     let (hwm_h, hwm_d) = (rss_kib(home.pid()).1, rss_kib(dest.pid()).1);
     let errors = h.errors.load(Ordering::Relaxed);
-    let (b50, b99) = (percentile(&mut base, 0.5), percentile(&mut base, 0.99));
+    let (mut base_lat, mut attacked_lat) = (latencies(&base), latencies(&attacked));
+    let (b50, b99) = (
+        percentile(&mut base_lat, 0.5),
+        percentile(&mut base_lat, 0.99),
+    );
     let (a50, a99) = (
-        percentile(&mut attacked, 0.5),
-        percentile(&mut attacked, 0.99),
+        percentile(&mut attacked_lat, 0.5),
+        percentile(&mut attacked_lat, 0.99),
     );
     println!(
         "HOSTILE-FWD: {} hostile forwarding frames in {} rounds over {attack_secs:.0} s from {workers} attacker tasks ({}); 10 honest clients forwarding every 200 ms",
@@ -387,12 +399,21 @@ async fn run(secs: u64, workers: usize, attack: tokio::runtime::Handle, pinned: 
         bed_description(pinned),
     );
     println!(
-        "HOSTILE-FWD: honest forward latency (until H answers Stored or Queued): baseline p50 {b50:.1} ms p99 {b99:.1} ms ({} forwards, load {load_base}); under attack p50 {a50:.1} ms p99 {a99:.1} ms ({} forwards, load {load_attack}); p99 ratio {:.2}; {} answered ({} Stored at once), {errors} honest errors, {missing} answered but not delivered to D",
+        "HOSTILE-FWD: honest forward latency (until H answers Stored or Queued): baseline ({base_secs} s) p50 {b50:.1} ms p99 {b99:.1} ms ({} forwards, load {load_base}); under attack p50 {a50:.1} ms p99 {a99:.1} ms ({} forwards, load {load_attack}); p99 ratio {:.2}; {} answered ({} Stored at once), {errors} honest errors, {missing} answered but not delivered to D",
         base.len(),
         attacked.len(),
         a99 / b99.max(0.001),
         answered.len(),
         h.stored_at_once.load(Ordering::Relaxed),
+    );
+    println!("HOSTILE-FWD: attacker: {}", attacker.report());
+    println!(
+        "HOSTILE-FWD: baseline tail: {}",
+        tail_report(&base, base_start, b50)
+    );
+    println!(
+        "HOSTILE-FWD: under-attack tail: {}",
+        tail_report(&attacked, started, b50)
     );
     println!(
         "HOSTILE-FWD: RSS H {} -> peak {} MiB (VmHWM {} MiB), D {} -> peak {} MiB (VmHWM {} MiB), cap {RSS_CAP_MIB} MiB",
@@ -428,20 +449,30 @@ async fn run(secs: u64, workers: usize, attack: tokio::runtime::Handle, pinned: 
     assert!(dest.wait().await.success());
 }
 
-fn pinned_run(secs: u64, workers: usize) {
+fn pinned_run(plan: Plan) {
     let bed = bed();
     let attack = bed.attacker.handle().clone();
-    bed.honest.block_on(run(secs, workers, attack, bed.pinned));
+    bed.honest.block_on(run(plan, attack, bed.pinned));
     bed.attacker.shutdown_timeout(Duration::from_secs(5));
 }
 
 #[test]
 fn hostile_forwarding_frames_do_not_stop_honest_forwards() {
-    pinned_run(env_or("ENLACE_HOSTILE_FWD_SECS", 8), 4);
+    pinned_run(Plan {
+        secs: env_or("ENLACE_HOSTILE_FWD_SECS", 8),
+        workers: 4,
+        base_secs: 5,
+        addresses: addresses_wanted(1),
+    });
 }
 
 #[test]
 #[ignore = "long form: 5 minutes of hostile forwarding frames"]
 fn long_hostile_forwarding_frames() {
-    pinned_run(env_or("ENLACE_HOSTILE_FWD_SECS", 300), 8);
+    pinned_run(Plan {
+        secs: env_or("ENLACE_HOSTILE_FWD_SECS", 300),
+        workers: 8,
+        base_secs: env_or("ENLACE_HOSTILE_BASE_SECS", 60),
+        addresses: addresses_wanted(256),
+    });
 }

@@ -12,6 +12,7 @@
     clippy::indexing_slicing
 )]
 
+mod attacker;
 mod clock;
 mod corruption;
 mod crash;

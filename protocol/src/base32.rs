@@ -30,7 +30,7 @@ pub(crate) fn encode(bytes: &[u8]) -> String {
 /// Decodes exactly `N` bytes. Rejects other lengths, characters outside the
 /// alphabet and non-zero padding bits (so every value has one encoding).
 pub(crate) fn decode<const N: usize>(text: &str) -> Option<[u8; N]> {
-    if text.len() != N * 8 / 5 + usize::from(N * 8 % 5 != 0) {
+    if text.len() != N * 8 / 5 + usize::from(!(N * 8).is_multiple_of(5)) {
         return None;
     }
     let mut out = [0u8; N];

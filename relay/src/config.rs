@@ -253,12 +253,12 @@ impl Settings {
             }
         };
         let metrics = pick!(metrics);
-        if let Some(m) = metrics {
-            if !m.ip().is_loopback() {
-                return Err(ConfigError::Invalid(format!(
-                    "metrics address {m} is not loopback: metrics reveal activity and are served on 127.0.0.1 or ::1 only"
-                )));
-            }
+        if let Some(m) = metrics
+            && !m.ip().is_loopback()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "metrics address {m} is not loopback: metrics reveal activity and are served on 127.0.0.1 or ::1 only"
+            )));
         }
         let limits = Limits {
             quota: pick!(quota).unwrap_or(DEFAULT_QUOTA),

@@ -552,10 +552,10 @@ impl ConnState {
     /// refusal to answer.
     fn failed_check(&self, now: u64) -> RelayError {
         self.failed_checks.fetch_add(1, Ordering::SeqCst);
-        if let Some((limits, host)) = &self.host {
-            if !limits.fail_check(*host, now.saturating_mul(1000)) {
-                self.host_exhausted.store(true, Ordering::SeqCst);
-            }
+        if let Some((limits, host)) = &self.host
+            && !limits.fail_check(*host, now.saturating_mul(1000))
+        {
+            self.host_exhausted.store(true, Ordering::SeqCst);
         }
         RelayError::Auth
     }

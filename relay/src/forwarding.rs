@@ -200,11 +200,11 @@ impl RecentDestinations {
     /// Admitting is a use: the window slides from it.
     fn admit(&mut self, key: &[u8], now: Instant) -> bool {
         let fresh = |t: &Instant| now.saturating_duration_since(*t) < DESTINATION_WINDOW;
-        if let Some(t) = self.last.get_mut(key) {
-            if fresh(t) {
-                *t = now;
-                return true;
-            }
+        if let Some(t) = self.last.get_mut(key)
+            && fresh(t)
+        {
+            *t = now;
+            return true;
         }
         if self.last.len() >= MAX_DESTINATIONS_PER_HOUR {
             self.last.retain(|_, t| fresh(t));
@@ -869,11 +869,11 @@ impl Forwarder {
     async fn connect(&self, destination: &RelayAddress) -> Result<quinn::Connection, ConnectError> {
         let slot = self.slot(destination);
         let mut cached = slot.lock().await;
-        if let Some(conn) = cached.as_ref() {
-            if conn.close_reason().is_none() {
-                lock(&self.recent).touch(&address_key(destination), Instant::now());
-                return Ok(conn.clone());
-            }
+        if let Some(conn) = cached.as_ref()
+            && conn.close_reason().is_none()
+        {
+            lock(&self.recent).touch(&address_key(destination), Instant::now());
+            return Ok(conn.clone());
         }
         *cached = None;
         let unreachable = |what: &str| {

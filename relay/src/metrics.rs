@@ -57,10 +57,10 @@ pub struct Metrics {
 impl Metrics {
     /// Counts a refusal by reason name.
     pub fn reject(&self, reason: &str) {
-        if let Some(i) = REASONS.iter().position(|r| *r == reason) {
-            if let Some(c) = self.rejections.get(i) {
-                c.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(i) = REASONS.iter().position(|r| *r == reason)
+            && let Some(c) = self.rejections.get(i)
+        {
+            c.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -53,10 +53,10 @@ struct Watched<B> {
 
 impl<B> Watched<B> {
     fn note<T>(&self, r: std::io::Result<T>, sync: bool) -> std::io::Result<T> {
-        if let Err(e) = &r {
-            if sync || e.kind() != std::io::ErrorKind::StorageFull {
-                self.health.untrusted.store(true, Ordering::SeqCst);
-            }
+        if let Err(e) = &r
+            && (sync || e.kind() != std::io::ErrorKind::StorageFull)
+        {
+            self.health.untrusted.store(true, Ordering::SeqCst);
         }
         r
     }

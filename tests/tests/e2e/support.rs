@@ -232,7 +232,8 @@ pub async fn lossy_proxy(relay: std::net::SocketAddr, nth: u64) -> u16 {
                         while let Ok(n) = b2.recv(&mut buf).await {
                             count += 1;
                             if count > 8
-                                && (count.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) % nth == 0
+                                && (count.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40)
+                                    .is_multiple_of(nth)
                             {
                                 continue;
                             }

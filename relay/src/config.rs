@@ -287,12 +287,12 @@ impl Settings {
         };
         if hosts.failed_checks == 0
             || hosts.failed_check_refill_ms == 0
-            || hosts.new_connections == 0
+            || hosts.new_connections < 2
             || per_sec == 0
             || per_sec > 1000
         {
             return Err(ConfigError::Invalid(
-                "failed-checks-per-ip, failed-check-refill-secs and new-connections-per-ip must be at least 1, new-connections-per-ip-per-sec 1 to 1000".into(),
+                "failed-checks-per-ip and failed-check-refill-secs must be at least 1, new-connections-per-ip at least 2 (half is kept for validated addresses), new-connections-per-ip-per-sec 1 to 1000".into(),
             ));
         }
         let config = Config {

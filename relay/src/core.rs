@@ -330,7 +330,13 @@ impl HostLimits {
                 .refill(p.failed_checks, p.failed_check_refill_ms, now_ms);
             h.connections
                 .refill(p.new_connections, p.new_connection_refill_ms, now_ms);
-            if h.failures.tokens == 0 || h.connections.tokens == 0 {
+            // A host out of failed checks is still admitted: each of its
+            // connections is closed at its first failure (`fail_check`), so
+            // it pays a handshake per failure, while its neighbours behind
+            // the same address (a workplace network, a carrier NAT) who fail
+            // nothing keep connecting. Refusing the host would let one
+            // attacker there lock them all out.
+            if h.connections.tokens == 0 {
                 return h.refuse(now_ms);
             }
             if !validated && h.connections.tokens <= p.new_connections / 2 {
@@ -366,6 +372,9 @@ pub struct ConnState {
     /// The host's failed-check budget ran out on one of this connection's
     /// failures.
     host_exhausted: AtomicBool,
+    /// Forwarded deliveries (`RelayDeliver`) that failed to open or to
+    /// verify (see [`ConnState::failed_relayed_checks`]).
+    failed_relayed: AtomicU32,
 }
 
 #[derive(Debug)]
@@ -446,6 +455,7 @@ impl ConnState {
             failed_checks: AtomicU32::new(0),
             passed_check: AtomicBool::new(false),
             host_exhausted: AtomicBool::new(false),
+            failed_relayed: AtomicU32::new(0),
         }
     }
 
@@ -541,6 +551,21 @@ impl ConnState {
     /// connection's failures: the driver closes it.
     pub fn host_exhausted(&self) -> bool {
         self.host_exhausted.load(Ordering::SeqCst)
+    }
+
+    /// Forwarded deliveries on this connection that failed to open or to
+    /// verify. A home relay passes on what its clients sealed, so these
+    /// are not the connection's own failures and do not count against its
+    /// host; they have a budget of their own, so that a connection cannot
+    /// make the relay try to open garbage forever.
+    pub fn failed_relayed_checks(&self) -> u32 {
+        self.failed_relayed.load(Ordering::SeqCst)
+    }
+
+    /// Counts a forwarded delivery that failed: the refusal to answer.
+    fn failed_relayed_check(&self) -> RelayError {
+        self.failed_relayed.fetch_add(1, Ordering::SeqCst);
+        RelayError::Auth
     }
 
     /// Notes a signature check that passed.
@@ -873,12 +898,14 @@ impl<S: Store + ?Sized> Core<S> {
                 let cmd = signed
                     .verify(binding, &cmd.recipient_key)
                     .map_err(|_| conn.failed_check(now))?;
-                conn.passed_check();
                 conn.take_create_token(now)
                     .map_err(|retry_after_secs| RelayError::RateLimited { retry_after_secs })?;
                 let mut rng = rand::rng();
                 let (delivery_key, relay_dh) = DeliveryKey::for_relay(&mut rng, &cmd.recipient_dh)
                     .map_err(|_| RelayError::Malformed)?;
+                // Proven only by a creation that goes ahead (and uses up
+                // the host's allowance), not by a proof alone.
+                conn.passed_check();
                 let receive_id = MailboxId(rand::random());
                 let send_id = MailboxId(rand::random());
                 Step::Write {
@@ -924,7 +951,7 @@ impl<S: Store + ?Sized> Core<S> {
                         let key = self.keys.get(key)?;
                         envelope.verify(&key).map_err(|_| {
                             if relayed {
-                                RelayError::Auth
+                                conn.failed_relayed_check()
                             } else {
                                 conn.failed_check(now)
                             }
@@ -1057,7 +1084,7 @@ impl<S: Store + ?Sized> Core<S> {
                     .identity()?
                     .forward_key()
                     .open(&sealed)
-                    .map_err(|_| RelayError::Auth)?;
+                    .map_err(|_| conn.failed_relayed_check())?;
                 return self.handle_command(conn, Request::Send(envelope), now, true);
             }
             Request::ForwardStatus { ids } => {
@@ -1556,7 +1583,7 @@ mod tests {
     }
 
     #[test]
-    fn a_host_out_of_failed_checks_is_refused_until_one_is_earned() {
+    fn a_host_out_of_failed_checks_is_still_admitted_and_fails_one_at_a_time() {
         let hosts = HostLimits::new(policy());
         let (bad, other): (IpAddr, IpAddr) =
             ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
@@ -1564,25 +1591,32 @@ mod tests {
         assert!(hosts.fail_check(bad, t));
         assert!(hosts.fail_check(bad, t));
         assert!(hosts.fail_check(bad, t));
-        // The fourth uses the budget up: that connection is closed.
+        // The fourth uses the budget up: that connection is closed, and so
+        // is every connection of the host at its first failure until one
+        // is earned back.
         assert!(!hosts.fail_check(bad, t));
         assert!(!hosts.fail_check(bad, t));
-        assert_eq!(hosts.admit(bad, t, true), HostAdmission::Refuse);
+        // Neighbours behind the same address who fail nothing still
+        // connect (only the new-connection rate limits them).
+        assert_eq!(hosts.admit(bad, t, true), HostAdmission::Accept);
         assert_eq!(hosts.admit(other, t, true), HostAdmission::Accept);
-        assert_eq!(hosts.admit(bad, t + 999, true), HostAdmission::Refuse);
-        assert_eq!(hosts.admit(bad, t + 1_000, true), HostAdmission::Accept);
+        assert!(!hosts.fail_check(bad, t + 999));
+        // One earned back after the refill time, then spent at once.
+        assert!(!hosts.fail_check(bad, t + 1_999));
+        assert!(!hosts.fail_check(bad, t + 2_000));
+        assert!(hosts.fail_check(bad, t + 10_000));
     }
 
     #[test]
     fn refusals_past_a_few_per_second_are_dropped_unanswered() {
         let hosts = HostLimits::new(HostPolicy {
-            failed_check_refill_ms: 60_000,
+            new_connection_refill_ms: 60_000,
             ..policy()
         });
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let t = 5_000_000;
-        for _ in 0..4 {
-            hosts.fail_check(ip, t);
+        for _ in 0..8 {
+            assert_eq!(hosts.admit(ip, t, true), HostAdmission::Accept);
         }
         for _ in 0..REFUSALS_PER_SEC {
             assert_eq!(hosts.admit(ip, t, true), HostAdmission::Refuse);
@@ -1675,6 +1709,46 @@ mod tests {
         assert!(!fresh.is_proven());
     }
 
+    /// A proof of possession alone proves nothing: only a creation that goes
+    /// ahead (and uses up the host's allowance) does, so an attacker cannot
+    /// earn the fast lane with fresh keys and refused creations.
+    #[test]
+    fn a_refused_mailbox_creation_does_not_prove_a_connection() {
+        let core = Core::new(Arc::new(RedbStore::in_memory().unwrap()), Limits::default());
+        let limits = Arc::new(HostLimits::default());
+        let host: IpAddr = "192.0.2.7".parse().unwrap();
+        let create = |conn: &ConnState| {
+            let k = SigningKeyPair::generate(&mut rand::rng());
+            let dh = DhKeyPair::generate(&mut rand::rng());
+            let req = Request::create_mailbox(&k, *dh.public(), &conn.binding);
+            core.handle_now(conn, req, NOW).0
+        };
+        // Use up the host's creations over several connections.
+        let mut c = 0u8;
+        loop {
+            let conn = ConnState::with_host(ConnectionBinding([c; 32]), NOW, limits.clone(), host);
+            core.handle_now(&conn, Request::hello(), NOW);
+            c += 1;
+            let refused = (0..CREATE_BURST).any(|_| {
+                matches!(
+                    create(&conn),
+                    Response::Error(RelayError::RateLimited { .. })
+                )
+            });
+            if refused {
+                break;
+            }
+        }
+        let fresh = ConnState::with_host(ConnectionBinding([200; 32]), NOW, limits, host);
+        core.handle_now(&fresh, Request::hello(), NOW);
+        assert!(matches!(
+            create(&fresh),
+            Response::Error(RelayError::RateLimited { .. })
+        ));
+        assert!(!fresh.is_proven());
+        assert!(!fresh.has_passed_a_check());
+    }
+
     #[test]
     fn failed_checks_count_against_the_host_across_connections() {
         let w = world(Limits::default());
@@ -1694,7 +1768,12 @@ mod tests {
         }
         // Two failures each: the second connection used the host's four up.
         assert_eq!(closed, vec![false, true]);
-        assert_eq!(limits.admit(host, NOW * 1000, true), HostAdmission::Refuse);
+        // A third connection of the host is closed at its first failure.
+        let third = ConnState::with_host(ConnectionBinding([7; 32]), NOW, limits.clone(), host);
+        w.core.handle_now(&third, Request::hello(), NOW);
+        w.core
+            .handle_now(&third, Request::Send(envelope(&w, &stranger, 9)), NOW);
+        assert!(third.host_exhausted());
     }
 
     #[test]

@@ -908,10 +908,12 @@ pub async fn read_responses(recv: &mut quinn::RecvStream, n: usize) -> Vec<Respo
 }
 
 /// Each request refused with `Auth` cost the relay a signature check: a
-/// connection that keeps failing them is closed after `MAX_AUTH_FAILURES`
-/// (code 3), so an attacker pays a new handshake per 16 checks. Forwarded
-/// deliveries that fail to open (`RelayDeliver`, a home relay passing on
-/// what its clients sealed) do not count, and other connections go on.
+/// connection none of whose checks passed is closed after
+/// `UNPROVEN_MAX_AUTH_FAILURES` (8, code 3), so an attacker pays a new
+/// handshake per 8 checks. Forwarded deliveries that fail to open
+/// (`RelayDeliver`, a home relay passing on what its clients sealed) do not
+/// count as the connection's own failures, but have a budget of their own
+/// (`MAX_RELAYED_FAILURES`, 64); other connections go on.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_that_keeps_failing_signature_checks_is_closed() {
     let dir = tempfile::tempdir().unwrap();
@@ -932,8 +934,8 @@ async fn a_connection_that_keeps_failing_signature_checks_is_closed() {
         .filter(|r| matches!(r, Response::Error(RelayError::Auth)))
         .count();
     assert!(
-        auth <= 16,
-        "{auth} bad signatures checked on one connection"
+        auth <= 8,
+        "{auth} bad signatures checked on one unproven connection"
     );
     let closed = tokio::time::timeout(WAIT, conn.closed())
         .await
@@ -964,6 +966,28 @@ async fn a_connection_that_keeps_failing_signature_checks_is_closed() {
             .all(|r| matches!(r, Response::Error(RelayError::Auth)))
     );
     assert!(matches!(answers[41], Response::Hello { .. }));
+    // But they are not free: past `MAX_RELAYED_FAILURES` (64) in all, the
+    // connection is closed too.
+    let (mut send, mut recv) = conn2.open_bi().await.unwrap();
+    let mut bytes = Vec::new();
+    for _ in 0..40 {
+        bytes.extend_from_slice(&garbage);
+    }
+    let _ = send.write_all(&bytes).await;
+    let _ = send.finish();
+    let more = read_responses(&mut recv, 40).await;
+    assert!(
+        more.len() <= 24,
+        "{} more failed deliveries answered after 40",
+        more.len()
+    );
+    let closed = tokio::time::timeout(WAIT, conn2.closed())
+        .await
+        .expect("the connection stayed open after 80 failed deliveries");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(3)),
+        "{closed}"
+    );
 
     // An honest client is unaffected.
     let honest = relay.connect().await;

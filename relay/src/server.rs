@@ -819,6 +819,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
     ));
     let malformed = Arc::new(AtomicU64::new(0));
     let window_raised = Arc::new(AtomicBool::new(false));
+    let turn = Arc::new(tokio::sync::Mutex::new(()));
     loop {
         let (send, recv) = match conn.accept_bi().await {
             Ok(s) => s,
@@ -834,6 +835,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
             conn: conn.clone(),
             malformed: malformed.clone(),
             window_raised: window_raised.clone(),
+            turn: turn.clone(),
             send,
             frames: Frames::new(recv),
             abandoned: false,
@@ -851,7 +853,11 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
 /// CPU work (parse, signature check, the core's decision) runs under one of
 /// [`UNPROVEN_PERMITS`] permits, taken in arrival order and released before
 /// anything is awaited (a commit, a write), then the task yields. Proven
-/// connections skip it.
+/// connections skip it. Each unproven connection queues at most one
+/// request at a time (its streams take turns through the connection's own
+/// lock first), so the queue is as long as the number of unproven
+/// connections, not of their streams: an honest newcomer waits behind one
+/// request per attacker connection at most.
 #[derive(Debug)]
 struct PriorityGate(tokio::sync::Semaphore);
 
@@ -860,15 +866,23 @@ impl PriorityGate {
         Self(tokio::sync::Semaphore::new(permits))
     }
 
-    /// Runs `work` at once if `proven`, else under a permit.
-    async fn run<T>(&self, proven: bool, work: impl FnOnce() -> T) -> T {
+    /// Runs `work` at once if `proven`, else under a permit, taken after
+    /// the connection's `turn`.
+    async fn run<T>(
+        &self,
+        proven: bool,
+        turn: &tokio::sync::Mutex<()>,
+        work: impl FnOnce() -> T,
+    ) -> T {
         if proven {
             return work();
         }
+        let turn = turn.lock().await;
         // The semaphore is never closed; were it, the work runs ungated.
         let permit = self.0.acquire().await.ok();
         let out = work();
         drop(permit);
+        drop(turn);
         tokio::task::yield_now().await;
         out
     }
@@ -983,6 +997,9 @@ struct StreamTask {
     /// The connection's receive window was raised to
     /// [`CONNECTION_RECEIVE_WINDOW`] (once a check passed).
     window_raised: Arc<AtomicBool>,
+    /// The connection's place in the low-priority lane (see
+    /// [`PriorityGate`]).
+    turn: Arc<tokio::sync::Mutex<()>>,
     send: quinn::SendStream,
     frames: Frames,
     /// Reset at shutdown with a delivery half written: nothing to flush.
@@ -1112,9 +1129,10 @@ impl StreamTask {
         let shared = self.shared.clone();
         let _guard = shared.in_flight.enter();
         let state = self.state.clone();
+        let turn = self.turn.clone();
         let decided = shared
             .gate
-            .run(state.is_proven(), || {
+            .run(state.is_proven(), &turn, || {
                 let request = Request::decode(&payload)?;
                 // Checked before the request's signature is: a connection
                 // over its budget gets no further check.
@@ -1209,9 +1227,10 @@ impl StreamTask {
                 }
             };
             let state = self.state.clone();
+            let turn = self.turn.clone();
             let step = shared
                 .gate
-                .run(state.is_proven(), || {
+                .run(state.is_proven(), &turn, || {
                     shared.core.handle(&state, ack, shared.clock.now())
                 })
                 .await;
@@ -1601,13 +1620,15 @@ mod tests {
     #[tokio::test]
     async fn unproven_requests_wait_for_the_gate_and_proven_ones_do_not() {
         let gate = Arc::new(PriorityGate::new(1));
+        let turn = Arc::new(tokio::sync::Mutex::new(()));
         // An unproven request's check is under way (it holds the permit).
         let held = gate.0.acquire().await.unwrap();
         let ran = Arc::new(AtomicUsize::new(0));
         let unproven = tokio::spawn({
-            let (gate, ran) = (gate.clone(), ran.clone());
+            let (gate, ran, turn) = (gate.clone(), ran.clone(), turn.clone());
             async move {
-                gate.run(false, || ran.fetch_add(1, Ordering::SeqCst)).await;
+                gate.run(false, &turn, || ran.fetch_add(1, Ordering::SeqCst))
+                    .await;
             }
         });
         for _ in 0..50 {
@@ -1615,7 +1636,7 @@ mod tests {
         }
         assert_eq!(ran.load(Ordering::SeqCst), 0, "ran without the permit");
         // A proven connection's request runs at once.
-        assert_eq!(gate.run(true, || 7).await, 7);
+        assert_eq!(gate.run(true, &turn, || 7).await, 7);
         drop(held);
         tokio::time::timeout(Duration::from_secs(60), unproven)
             .await
@@ -1623,7 +1644,53 @@ mod tests {
             .unwrap();
         assert_eq!(ran.load(Ordering::SeqCst), 1);
         // The permit is back: the next unproven request runs.
-        assert_eq!(gate.run(false, || 8).await, 8);
+        assert_eq!(gate.run(false, &turn, || 8).await, 8);
+    }
+
+    /// One unproven connection queues one request at a time: however many
+    /// of its streams wait, another connection's request is next in line.
+    #[tokio::test]
+    async fn an_unproven_connection_queues_one_request_at_a_time() {
+        let gate = Arc::new(PriorityGate::new(1));
+        let (busy, newcomer) = (
+            Arc::new(tokio::sync::Mutex::new(())),
+            Arc::new(tokio::sync::Mutex::new(())),
+        );
+        let held = gate.0.acquire().await.unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = tokio::task::JoinSet::new();
+        // Ten streams of one connection queue first...
+        for i in 0..10 {
+            let (gate, busy, order) = (gate.clone(), busy.clone(), order.clone());
+            tasks.spawn(async move {
+                gate.run(false, &busy, || order.lock().unwrap().push(i))
+                    .await;
+            });
+        }
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        // ...then another connection's one request.
+        tasks.spawn({
+            let (gate, newcomer, order) = (gate.clone(), newcomer.clone(), order.clone());
+            async move {
+                gate.run(false, &newcomer, || order.lock().unwrap().push(99))
+                    .await;
+            }
+        });
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await
+        .unwrap();
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order.len(), 11);
+        let at = order.iter().position(|&i| i == 99).unwrap();
+        assert!(at <= 1, "the newcomer ran {at}th: {order:?}");
     }
 
     #[test]

@@ -31,7 +31,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_ADDRESSES: usize = 254 * 256;
 
 /// The number of attacker source addresses: `ENLACE_ATTACKER_IPS`, or
-/// `default` (64 for the hostile-frames CI form, 1 for the other CI forms,
+/// `default` (64 for the hostile-frames CI form, 16 for the flood's, 1 for
+/// hostile forwarding's,
 /// 4,096 for the 10^6-frame long form, 256 for the other long forms).
 pub fn addresses_wanted(default: usize) -> usize {
     (env_or("ENLACE_ATTACKER_IPS", default as u64) as usize).clamp(1, MAX_ADDRESSES)

@@ -65,6 +65,9 @@ pub const FORWARD_QUEUE_TOTAL: u64 = 131_072;
 /// Seconds a forward's final state (stored, refused, expired) is kept for
 /// status queries: a client offline for a week still learns it.
 pub const FORWARD_STATUS_KEEP_SECS: u64 = 7 * 24 * 3600;
+/// Failed forwarded deliveries (`RelayDeliver`) after which a connection
+/// is served in the low-priority lane (see [`ConnState::is_proven`]).
+pub const RELAYED_FAILURES_DEMOTE: u32 = 64;
 /// Lifetime of a signed relay key bundle: clients may cache it this long.
 pub const RELAY_KEY_VALIDITY_SECS: u64 = 30 * 24 * 3600;
 
@@ -537,8 +540,12 @@ impl ConnState {
     /// low-priority gate. Proof of possession when creating a mailbox, a
     /// recipient command, a signed `Send` (also inside a `RelayDeliver`)
     /// prove a connection; an unsigned first-contact `Send` does not.
+    /// A connection on which [`RELAYED_FAILURES_DEMOTE`] forwarded
+    /// deliveries failed is not proven either.
     pub fn is_proven(&self) -> bool {
-        self.passed_check.load(Ordering::SeqCst) && self.failed_checks() == 0
+        self.passed_check.load(Ordering::SeqCst)
+            && self.failed_checks() == 0
+            && self.failed_relayed_checks() < RELAYED_FAILURES_DEMOTE
     }
 
     /// True once a signature check of this connection's own requests
@@ -555,9 +562,11 @@ impl ConnState {
 
     /// Forwarded deliveries on this connection that failed to open or to
     /// verify. A home relay passes on what its clients sealed, so these
-    /// are not the connection's own failures and do not count against its
-    /// host; they have a budget of their own, so that a connection cannot
-    /// make the relay try to open garbage forever.
+    /// are not the connection's own failures: they neither close the
+    /// connection (that would delay every honest forward it carries) nor
+    /// count against its host. Past [`RELAYED_FAILURES_DEMOTE`] they demote
+    /// it to the low-priority lane instead, so that no connection makes the
+    /// relay open garbage ahead of proven clients.
     pub fn failed_relayed_checks(&self) -> u32 {
         self.failed_relayed.load(Ordering::SeqCst)
     }
@@ -2041,6 +2050,18 @@ mod tests {
         // Neither counts against the forwarding relay's connection: its
         // clients sealed them.
         assert_eq!(stranger.failed_checks(), 0);
+        // The delivered signed send proved it; enough failed deliveries
+        // demote it to the low-priority lane, without closing it.
+        assert!(stranger.is_proven());
+        for _ in 2..RELAYED_FAILURES_DEMOTE {
+            let mut tampered = sealed(&envelope(&w, &w.sender, 4));
+            tampered[60] ^= 1;
+            core.handle_now(&stranger, Request::RelayDeliver { sealed: tampered }, NOW);
+        }
+        assert_eq!(stranger.failed_relayed_checks(), RELAYED_FAILURES_DEMOTE);
+        assert!(!stranger.is_proven());
+        assert_eq!(stranger.failed_checks(), 0);
+        assert!(!stranger.host_exhausted());
 
         // The connection that created a mailbox is an own client: its
         // forward is queued, the queue limit holds, a forward to this relay

@@ -77,13 +77,6 @@ pub const MAX_AUTH_FAILURES: u32 = 16;
 /// cover, while an attacker's connection pays its handshake for this many
 /// checks instead of [`MAX_AUTH_FAILURES`].
 pub const UNPROVEN_MAX_AUTH_FAILURES: u32 = 8;
-/// Forwarded deliveries (`RelayDeliver`) that may fail to open or verify
-/// on one connection before it is closed (code 3). They do not count as the
-/// connection's own failures (a home relay passes on what its clients
-/// sealed, and closing its connection delays every forward behind it), but
-/// each costs an X25519 exchange and an AEAD check, so they are not free
-/// either: a home relay whose connection is closed reconnects.
-pub const MAX_RELAYED_FAILURES: u32 = 64;
 /// Operations committed in one write transaction at most: bounds commit
 /// latency when thousands are queued.
 pub const MAX_BATCH: usize = 1024;
@@ -769,14 +762,12 @@ fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
 
 /// True once a connection's own failed checks reach [`MAX_AUTH_FAILURES`]
 /// ([`UNPROVEN_MAX_AUTH_FAILURES`] if none of its checks passed) or its
-/// host's failed-check budget ran out on one of them, or
-/// [`MAX_RELAYED_FAILURES`] forwarded deliveries failed on it.
+/// host's failed-check budget ran out on one of them.
 fn over_budget(state: &ConnState) -> bool {
     let failed = state.failed_checks();
     failed >= MAX_AUTH_FAILURES
         || (failed >= UNPROVEN_MAX_AUTH_FAILURES && !state.has_passed_a_check())
         || state.host_exhausted()
-        || state.failed_relayed_checks() >= MAX_RELAYED_FAILURES
 }
 
 /// Releases a connection's slot when its task ends.

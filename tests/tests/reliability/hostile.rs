@@ -919,8 +919,8 @@ pub async fn read_responses(recv: &mut quinn::RecvStream, n: usize) -> Vec<Respo
 /// `UNPROVEN_MAX_AUTH_FAILURES` (8, code 3), so an attacker pays a new
 /// handshake per 8 checks. Forwarded deliveries that fail to open
 /// (`RelayDeliver`, a home relay passing on what its clients sealed) do not
-/// count as the connection's own failures, but have a budget of their own
-/// (`MAX_RELAYED_FAILURES`, 64); other connections go on.
+/// count as the connection's own failures and do not close it (past 64 it
+/// is served in the low-priority lane); other connections go on.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_that_keeps_failing_signature_checks_is_closed() {
     let dir = tempfile::tempdir().unwrap();
@@ -973,28 +973,21 @@ async fn a_connection_that_keeps_failing_signature_checks_is_closed() {
             .all(|r| matches!(r, Response::Error(RelayError::Auth)))
     );
     assert!(matches!(answers[41], Response::Hello { .. }));
-    // But they are not free: past `MAX_RELAYED_FAILURES` (64) in all, the
-    // connection is closed too.
+    // Nor do 40 more: a connection that keeps delivering garbage is only
+    // moved to the low-priority lane (a home relay's connection carries
+    // honest forwards too).
     let (mut send, mut recv) = conn2.open_bi().await.unwrap();
     let mut bytes = Vec::new();
     for _ in 0..40 {
         bytes.extend_from_slice(&garbage);
     }
-    let _ = send.write_all(&bytes).await;
-    let _ = send.finish();
-    let more = read_responses(&mut recv, 40).await;
-    assert!(
-        more.len() <= 24,
-        "{} more failed deliveries answered after 40",
-        more.len()
-    );
-    let closed = tokio::time::timeout(WAIT, conn2.closed())
-        .await
-        .expect("the connection stayed open after 80 failed deliveries");
-    assert!(
-        matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(3)),
-        "{closed}"
-    );
+    bytes.extend_from_slice(&ammo.hello);
+    send.write_all(&bytes).await.unwrap();
+    send.finish().unwrap();
+    let more = read_responses(&mut recv, 41).await;
+    assert_eq!(more.len(), 41);
+    assert!(matches!(more[40], Response::Hello { .. }));
+    assert!(conn2.close_reason().is_none(), "{:?}", conn2.close_reason());
 
     // An honest client is unaffected.
     let honest = relay.connect().await;

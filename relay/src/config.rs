@@ -123,7 +123,8 @@ pub struct Settings {
     pub new_connections_per_ip_per_sec: Option<u32>,
     /// Failed signature checks the connections of one IPv4 address or IPv6
     /// /64 may make in a burst; then the failing connection is closed (code
-    /// 3) and new ones from there are refused until one more is earned.
+    /// 3), and so is each later connection from there at its first failure
+    /// until more are earned (connections that fail nothing go on).
     /// Default: 64.
     #[arg(long)]
     pub failed_checks_per_ip: Option<u32>,

@@ -66,8 +66,16 @@ pub const FORWARD_QUEUE_TOTAL: u64 = 131_072;
 /// status queries: a client offline for a week still learns it.
 pub const FORWARD_STATUS_KEEP_SECS: u64 = 7 * 24 * 3600;
 /// Failed forwarded deliveries (`RelayDeliver`) after which a connection
-/// is served in the low-priority lane (see [`ConnState::is_proven`]).
+/// is served in the low-priority lane (see [`ConnState::is_proven`]),
+/// unless its passed ones keep up (see [`RELAYED_FAILURES_PER_PASS`]).
 pub const RELAYED_FAILURES_DEMOTE: u32 = 64;
+/// Failed forwarded deliveries a connection may have per one whose
+/// signature check passed before it is demoted: a home relay carrying its
+/// honest clients' forwards along with one client's garbage stays in the
+/// proven lane (demoting it would queue every honest forward it carries
+/// behind unproven strangers), while garbage costs the sender at least
+/// one valid signed send per this many.
+pub const RELAYED_FAILURES_PER_PASS: u32 = 8;
 /// Lifetime of a signed relay key bundle: clients may cache it this long.
 pub const RELAY_KEY_VALIDITY_SECS: u64 = 30 * 24 * 3600;
 
@@ -378,6 +386,8 @@ pub struct ConnState {
     /// Forwarded deliveries (`RelayDeliver`) that failed to open or to
     /// verify (see [`ConnState::failed_relayed_checks`]).
     failed_relayed: AtomicU32,
+    /// Forwarded deliveries whose signed `Send` passed its check.
+    passed_relayed: AtomicU32,
 }
 
 #[derive(Debug)]
@@ -459,6 +469,7 @@ impl ConnState {
             passed_check: AtomicBool::new(false),
             host_exhausted: AtomicBool::new(false),
             failed_relayed: AtomicU32::new(0),
+            passed_relayed: AtomicU32::new(0),
         }
     }
 
@@ -541,11 +552,15 @@ impl ConnState {
     /// recipient command, a signed `Send` (also inside a `RelayDeliver`)
     /// prove a connection; an unsigned first-contact `Send` does not.
     /// A connection on which [`RELAYED_FAILURES_DEMOTE`] forwarded
-    /// deliveries failed is not proven either.
+    /// deliveries failed, more than [`RELAYED_FAILURES_PER_PASS`] per one
+    /// that passed, is not proven either.
     pub fn is_proven(&self) -> bool {
+        let failed = self.failed_relayed_checks();
+        let passed = self.passed_relayed.load(Ordering::SeqCst);
         self.passed_check.load(Ordering::SeqCst)
             && self.failed_checks() == 0
-            && self.failed_relayed_checks() < RELAYED_FAILURES_DEMOTE
+            && (failed < RELAYED_FAILURES_DEMOTE
+                || failed <= passed.saturating_mul(RELAYED_FAILURES_PER_PASS))
     }
 
     /// True once a signature check of this connection's own requests
@@ -565,8 +580,9 @@ impl ConnState {
     /// are not the connection's own failures: they neither close the
     /// connection (that would delay every honest forward it carries) nor
     /// count against its host. Past [`RELAYED_FAILURES_DEMOTE`] they demote
-    /// it to the low-priority lane instead, so that no connection makes the
-    /// relay open garbage ahead of proven clients.
+    /// it to the low-priority lane instead (unless at least one in
+    /// [`RELAYED_FAILURES_PER_PASS`] + 1 passed), so that no connection
+    /// makes the relay open mostly garbage ahead of proven clients.
     pub fn failed_relayed_checks(&self) -> u32 {
         self.failed_relayed.load(Ordering::SeqCst)
     }
@@ -592,6 +608,16 @@ impl ConnState {
             self.host_exhausted.store(true, Ordering::SeqCst);
         }
         RelayError::Auth
+    }
+
+    /// Counts a `Forward` of this connection that the destination refused
+    /// `Auth` as one of its failed signature checks, here and against its
+    /// host: the client sealed a blob that did not open, or signed the
+    /// `Send` inside with a key the mailbox does not hold. Without it an
+    /// own client's garbage would cost only the destination (and the
+    /// lane it shares with honest forwards), never its sender.
+    pub fn forward_refused_auth(&self, now: u64) {
+        let _ = self.failed_check(now);
     }
 
     /// Takes one unsigned-send token, or says how long to wait.
@@ -966,6 +992,9 @@ impl<S: Store + ?Sized> Core<S> {
                             }
                         })?;
                         conn.passed_check();
+                        if relayed {
+                            conn.passed_relayed.fetch_add(1, Ordering::SeqCst);
+                        }
                     }
                     None => {
                         if rec.first_contact >= self.limits.first_contact_limit {
@@ -2062,6 +2091,33 @@ mod tests {
         assert!(!stranger.is_proven());
         assert_eq!(stranger.failed_checks(), 0);
         assert!(!stranger.host_exhausted());
+        // A home relay whose honest deliveries keep up with one client's
+        // garbage (at least one in RELAYED_FAILURES_PER_PASS + 1) stays
+        // proven: demoting it would queue its honest forwards too.
+        let home = ConnState::new(ConnectionBinding([3; 32]), NOW);
+        core.handle_now(&home, Request::hello(), NOW);
+        let passes = RELAYED_FAILURES_DEMOTE / RELAYED_FAILURES_PER_PASS;
+        for n in 0..passes {
+            let env = envelope(&w, &w.sender, 10 + u8::try_from(n).unwrap());
+            core.handle_now(
+                &home,
+                Request::RelayDeliver {
+                    sealed: sealed(&env),
+                },
+                NOW,
+            );
+        }
+        let garbage = || {
+            let mut tampered = sealed(&envelope(&w, &w.sender, 4));
+            tampered[60] ^= 1;
+            Request::RelayDeliver { sealed: tampered }
+        };
+        for _ in 0..RELAYED_FAILURES_DEMOTE {
+            core.handle_now(&home, garbage(), NOW);
+        }
+        assert!(home.is_proven());
+        core.handle_now(&home, garbage(), NOW);
+        assert!(!home.is_proven());
 
         // The connection that created a mailbox is an own client: its
         // forward is queued, the queue limit holds, a forward to this relay

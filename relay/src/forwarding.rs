@@ -55,6 +55,10 @@ const WORKER_BATCH: usize = 32;
 const LANE_BATCH: usize = 32;
 /// Addresses of one destination tried at once; the rest wait for a lane.
 const MAX_LANES: usize = 64;
+/// Deliveries one lane has under way at once, each on its own stream
+/// (below the 24 concurrent streams a relay allows a connection, leaving
+/// room for key fetches on the same connection).
+const LANE_IN_FLIGHT: usize = 16;
 /// Destinations resumed at start (bounded by the total queue limit anyway).
 const MAX_DESTINATIONS: usize = 65_536;
 /// Largest response frame read from another relay.
@@ -1175,29 +1179,49 @@ impl Forwarder {
             }
         };
         report.address = AddressOutcome::Answered;
-        for seq in run.seqs {
-            if *self.shutdown.borrow() {
-                return;
-            }
-            // Read now, not when planned: it may have been settled since.
-            let entry = match self.store.forward_queue_from(&destination, seq, 1) {
-                Ok(mut batch) => match batch.pop() {
-                    Some(entry) if entry.seq == seq => entry,
-                    _ => continue,
-                },
-                Err(e) => {
-                    tracing::error!("reading the forward queue failed: {e}");
-                    report.failed.push(seq);
-                    continue;
+        // Up to LANE_IN_FLIGHT deliveries at once, each on a stream of its
+        // own, opened in queue order: one slow answer (a destination's
+        // fsync) or one refused forward does not hold the next one for a
+        // round trip, and their settlements share group commits.
+        let address = Arc::new(run.address);
+        let mut pending = run.seqs.into_iter();
+        let mut flying = tokio::task::JoinSet::new();
+        let mut failed = false;
+        loop {
+            while !failed && flying.len() < LANE_IN_FLIGHT {
+                let Some(seq) = pending.next() else { break };
+                if *self.shutdown.borrow() {
+                    failed = true;
+                    break;
                 }
-            };
-            match self.deliver(&conn, &run.address, entry).await {
-                Delivery::Settled => report.settled.push(seq),
-                Delivery::Failed => report.failed.push(seq),
-                Delivery::AddressFailed => {
+                // Read now, not when planned: it may have been settled since.
+                let entry = match self.store.forward_queue_from(&destination, seq, 1) {
+                    Ok(mut batch) => match batch.pop() {
+                        Some(entry) if entry.seq == seq => entry,
+                        _ => continue,
+                    },
+                    Err(e) => {
+                        tracing::error!("reading the forward queue failed: {e}");
+                        report.failed.push(seq);
+                        continue;
+                    }
+                };
+                let (this, conn, address) = (self.clone(), conn.clone(), address.clone());
+                flying.spawn(async move { (seq, this.deliver(&conn, &address, entry).await) });
+            }
+            // A delivery that panicked reports nothing: its forward is
+            // simply tried again on the next pass.
+            match flying.join_next().await {
+                None => break,
+                Some(Err(_)) => {}
+                Some(Ok((seq, Delivery::Settled))) => report.settled.push(seq),
+                Some(Ok((seq, Delivery::Failed))) => report.failed.push(seq),
+                Some(Ok((seq, Delivery::AddressFailed))) => {
+                    // The rest are not sent; those already under way end
+                    // on their own (each within the request timeout).
                     report.failed.push(seq);
                     report.address = AddressOutcome::Failed;
-                    return;
+                    failed = true;
                 }
             }
         }
@@ -1444,8 +1468,10 @@ mod tests {
         (forwarder, stop)
     }
 
-    /// A destination relay that answers hello and stores every forward.
-    fn fake_destination(dir: &std::path::Path) -> (RelayAddress, quinn::Endpoint) {
+    /// A destination relay that answers hello and stores every forward,
+    /// answering forwards only in groups of `together` received at once.
+    fn fake_destination(dir: &std::path::Path, together: usize) -> (RelayAddress, quinn::Endpoint) {
+        let group = Arc::new(tokio::sync::Barrier::new(together));
         let identity = crate::identity::Identity::load_or_create(dir).unwrap();
         let endpoint = quinn::Endpoint::server(
             crate::server::server_config(&identity, 30).unwrap(),
@@ -1461,9 +1487,11 @@ mod tests {
         let accepting = endpoint.clone();
         tokio::spawn(async move {
             while let Some(incoming) = accepting.accept().await {
+                let group = group.clone();
                 tokio::spawn(async move {
                     let Ok(conn) = incoming.await else { return };
                     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                        let group = group.clone();
                         tokio::spawn(async move {
                             let bytes = recv.read_to_end(MAX_READ_CHUNK).await.unwrap();
                             let mut reader = FrameReader::new();
@@ -1473,7 +1501,10 @@ mod tests {
                             // fake destination stores whatever comes.
                             let response = match Request::decode(&payload) {
                                 Ok(Request::Hello { .. }) => Response::Hello { version: 1 },
-                                _ => Response::Stored,
+                                _ => {
+                                    group.wait().await;
+                                    Response::Stored
+                                }
                             };
                             let mut frame = Vec::new();
                             encode_frame(&response.to_bytes(), &mut frame).unwrap();
@@ -1517,7 +1548,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dead_address_does_not_delay_a_live_one() {
         let tmp = tempfile::tempdir().unwrap();
-        let (live, _destination) = fake_destination(tmp.path());
+        let (live, _destination) = fake_destination(tmp.path(), 1);
         let black_hole = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let dead = RelayAddress::new(
             *live.fingerprint(),
@@ -1551,6 +1582,38 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(matches!(forwarder.state(&stuck), Ok(ForwardState::Queued)));
+        stop.send(true).unwrap();
+    }
+
+    /// A lane has several deliveries under way at once: this destination
+    /// answers none until eight are waiting together, so a lane that sent
+    /// one, then waited for its answer before the next (as lanes did), never
+    /// gets one (each request times out after 10 s and the address backs
+    /// off).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lane_has_several_deliveries_under_way() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (destination, _endpoint) = fake_destination(tmp.path(), 8);
+        let store: Arc<dyn Store> = Arc::new(crate::store::redb::RedbStore::in_memory().unwrap());
+        let writer = Writer::spawn(store.clone()).unwrap();
+        let clock = Clock::new(0);
+        let (forwarder, stop) = test_forwarder(writer.clone(), store, clock, true);
+        let mut ids = Vec::new();
+        for id in 1..=8 {
+            ids.push(enqueue(&writer, clock, id, &destination).await);
+        }
+        forwarder.kick(destination.fingerprint().0);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ids
+            .iter()
+            .all(|id| matches!(forwarder.state(id), Ok(ForwardState::Stored)))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the lane sent its forwards one at a time"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         stop.send(true).unwrap();
     }
 

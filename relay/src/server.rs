@@ -565,7 +565,7 @@ pub async fn run(
         shutdown: shutdown_rx,
         per_ip: Mutex::new(HashMap::new()),
         hosts: Arc::new(HostLimits::new(config.hosts)),
-        gate: PriorityGate::new(UNPROVEN_PERMITS),
+        gate: PriorityGate::new(UNPROVEN_PERMITS, Background::start()),
         max_per_ip: config.max_connections_per_ip,
         max_connections: config.max_connections,
     });
@@ -848,34 +848,114 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
 /// request at a time (its streams take turns through the connection's own
 /// lock first), so the queue is as long as the number of unproven
 /// connections, not of their streams: an honest newcomer waits behind one
-/// request per attacker connection at most.
+/// request per attacker connection at most. The work itself runs on the
+/// [`Background`] thread, at the lowest CPU priority, when it could be
+/// started.
 #[derive(Debug)]
-struct PriorityGate(tokio::sync::Semaphore);
+struct PriorityGate {
+    permits: tokio::sync::Semaphore,
+    background: Option<Background>,
+}
 
 impl PriorityGate {
-    fn new(permits: usize) -> Self {
-        Self(tokio::sync::Semaphore::new(permits))
+    fn new(permits: usize, background: Option<Background>) -> Self {
+        Self {
+            permits: tokio::sync::Semaphore::new(permits),
+            background,
+        }
     }
 
     /// Runs `work` at once if `proven`, else under a permit, taken after
-    /// the connection's `turn`.
-    async fn run<T>(
+    /// the connection's `turn`, on the background thread if there is one.
+    async fn run<T: Send + 'static>(
         &self,
         proven: bool,
         turn: &tokio::sync::Mutex<()>,
-        work: impl FnOnce() -> T,
+        work: impl FnOnce() -> T + Send + 'static,
     ) -> T {
         if proven {
             return work();
         }
         let turn = turn.lock().await;
         // The semaphore is never closed; were it, the work runs ungated.
-        let permit = self.0.acquire().await.ok();
-        let out = work();
+        let permit = self.permits.acquire().await.ok();
+        let out = match &self.background {
+            Some(background) => background.run(work).await,
+            None => work(),
+        };
         drop(permit);
         drop(turn);
         tokio::task::yield_now().await;
         out
+    }
+}
+
+/// A job for the [`Background`] thread.
+type BackgroundJob = Box<dyn FnOnce() + Send>;
+
+/// Niceness of the [`Background`] thread: the kernel gives it CPU time
+/// only when the relay's other threads leave some (about 1.5 % of a core
+/// against one busy thread at the default 0), so under a flood the checks
+/// of unproven connections (an attacker's garbage: X25519 exchanges to
+/// open forwarded deliveries, failing Ed25519 checks) no longer take time
+/// slices from proven clients' requests.
+pub const BACKGROUND_NICE: i32 = 19;
+
+/// One thread, at [`BACKGROUND_NICE`], that runs the low-priority lane's
+/// work. The lane lets one job in at a time ([`UNPROVEN_PERMITS`]), so
+/// its queue never holds more than that.
+#[derive(Debug)]
+struct Background {
+    jobs: std::sync::mpsc::SyncSender<BackgroundJob>,
+}
+
+impl Background {
+    /// Starts the thread. `None` if it cannot be started; the lane's work
+    /// then runs on the runtime's threads, in the same order.
+    fn start() -> Option<Self> {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<BackgroundJob>(UNPROVEN_PERMITS);
+        std::thread::Builder::new()
+            .name("enlace-unproven".into())
+            .spawn(move || {
+                // Linux keeps a nice value per thread: this lowers only
+                // this one. Failing that, it runs at the default.
+                if let Err(e) = rustix::process::setpriority_process(
+                    Some(rustix::thread::gettid()),
+                    BACKGROUND_NICE,
+                ) {
+                    tracing::warn!("cannot lower the priority of the unproven-check thread: {e}");
+                }
+                while let Ok(job) = queue.recv() {
+                    job();
+                }
+            })
+            .ok()?;
+        Some(Self { jobs })
+    }
+
+    /// Runs `work` on the thread and waits for its result; runs it here if
+    /// the thread is gone. A panic in `work` is resumed here, where it
+    /// ends the request's task as it would have without the thread.
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = oneshot::channel();
+        let job: BackgroundJob = Box::new(move || {
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+            let _ = tx.send(out);
+        });
+        if let Err(
+            std::sync::mpsc::TrySendError::Full(job)
+            | std::sync::mpsc::TrySendError::Disconnected(job),
+        ) = self.jobs.try_send(job)
+        {
+            job();
+        }
+        match rx.await {
+            Ok(Ok(out)) => out,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            // The job is dropped only unrun with the thread, which runs
+            // every job it receives.
+            Err(_) => std::panic::panic_any("the unproven-check thread dropped a job"),
+        }
     }
 }
 
@@ -1121,9 +1201,9 @@ impl StreamTask {
         let _guard = shared.in_flight.enter();
         let state = self.state.clone();
         let turn = self.turn.clone();
-        let decided = shared
-            .gate
-            .run(state.is_proven(), &turn, || {
+        let work = {
+            let (shared, state) = (shared.clone(), state.clone());
+            move || {
                 let request = Request::decode(&payload)?;
                 // Checked before the request's signature is: a connection
                 // over its budget gets no further check.
@@ -1133,8 +1213,9 @@ impl StreamTask {
                 let is_ack = matches!(request, Request::Ack(_));
                 let step = shared.core.handle(&state, request, shared.clock.now());
                 Ok(Some((is_ack, step)))
-            })
-            .await;
+            }
+        };
+        let decided = shared.gate.run(state.is_proven(), &turn, work).await;
         self.raise_window_once_proven();
         let (is_ack, step) = match decided {
             Ok(Some(decided)) => decided,
@@ -1219,12 +1300,11 @@ impl StreamTask {
             };
             let state = self.state.clone();
             let turn = self.turn.clone();
-            let step = shared
-                .gate
-                .run(state.is_proven(), &turn, || {
-                    shared.core.handle(&state, ack, shared.clock.now())
-                })
-                .await;
+            let work = {
+                let (shared, state) = (shared.clone(), state.clone());
+                move || shared.core.handle(&state, ack, shared.clock.now())
+            };
+            let step = shared.gate.run(state.is_proven(), &turn, work).await;
             answers.push(match step {
                 Step::Write { op, then } => self.queue(op, then).await,
                 Step::Reply(r) => Answer::Now(r),
@@ -1308,11 +1388,15 @@ impl StreamTask {
                 forward_id,
                 destination,
             } => {
-                return self
+                let answer = self
                     .shared
                     .forwarder
                     .answer(*forward_id, *destination)
                     .await;
+                if matches!(answer, Response::Error(RelayError::Auth)) {
+                    self.state.forward_refused_auth(self.shared.clock.now());
+                }
+                return answer;
             }
             Then::Deposited { receive_id } => {
                 self.shared.metrics.deposits.fetch_add(1, Ordering::Relaxed);
@@ -1610,15 +1694,15 @@ mod tests {
 
     #[tokio::test]
     async fn unproven_requests_wait_for_the_gate_and_proven_ones_do_not() {
-        let gate = Arc::new(PriorityGate::new(1));
+        let gate = Arc::new(PriorityGate::new(1, None));
         let turn = Arc::new(tokio::sync::Mutex::new(()));
         // An unproven request's check is under way (it holds the permit).
-        let held = gate.0.acquire().await.unwrap();
+        let held = gate.permits.acquire().await.unwrap();
         let ran = Arc::new(AtomicUsize::new(0));
         let unproven = tokio::spawn({
             let (gate, ran, turn) = (gate.clone(), ran.clone(), turn.clone());
             async move {
-                gate.run(false, &turn, || ran.fetch_add(1, Ordering::SeqCst))
+                gate.run(false, &turn, move || ran.fetch_add(1, Ordering::SeqCst))
                     .await;
             }
         });
@@ -1642,19 +1726,19 @@ mod tests {
     /// of its streams wait, another connection's request is next in line.
     #[tokio::test]
     async fn an_unproven_connection_queues_one_request_at_a_time() {
-        let gate = Arc::new(PriorityGate::new(1));
+        let gate = Arc::new(PriorityGate::new(1, None));
         let (busy, newcomer) = (
             Arc::new(tokio::sync::Mutex::new(())),
             Arc::new(tokio::sync::Mutex::new(())),
         );
-        let held = gate.0.acquire().await.unwrap();
+        let held = gate.permits.acquire().await.unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = tokio::task::JoinSet::new();
         // Ten streams of one connection queue first...
         for i in 0..10 {
             let (gate, busy, order) = (gate.clone(), busy.clone(), order.clone());
             tasks.spawn(async move {
-                gate.run(false, &busy, || order.lock().unwrap().push(i))
+                gate.run(false, &busy, move || order.lock().unwrap().push(i))
                     .await;
             });
         }
@@ -1665,7 +1749,7 @@ mod tests {
         tasks.spawn({
             let (gate, newcomer, order) = (gate.clone(), newcomer.clone(), order.clone());
             async move {
-                gate.run(false, &newcomer, || order.lock().unwrap().push(99))
+                gate.run(false, &newcomer, move || order.lock().unwrap().push(99))
                     .await;
             }
         });
@@ -1682,6 +1766,39 @@ mod tests {
         assert_eq!(order.len(), 11);
         let at = order.iter().position(|&i| i == 99).unwrap();
         assert!(at <= 1, "the newcomer ran {at}th: {order:?}");
+    }
+
+    /// The low-priority lane's work runs on its own thread at the lowest
+    /// CPU priority, not on the runtime's; a panic in it ends the waiting
+    /// task (as it did inline) and the thread goes on with the next job.
+    #[tokio::test]
+    async fn unproven_work_runs_on_a_thread_at_the_lowest_priority() {
+        let gate = PriorityGate::new(1, Background::start());
+        let turn = Arc::new(tokio::sync::Mutex::new(()));
+        let here = std::thread::current().id();
+        let (thread, nice) = gate
+            .run(false, &turn, || {
+                let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid()));
+                (std::thread::current().id(), nice.unwrap())
+            })
+            .await;
+        assert_ne!(thread, here);
+        assert_eq!(nice, BACKGROUND_NICE);
+        // A proven connection's work runs where it is asked for.
+        let proven = gate.run(true, &turn, || std::thread::current().id()).await;
+        assert_eq!(proven, here);
+        let gate = Arc::new(gate);
+        let panicked = tokio::spawn({
+            let gate = gate.clone();
+            async move {
+                let turn = tokio::sync::Mutex::new(());
+                gate.run(false, &turn, || panic!("a bad job")).await
+            }
+        })
+        .await;
+        assert!(panicked.unwrap_err().is_panic());
+        let after = gate.run(false, &turn, || std::thread::current().id()).await;
+        assert_eq!(after, thread, "the same thread goes on");
     }
 
     #[test]

@@ -66,10 +66,17 @@ async fn create_on(conn: &quinn::Connection) {
 /// Sends hello and `n` copies of `bad` on one stream; returns how many were
 /// answered `Auth` and whether the connection was then closed with code 3.
 async fn fail_checks(conn: &quinn::Connection, bad: &[u8], n: usize) -> (usize, bool) {
+    fail_all(conn, &vec![bad.to_vec(); n]).await
+}
+
+/// Sends hello and the frames `bad` on one stream; returns how many were
+/// answered `Auth` and whether the connection was then closed with code 3.
+async fn fail_all(conn: &quinn::Connection, bad: &[Vec<u8>]) -> (usize, bool) {
+    let n = bad.len();
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     let mut bytes = frame(&Request::hello());
-    for _ in 0..n {
-        bytes.extend_from_slice(bad);
+    for b in bad {
+        bytes.extend_from_slice(b);
     }
     let _ = send.write_all(&bytes).await;
     let _ = send.finish();
@@ -363,4 +370,50 @@ async fn an_unproven_connection_gets_a_small_window_until_a_check_passes() {
     honest.close().await;
     relay.signal("-TERM");
     assert!(relay.wait().await.success());
+}
+
+/// An own client's `Forward`s that the destination refuses `Auth` (a
+/// sealed blob that does not open) count as the client's failed checks at
+/// its home relay: past the budget its connection is closed with code 3,
+/// as if it had sent bad signatures itself. Before, they cost only the
+/// destination and the home relay's lane, never their sender.
+#[tokio::test(flavor = "multi_thread")]
+async fn forwards_the_destination_refuses_auth_are_the_senders_failed_checks() {
+    use enlace_protocol::command::{Forward, ForwardId};
+    use enlace_protocol::envelope::BodySize;
+    use enlace_protocol::forward::sealed_len;
+
+    let dir = tempfile::tempdir().unwrap();
+    let dest = start(&dir.path().join("dest"), &[]).await;
+    let home = start(&dir.path().join("home"), &[]).await;
+    let endpoint = attacker_endpoint(*home.address.fingerprint());
+    let conn = try_connect(&endpoint, relay_addr(&home)).await.unwrap();
+    // An own client of the home relay, proven by its mailbox creation.
+    create_on(&conn).await;
+    // Forwards of garbage of the right length: each is queued, and
+    // refused by the destination.
+    let garbage: Vec<Vec<u8>> = (0..20)
+        .map(|_| {
+            frame(&Request::Forward(Forward {
+                destination: dest.address.clone(),
+                forward_id: ForwardId(rand::random()),
+                sealed: (0..sealed_len(BodySize::Small))
+                    .map(|_| rand::random::<u8>())
+                    .collect(),
+            }))
+        })
+        .collect();
+    let (auth, code3) = fail_all(&conn, &garbage).await;
+    // 16 failed checks close a proven connection (the close may overtake
+    // the last answer); without the charge all 20 were answered.
+    assert!(
+        (15..=16).contains(&auth),
+        "{auth} Auth answers before the close"
+    );
+    assert!(code3, "the connection was not closed with code 3");
+    endpoint.close(0u32.into(), b"");
+    for relay in [home, dest] {
+        relay.signal("-TERM");
+        assert!(relay.wait().await.success());
+    }
 }

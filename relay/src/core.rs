@@ -76,6 +76,11 @@ pub const RELAYED_FAILURES_DEMOTE: u32 = 64;
 /// behind unproven strangers), while garbage costs the sender at least
 /// one valid signed send per this many.
 pub const RELAYED_FAILURES_PER_PASS: u32 = 8;
+/// `Forward`s of one connection the destination refused `auth` after
+/// which the home relay closes the connection (code 3), unless more than
+/// one in [`RELAYED_FAILURES_PER_PASS`] + 1 of its forwards were stored:
+/// see [`ConnState::forwards_over_budget`].
+pub const MAX_REFUSED_FORWARDS: u32 = 16;
 /// Lifetime of a signed relay key bundle: clients may cache it this long.
 pub const RELAY_KEY_VALIDITY_SECS: u64 = 30 * 24 * 3600;
 
@@ -386,8 +391,13 @@ pub struct ConnState {
     /// Forwarded deliveries (`RelayDeliver`) that failed to open or to
     /// verify (see [`ConnState::failed_relayed_checks`]).
     failed_relayed: AtomicU32,
-    /// Forwarded deliveries whose signed `Send` passed its check.
+    /// Forwarded deliveries whose signed `Send` passed its check and was
+    /// stored anew (not a replay).
     passed_relayed: AtomicU32,
+    /// This connection's `Forward`s that the destination refused `auth`.
+    refused_forwards: AtomicU32,
+    /// This connection's `Forward`s that the destination stored.
+    stored_forwards: AtomicU32,
 }
 
 #[derive(Debug)]
@@ -470,6 +480,8 @@ impl ConnState {
             host_exhausted: AtomicBool::new(false),
             failed_relayed: AtomicU32::new(0),
             passed_relayed: AtomicU32::new(0),
+            refused_forwards: AtomicU32::new(0),
+            stored_forwards: AtomicU32::new(0),
         }
     }
 
@@ -563,6 +575,15 @@ impl ConnState {
                 || failed <= passed.saturating_mul(RELAYED_FAILURES_PER_PASS))
     }
 
+    /// True if the connection is not proven and failed something: a
+    /// signature check of its own, or a forwarded delivery. Its requests
+    /// then wait in a queue of their own, checked at the lowest CPU
+    /// priority, apart from connections that only have not proven
+    /// themselves yet (newcomers, first-contact senders).
+    pub fn is_suspect(&self) -> bool {
+        !self.is_proven() && (self.failed_checks() > 0 || self.failed_relayed_checks() > 0)
+    }
+
     /// True once a signature check of this connection's own requests
     /// passed (whether or not others failed since).
     pub fn has_passed_a_check(&self) -> bool {
@@ -610,14 +631,39 @@ impl ConnState {
         RelayError::Auth
     }
 
-    /// Counts a `Forward` of this connection that the destination refused
-    /// `Auth` as one of its failed signature checks, here and against its
-    /// host: the client sealed a blob that did not open, or signed the
-    /// `Send` inside with a key the mailbox does not hold. Without it an
-    /// own client's garbage would cost only the destination (and the
-    /// lane it shares with honest forwards), never its sender.
-    pub fn forward_refused_auth(&self, now: u64) {
-        let _ = self.failed_check(now);
+    /// Counts the destination's answer to a `Forward` this connection
+    /// queued (not one it repeated: a known forward id is answered from
+    /// its record and counted once, when it was queued).
+    pub fn forward_answered(&self, answer: &Response) {
+        match answer {
+            Response::Stored => {
+                self.stored_forwards.fetch_add(1, Ordering::SeqCst);
+            }
+            Response::Error(RelayError::Auth) => {
+                self.refused_forwards.fetch_add(1, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+    }
+
+    /// True once [`MAX_REFUSED_FORWARDS`] of this connection's `Forward`s
+    /// were refused `auth` by their destination, more than
+    /// [`RELAYED_FAILURES_PER_PASS`] per one stored: its client seals
+    /// blobs that do not open, or signs with keys the mailboxes do not
+    /// hold. The driver then closes it (code 3), so an own client's garbage
+    /// costs it a handshake and a proof of ownership per 16, not only the
+    /// destination. Neither its priority nor its host's budget is touched:
+    /// the destination is the one that says `auth`, and a hostile one must
+    /// not be able to push this relay's honest clients, or their
+    /// neighbours behind the same address, into the slow lane; an honest
+    /// client whose forwards to one destination all come back `auth` (a
+    /// used-up first-contact allowance answers `auth` too) loses this
+    /// connection after 16 of them unless others get through.
+    pub fn forwards_over_budget(&self) -> bool {
+        let refused = self.refused_forwards.load(Ordering::SeqCst);
+        let stored = self.stored_forwards.load(Ordering::SeqCst);
+        refused >= MAX_REFUSED_FORWARDS
+            && refused > stored.saturating_mul(RELAYED_FAILURES_PER_PASS)
     }
 
     /// Takes one unsigned-send token, or says how long to wait.
@@ -682,6 +728,8 @@ pub enum Then {
     Deposited {
         /// The mailbox it went to.
         receive_id: MailboxId,
+        /// A forwarded (`RelayDeliver`) `Send` whose signature passed.
+        relayed_signed: bool,
     },
     /// An ack.
     Acked {
@@ -774,15 +822,19 @@ struct KeyCache(Mutex<HashMap<[u8; 32], PublicKey>>);
 
 impl KeyCache {
     fn get(&self, bytes: &[u8; 32]) -> Result<PublicKey, RelayError> {
-        let mut map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(key) = map.get(bytes) {
+        let lock = || {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(key) = lock().get(bytes) {
             return Ok(*key);
         }
+        // Parsed outside the lock (half a signature check): a thread at low
+        // priority must not hold it while the others wait.
         // A stored key that does not parse is a corrupt record.
         let key = PublicKey::from_bytes(bytes).map_err(|_| RelayError::Internal)?;
+        let mut map = lock();
         if map.len() >= KEY_CACHE_ENTRIES {
             map.clear();
         }
@@ -992,9 +1044,6 @@ impl<S: Store + ?Sized> Core<S> {
                             }
                         })?;
                         conn.passed_check();
-                        if relayed {
-                            conn.passed_relayed.fetch_add(1, Ordering::SeqCst);
-                        }
                     }
                     None => {
                         if rec.first_contact >= self.limits.first_contact_limit {
@@ -1016,7 +1065,10 @@ impl<S: Store + ?Sized> Core<S> {
                         first_contact_limit: self.limits.first_contact_limit,
                         bytes: envelope.into_bytes(),
                     },
-                    then: Then::Deposited { receive_id },
+                    then: Then::Deposited {
+                        receive_id,
+                        relayed_signed: relayed && rec.sender_key.is_some(),
+                    },
                 }
             }
             Request::Subscribe(signed) => {
@@ -1140,6 +1192,25 @@ impl<S: Store + ?Sized> Core<S> {
         })
     }
 
+    /// What a commit tells about the connection that asked for it: a
+    /// forwarded signed `Send` stored anew counts for the connection
+    /// against its failed forwarded deliveries (see
+    /// [`RELAYED_FAILURES_PER_PASS`]); a replay of one already stored
+    /// (answered `Stored` too) does not, or one valid sealed send replayed
+    /// would buy any number of garbage ones.
+    pub fn note_commit(conn: &ConnState, then: &Then, outcome: &Result<WriteOutcome, StoreError>) {
+        if let (
+            Then::Deposited {
+                relayed_signed: true,
+                ..
+            },
+            Ok(WriteOutcome::Stored { .. }),
+        ) = (then, outcome)
+        {
+            conn.passed_relayed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     /// The answer to a write once its batch committed (or failed).
     pub fn finish(then: &Then, outcome: Result<WriteOutcome, StoreError>) -> Response {
         let outcome = match outcome {
@@ -1223,6 +1294,7 @@ impl<S: Store + ?Sized> Core<S> {
                     .store
                     .apply(std::slice::from_ref(&op))
                     .and_then(|mut o| o.pop().ok_or(StoreError::Corrupt("empty batch result")));
+                Self::note_commit(conn, &then, &outcome);
                 let resp = Self::finish(&then, outcome);
                 if matches!(resp, Response::MailboxCreated { .. }) {
                     conn.mark_own();
@@ -2093,31 +2165,37 @@ mod tests {
         assert!(!stranger.host_exhausted());
         // A home relay whose honest deliveries keep up with one client's
         // garbage (at least one in RELAYED_FAILURES_PER_PASS + 1) stays
-        // proven: demoting it would queue its honest forwards too.
+        // proven: demoting it would queue its honest forwards too. Ten
+        // passes allow 80 failures, past the 64 that demote a connection
+        // with none.
         let home = ConnState::new(ConnectionBinding([3; 32]), NOW);
         core.handle_now(&home, Request::hello(), NOW);
-        let passes = RELAYED_FAILURES_DEMOTE / RELAYED_FAILURES_PER_PASS;
-        for n in 0..passes {
-            let env = envelope(&w, &w.sender, 10 + u8::try_from(n).unwrap());
-            core.handle_now(
-                &home,
-                Request::RelayDeliver {
-                    sealed: sealed(&env),
-                },
-                NOW,
-            );
+        let valid = |n: u8| Request::RelayDeliver {
+            sealed: sealed(&envelope(&w, &w.sender, n)),
+        };
+        for n in 10..20 {
+            core.handle_now(&home, valid(n), NOW);
+        }
+        // Replays of a stored one are answered Stored but buy nothing.
+        for _ in 0..20 {
+            assert_eq!(core.handle_now(&home, valid(10), NOW).0, Response::Stored);
         }
         let garbage = || {
             let mut tampered = sealed(&envelope(&w, &w.sender, 4));
             tampered[60] ^= 1;
             Request::RelayDeliver { sealed: tampered }
         };
-        for _ in 0..RELAYED_FAILURES_DEMOTE {
+        for _ in 0..10 * RELAYED_FAILURES_PER_PASS {
             core.handle_now(&home, garbage(), NOW);
         }
         assert!(home.is_proven());
+        assert!(!home.is_suspect());
         core.handle_now(&home, garbage(), NOW);
         assert!(!home.is_proven());
+        assert!(home.is_suspect());
+        // One more honest delivery and it is back.
+        core.handle_now(&home, valid(20), NOW);
+        assert!(home.is_proven());
 
         // The connection that created a mailbox is an own client: its
         // forward is queued, the queue limit holds, a forward to this relay

@@ -59,6 +59,12 @@ const MAX_LANES: usize = 64;
 /// (below the 24 concurrent streams a relay allows a connection, leaving
 /// room for key fetches on the same connection).
 const LANE_IN_FLIGHT: usize = 16;
+/// Deliveries under way at once over all lanes of one destination: what
+/// one lane per address had before lanes went concurrent, so a
+/// destination whose addresses accept deliveries and never answer holds
+/// no more forwards in memory than it did (each until its request times
+/// out).
+const DESTINATION_IN_FLIGHT: usize = MAX_LANES;
 /// Destinations resumed at start (bounded by the total queue limit anyway).
 const MAX_DESTINATIONS: usize = 65_536;
 /// Largest response frame read from another relay.
@@ -988,6 +994,7 @@ impl Forwarder {
         let mut schedule = Schedule::default();
         let mut lanes = Lanes::default();
         let (done, mut reports) = mpsc::channel(MAX_LANES);
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(DESTINATION_IN_FLIGHT));
         let mut read_delay = Duration::ZERO;
         loop {
             if *shutdown.borrow() {
@@ -995,7 +1002,14 @@ impl Forwarder {
             }
             let planned = Instant::now();
             let wait = match self
-                .pass(&destination, planned, &mut schedule, &mut lanes, &done)
+                .pass(
+                    &destination,
+                    planned,
+                    &mut schedule,
+                    &mut lanes,
+                    &done,
+                    &in_flight,
+                )
                 .await
             {
                 Err(e) => {
@@ -1050,6 +1064,7 @@ impl Forwarder {
         schedule: &mut Schedule,
         lanes: &mut Lanes,
         done: &mpsc::Sender<LaneReport>,
+        in_flight: &Arc<tokio::sync::Semaphore>,
     ) -> Result<bool, crate::store::StoreError> {
         let mut from = 0;
         let mut seen = HashSet::new();
@@ -1092,7 +1107,10 @@ impl Forwarder {
                 }),
                 done: done.clone(),
             };
-            tokio::spawn(self.clone().lane(*destination, run, guard));
+            tokio::spawn(
+                self.clone()
+                    .lane(*destination, run, in_flight.clone(), guard),
+            );
         }
         Ok(!seen.is_empty())
     }
@@ -1143,7 +1161,13 @@ impl Forwarder {
 
     /// Delivers `run`'s forwards over one connection to its address, in
     /// queue order, and reports what happened through `guard`.
-    async fn lane(self: Arc<Self>, destination: [u8; 32], run: Run, mut guard: ReportOnDrop) {
+    async fn lane(
+        self: Arc<Self>,
+        destination: [u8; 32],
+        run: Run,
+        in_flight: Arc<tokio::sync::Semaphore>,
+        mut guard: ReportOnDrop,
+    ) {
         let Some(report) = guard.report.as_mut() else {
             return;
         };
@@ -1179,8 +1203,9 @@ impl Forwarder {
             }
         };
         report.address = AddressOutcome::Answered;
-        // Up to LANE_IN_FLIGHT deliveries at once, each on a stream of its
-        // own, opened in queue order: one slow answer (a destination's
+        // Up to LANE_IN_FLIGHT deliveries at once (within the
+        // destination's DESTINATION_IN_FLIGHT), each on a stream of its
+        // own, started in queue order: one slow answer (a destination's
         // fsync) or one refused forward does not hold the next one for a
         // round trip, and their settlements share group commits.
         let address = Arc::new(run.address);
@@ -1189,6 +1214,17 @@ impl Forwarder {
         let mut failed = false;
         loop {
             while !failed && flying.len() < LANE_IN_FLIGHT {
+                // A permit before the forward is read: what is held in
+                // memory stays bounded per destination.
+                let permit = match in_flight.clone().try_acquire_owned() {
+                    Ok(permit) => permit,
+                    Err(_) if !flying.is_empty() => break,
+                    Err(_) => match in_flight.clone().acquire_owned().await {
+                        Ok(permit) => permit,
+                        // Never closed; were it, the rest waits a pass.
+                        Err(_) => break,
+                    },
+                };
                 let Some(seq) = pending.next() else { break };
                 if *self.shutdown.borrow() {
                     failed = true;
@@ -1207,7 +1243,11 @@ impl Forwarder {
                     }
                 };
                 let (this, conn, address) = (self.clone(), conn.clone(), address.clone());
-                flying.spawn(async move { (seq, this.deliver(&conn, &address, entry).await) });
+                flying.spawn(async move {
+                    let delivery = this.deliver(&conn, &address, entry).await;
+                    drop(permit);
+                    (seq, delivery)
+                });
             }
             // A delivery that panicked reports nothing: its forward is
             // simply tried again on the next pass.

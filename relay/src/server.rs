@@ -761,13 +761,15 @@ fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
 }
 
 /// True once a connection's own failed checks reach [`MAX_AUTH_FAILURES`]
-/// ([`UNPROVEN_MAX_AUTH_FAILURES`] if none of its checks passed) or its
-/// host's failed-check budget ran out on one of them.
+/// ([`UNPROVEN_MAX_AUTH_FAILURES`] if none of its checks passed), its
+/// host's failed-check budget ran out on one of them, or too many of its
+/// forwards were refused `auth` ([`ConnState::forwards_over_budget`]).
 fn over_budget(state: &ConnState) -> bool {
     let failed = state.failed_checks();
     failed >= MAX_AUTH_FAILURES
         || (failed >= UNPROVEN_MAX_AUTH_FAILURES && !state.has_passed_a_check())
         || state.host_exhausted()
+        || state.forwards_over_budget()
 }
 
 /// Releases a connection's slot when its task ends.
@@ -840,50 +842,86 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
     }
 }
 
-/// The low-priority lane for connections not yet proven: their requests'
-/// CPU work (parse, signature check, the core's decision) runs under one of
-/// [`UNPROVEN_PERMITS`] permits, taken in arrival order and released before
-/// anything is awaited (a commit, a write), then the task yields. Proven
-/// connections skip it. Each unproven connection queues at most one
-/// request at a time (its streams take turns through the connection's own
-/// lock first), so the queue is as long as the number of unproven
-/// connections, not of their streams: an honest newcomer waits behind one
-/// request per attacker connection at most. The work itself runs on the
-/// [`Background`] thread, at the lowest CPU priority, when it could be
-/// started.
+/// Which queue a connection's requests go through (see [`PriorityGate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    /// Proven ([`ConnState::is_proven`]): no queue.
+    Proven,
+    /// Not proven yet, nothing failed: newcomers, first-contact senders.
+    Unproven,
+    /// Not proven, and failed something ([`ConnState::is_suspect`]).
+    Suspect,
+}
+
+impl Lane {
+    fn of(state: &ConnState) -> Self {
+        if state.is_proven() {
+            Self::Proven
+        } else if state.is_suspect() {
+            Self::Suspect
+        } else {
+            Self::Unproven
+        }
+    }
+}
+
+/// The low-priority lanes for connections not proven: their requests' CPU
+/// work (parse, signature check, the core's decision) runs under one of
+/// [`UNPROVEN_PERMITS`] permits of their lane, taken in arrival order and
+/// released before anything is awaited (a commit, a write), then the task
+/// yields. Proven connections skip both. Each connection queues at most
+/// one request at a time (its streams take turns through the connection's
+/// own lock first), so a queue is as long as the number of its
+/// connections, not of their streams. Connections that failed something
+/// (an attacker's, after its first garbage) queue apart from those that
+/// only have not proven themselves yet, and their work runs on the
+/// [`Background`] thread at the lowest CPU priority: an honest newcomer
+/// waits behind other newcomers' first requests only, at normal priority,
+/// and an attacker's failing checks take no time slices from anyone.
 #[derive(Debug)]
 struct PriorityGate {
-    permits: tokio::sync::Semaphore,
+    unproven: tokio::sync::Semaphore,
+    suspect: tokio::sync::Semaphore,
     background: Option<Background>,
 }
 
 impl PriorityGate {
     fn new(permits: usize, background: Option<Background>) -> Self {
         Self {
-            permits: tokio::sync::Semaphore::new(permits),
+            unproven: tokio::sync::Semaphore::new(permits),
+            suspect: tokio::sync::Semaphore::new(permits),
             background,
         }
     }
 
-    /// Runs `work` at once if `proven`, else under a permit, taken after
-    /// the connection's `turn`, on the background thread if there is one.
+    /// Runs `work` in the lane `lane` says, asked again once the
+    /// connection's `turn` is taken (a request queued behind one that
+    /// proved the connection runs at once).
     async fn run<T: Send + 'static>(
         &self,
-        proven: bool,
+        lane: impl Fn() -> Lane,
         turn: &tokio::sync::Mutex<()>,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> T {
-        if proven {
+        if lane() == Lane::Proven {
             return work();
         }
         let turn = turn.lock().await;
-        // The semaphore is never closed; were it, the work runs ungated.
-        let permit = self.permits.acquire().await.ok();
-        let out = match &self.background {
-            Some(background) => background.run(work).await,
-            None => work(),
+        // The semaphores are never closed; were one, the work runs ungated.
+        let out = match lane() {
+            Lane::Proven => work(),
+            Lane::Unproven => {
+                let _permit = self.unproven.acquire().await.ok();
+                work()
+            }
+            Lane::Suspect => {
+                let _permit = self.suspect.acquire().await.ok();
+                match &self.background {
+                    Some(background) => background.run(work).await,
+                    None => work(),
+                }
+            }
         };
-        drop(permit);
         drop(turn);
         tokio::task::yield_now().await;
         out
@@ -896,25 +934,26 @@ type BackgroundJob = Box<dyn FnOnce() + Send>;
 /// Niceness of the [`Background`] thread: the kernel gives it CPU time
 /// only when the relay's other threads leave some (about 1.5 % of a core
 /// against one busy thread at the default 0), so under a flood the checks
-/// of unproven connections (an attacker's garbage: X25519 exchanges to
-/// open forwarded deliveries, failing Ed25519 checks) no longer take time
-/// slices from proven clients' requests.
+/// of connections that failed something (an attacker's garbage: X25519
+/// exchanges to open forwarded deliveries, failing Ed25519 checks) take
+/// no time slices from other clients' requests.
 pub const BACKGROUND_NICE: i32 = 19;
 
-/// One thread, at [`BACKGROUND_NICE`], that runs the low-priority lane's
-/// work. The lane lets one job in at a time ([`UNPROVEN_PERMITS`]), so
-/// its queue never holds more than that.
+/// One thread, at [`BACKGROUND_NICE`], that runs the suspect lane's work.
+/// The lane lets one job in at a time ([`UNPROVEN_PERMITS`]), so its
+/// queue never holds more than that.
 #[derive(Debug)]
 struct Background {
     jobs: std::sync::mpsc::SyncSender<BackgroundJob>,
 }
 
 impl Background {
-    /// Starts the thread. `None` if it cannot be started; the lane's work
-    /// then runs on the runtime's threads, in the same order.
+    /// Starts the thread. `None` if it cannot be started (said at warn
+    /// level); the lane's work then runs on the runtime's threads, in the
+    /// same order.
     fn start() -> Option<Self> {
         let (jobs, queue) = std::sync::mpsc::sync_channel::<BackgroundJob>(UNPROVEN_PERMITS);
-        std::thread::Builder::new()
+        let started = std::thread::Builder::new()
             .name("enlace-unproven".into())
             .spawn(move || {
                 // Linux keeps a nice value per thread: this lowers only
@@ -928,8 +967,11 @@ impl Background {
                 while let Ok(job) = queue.recv() {
                     job();
                 }
-            })
-            .ok()?;
+            });
+        if let Err(e) = started {
+            tracing::warn!("cannot start the unproven-check thread, checking on the others: {e}");
+            return None;
+        }
         Some(Self { jobs })
     }
 
@@ -1215,7 +1257,7 @@ impl StreamTask {
                 Ok(Some((is_ack, step)))
             }
         };
-        let decided = shared.gate.run(state.is_proven(), &turn, work).await;
+        let decided = shared.gate.run(|| Lane::of(&state), &turn, work).await;
         self.raise_window_once_proven();
         let (is_ack, step) = match decided {
             Ok(Some(decided)) => decided,
@@ -1304,7 +1346,7 @@ impl StreamTask {
                 let (shared, state) = (shared.clone(), state.clone());
                 move || shared.core.handle(&state, ack, shared.clock.now())
             };
-            let step = shared.gate.run(state.is_proven(), &turn, work).await;
+            let step = shared.gate.run(|| Lane::of(&state), &turn, work).await;
             answers.push(match step {
                 Step::Write { op, then } => self.queue(op, then).await,
                 Step::Reply(r) => Answer::Now(r),
@@ -1377,6 +1419,9 @@ impl StreamTask {
 
     /// The answer to a write, and what its commit changes for others.
     async fn committed(&self, outcome: Result<WriteOutcome, StoreError>, then: &Then) -> Response {
+        Core::<dyn Store>::note_commit(&self.state, then, &outcome);
+        // Queued by this request, not a known forward id repeated.
+        let fresh = matches!(outcome, Ok(WriteOutcome::Stored { .. }));
         let response = Core::<dyn Store>::finish(then, outcome);
         if matches!(response, Response::Error(_)) {
             return response;
@@ -1393,12 +1438,12 @@ impl StreamTask {
                     .forwarder
                     .answer(*forward_id, *destination)
                     .await;
-                if matches!(answer, Response::Error(RelayError::Auth)) {
-                    self.state.forward_refused_auth(self.shared.clock.now());
+                if fresh {
+                    self.state.forward_answered(&answer);
                 }
                 return answer;
             }
-            Then::Deposited { receive_id } => {
+            Then::Deposited { receive_id, .. } => {
                 self.shared.metrics.deposits.fetch_add(1, Ordering::Relaxed);
                 registry.new_envelope(receive_id);
             }
@@ -1697,13 +1742,17 @@ mod tests {
         let gate = Arc::new(PriorityGate::new(1, None));
         let turn = Arc::new(tokio::sync::Mutex::new(()));
         // An unproven request's check is under way (it holds the permit).
-        let held = gate.permits.acquire().await.unwrap();
+        let held = gate.unproven.acquire().await.unwrap();
         let ran = Arc::new(AtomicUsize::new(0));
         let unproven = tokio::spawn({
             let (gate, ran, turn) = (gate.clone(), ran.clone(), turn.clone());
             async move {
-                gate.run(false, &turn, move || ran.fetch_add(1, Ordering::SeqCst))
-                    .await;
+                gate.run(
+                    || Lane::Unproven,
+                    &turn,
+                    move || ran.fetch_add(1, Ordering::SeqCst),
+                )
+                .await;
             }
         });
         for _ in 0..50 {
@@ -1711,7 +1760,7 @@ mod tests {
         }
         assert_eq!(ran.load(Ordering::SeqCst), 0, "ran without the permit");
         // A proven connection's request runs at once.
-        assert_eq!(gate.run(true, &turn, || 7).await, 7);
+        assert_eq!(gate.run(|| Lane::Proven, &turn, || 7).await, 7);
         drop(held);
         tokio::time::timeout(Duration::from_secs(60), unproven)
             .await
@@ -1719,7 +1768,7 @@ mod tests {
             .unwrap();
         assert_eq!(ran.load(Ordering::SeqCst), 1);
         // The permit is back: the next unproven request runs.
-        assert_eq!(gate.run(false, &turn, || 8).await, 8);
+        assert_eq!(gate.run(|| Lane::Unproven, &turn, || 8).await, 8);
     }
 
     /// One unproven connection queues one request at a time: however many
@@ -1731,15 +1780,19 @@ mod tests {
             Arc::new(tokio::sync::Mutex::new(())),
             Arc::new(tokio::sync::Mutex::new(())),
         );
-        let held = gate.permits.acquire().await.unwrap();
+        let held = gate.unproven.acquire().await.unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = tokio::task::JoinSet::new();
         // Ten streams of one connection queue first...
         for i in 0..10 {
             let (gate, busy, order) = (gate.clone(), busy.clone(), order.clone());
             tasks.spawn(async move {
-                gate.run(false, &busy, move || order.lock().unwrap().push(i))
-                    .await;
+                gate.run(
+                    || Lane::Unproven,
+                    &busy,
+                    move || order.lock().unwrap().push(i),
+                )
+                .await;
             });
         }
         for _ in 0..50 {
@@ -1749,8 +1802,12 @@ mod tests {
         tasks.spawn({
             let (gate, newcomer, order) = (gate.clone(), newcomer.clone(), order.clone());
             async move {
-                gate.run(false, &newcomer, move || order.lock().unwrap().push(99))
-                    .await;
+                gate.run(
+                    || Lane::Unproven,
+                    &newcomer,
+                    move || order.lock().unwrap().push(99),
+                )
+                .await;
             }
         });
         for _ in 0..50 {
@@ -1768,37 +1825,92 @@ mod tests {
         assert!(at <= 1, "the newcomer ran {at}th: {order:?}");
     }
 
-    /// The low-priority lane's work runs on its own thread at the lowest
-    /// CPU priority, not on the runtime's; a panic in it ends the waiting
-    /// task (as it did inline) and the thread goes on with the next job.
+    /// The suspect lane's work runs on its own thread at the lowest CPU
+    /// priority; the other lanes' where they are asked for. A panic there
+    /// ends the waiting task (as it did inline) and the thread goes on.
     #[tokio::test]
-    async fn unproven_work_runs_on_a_thread_at_the_lowest_priority() {
-        let gate = PriorityGate::new(1, Background::start());
+    async fn suspect_work_runs_on_a_thread_at_the_lowest_priority() {
+        let gate = Arc::new(PriorityGate::new(1, Background::start()));
         let turn = Arc::new(tokio::sync::Mutex::new(()));
         let here = std::thread::current().id();
         let (thread, nice) = gate
-            .run(false, &turn, || {
-                let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid()));
-                (std::thread::current().id(), nice.unwrap())
-            })
+            .run(
+                || Lane::Suspect,
+                &turn,
+                || {
+                    let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid()));
+                    (std::thread::current().id(), nice.unwrap())
+                },
+            )
             .await;
         assert_ne!(thread, here);
         assert_eq!(nice, BACKGROUND_NICE);
-        // A proven connection's work runs where it is asked for.
-        let proven = gate.run(true, &turn, || std::thread::current().id()).await;
-        assert_eq!(proven, here);
-        let gate = Arc::new(gate);
+        for lane in [Lane::Proven, Lane::Unproven] {
+            let ran = gate
+                .run(|| lane, &turn, || std::thread::current().id())
+                .await;
+            assert_eq!(ran, here, "{lane:?}");
+        }
         let panicked = tokio::spawn({
             let gate = gate.clone();
             async move {
                 let turn = tokio::sync::Mutex::new(());
-                gate.run(false, &turn, || panic!("a bad job")).await
+                gate.run(|| Lane::Suspect, &turn, || panic!("a bad job"))
+                    .await
             }
         })
         .await;
         assert!(panicked.unwrap_err().is_panic());
-        let after = gate.run(false, &turn, || std::thread::current().id()).await;
+        let after = gate
+            .run(|| Lane::Suspect, &turn, || std::thread::current().id())
+            .await;
         assert_eq!(after, thread, "the same thread goes on");
+    }
+
+    /// A newcomer does not queue behind connections that failed something,
+    /// and a request that waited for its connection's turn while another
+    /// proved the connection runs at once, without a permit.
+    #[tokio::test]
+    async fn lanes_are_apart_and_asked_again_after_the_turn() {
+        let gate = Arc::new(PriorityGate::new(1, None));
+        let suspect = gate.suspect.acquire().await.unwrap();
+        let turn = Arc::new(tokio::sync::Mutex::new(()));
+        let newcomer = gate.run(|| Lane::Unproven, &turn, || 1);
+        let newcomer = tokio::time::timeout(Duration::from_secs(60), newcomer).await;
+        assert_eq!(
+            newcomer.ok(),
+            Some(1),
+            "the newcomer waited for the suspect lane"
+        );
+        drop(suspect);
+        let unproven = gate.unproven.acquire().await.unwrap();
+        let proven = Arc::new(AtomicBool::new(false));
+        let held = turn.clone().lock_owned().await;
+        let waiting = tokio::spawn({
+            let (gate, turn, proven) = (gate.clone(), turn.clone(), proven.clone());
+            async move {
+                let lane = || {
+                    if proven.load(Ordering::SeqCst) {
+                        Lane::Proven
+                    } else {
+                        Lane::Unproven
+                    }
+                };
+                gate.run(lane, &turn, || 2).await
+            }
+        });
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        proven.store(true, Ordering::SeqCst);
+        drop(held);
+        let ran = tokio::time::timeout(Duration::from_secs(60), waiting).await;
+        assert_eq!(
+            ran.unwrap().unwrap(),
+            2,
+            "it waited for the unproven permit"
+        );
+        drop(unproven);
     }
 
     #[test]
@@ -1950,6 +2062,7 @@ mod tests {
         let writer = Writer::spawn(Arc::new(Broken)).unwrap();
         let then = Then::Deposited {
             receive_id: MailboxId([1; 16]),
+            relayed_signed: false,
         };
         let out = writer
             .submit(WriteOp::Delete {

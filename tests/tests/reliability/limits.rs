@@ -72,6 +72,18 @@ async fn fail_checks(conn: &quinn::Connection, bad: &[u8], n: usize) -> (usize, 
 /// Sends hello and the frames `bad` on one stream; returns how many were
 /// answered `Auth` and whether the connection was then closed with code 3.
 async fn fail_all(conn: &quinn::Connection, bad: &[Vec<u8>]) -> (usize, bool) {
+    let auth = answer_all(conn, bad).await;
+    let closed = tokio::time::timeout(WAIT, conn.closed()).await;
+    let code3 = matches!(
+        closed,
+        Ok(quinn::ConnectionError::ApplicationClosed(c)) if c.error_code == quinn::VarInt::from_u32(3)
+    );
+    (auth, code3)
+}
+
+/// Sends hello and the frames `bad` on one stream; returns how many were
+/// answered `Auth` once the stream ended.
+async fn answer_all(conn: &quinn::Connection, bad: &[Vec<u8>]) -> usize {
     let n = bad.len();
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     let mut bytes = frame(&Request::hello());
@@ -81,16 +93,10 @@ async fn fail_all(conn: &quinn::Connection, bad: &[Vec<u8>]) -> (usize, bool) {
     let _ = send.write_all(&bytes).await;
     let _ = send.finish();
     let answers = read_responses(&mut recv, n + 1).await;
-    let auth = answers
+    answers
         .iter()
         .filter(|r| matches!(r, Response::Error(RelayError::Auth)))
-        .count();
-    let closed = tokio::time::timeout(WAIT, conn.closed()).await;
-    let code3 = matches!(
-        closed,
-        Ok(quinn::ConnectionError::ApplicationClosed(c)) if c.error_code == quinn::VarInt::from_u32(3)
-    );
-    (auth, code3)
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -373,19 +379,52 @@ async fn an_unproven_connection_gets_a_small_window_until_a_check_passes() {
 }
 
 /// An own client's `Forward`s that the destination refuses `Auth` (a
-/// sealed blob that does not open) count as the client's failed checks at
-/// its home relay: past the budget its connection is closed with code 3,
-/// as if it had sent bad signatures itself. Before, they cost only the
-/// destination and the home relay's lane, never their sender.
+/// sealed blob that does not open) are counted at its home relay: past 16
+/// (with none stored) its connection is closed with code 3. Before, they
+/// cost only the destination and the home relay's lane, never their
+/// sender. Not charged to its host or its priority (the destination says
+/// `auth`, and a hostile one must not demote honest clients): a new
+/// connection from the same address is not closed at its first.
 #[tokio::test(flavor = "multi_thread")]
-async fn forwards_the_destination_refuses_auth_are_the_senders_failed_checks() {
+async fn forwards_the_destination_refuses_auth_close_the_senders_connection() {
+    use enlace_client::transport::ForwardOutcome;
     use enlace_protocol::command::{Forward, ForwardId};
     use enlace_protocol::envelope::BodySize;
     use enlace_protocol::forward::sealed_len;
 
     let dir = tempfile::tempdir().unwrap();
     let dest = start(&dir.path().join("dest"), &[]).await;
-    let home = start(&dir.path().join("home"), &[]).await;
+    // A host budget of 8 failed checks: were refused forwards charged to
+    // the host, the first connection would close after 8, and the next
+    // at its first.
+    let home = start(&dir.path().join("home"), &["--failed-checks-per-ip", "8"]).await;
+    // An honest forward first: the home relay's connection to the
+    // destination is proven there, so the garbage below is answered at
+    // once, not in the destination's slow lanes.
+    let (recipient, sender) = (key(), key());
+    let dconn = dest.connect().await;
+    let mb = dconn.create_mailbox(&recipient).await.unwrap();
+    dconn
+        .secure(mb.receive_id, *sender.public(), &recipient)
+        .await
+        .unwrap();
+    let honest = home.connect().await;
+    honest.create_mailbox(&key()).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let dest_key = honest.fetch_relay_key(&dest.address, now).await.unwrap();
+    let outcome = honest
+        .forward(
+            &dest.address,
+            &dest_key,
+            ForwardId(rand::random()),
+            &envelope(&sender, mb.send_id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, ForwardOutcome::Stored);
     let endpoint = attacker_endpoint(*home.address.fingerprint());
     let conn = try_connect(&endpoint, relay_addr(&home)).await.unwrap();
     // An own client of the home relay, proven by its mailbox creation.
@@ -404,14 +443,33 @@ async fn forwards_the_destination_refuses_auth_are_the_senders_failed_checks() {
         })
         .collect();
     let (auth, code3) = fail_all(&conn, &garbage).await;
-    // 16 failed checks close a proven connection (the close may overtake
-    // the last answer); without the charge all 20 were answered.
+    // 16 refused forwards close the connection (the close may overtake
+    // the last answer); without the count all 20 were answered.
     assert!(
         (15..=16).contains(&auth),
         "{auth} Auth answers before the close"
     );
     assert!(code3, "the connection was not closed with code 3");
+    // Nothing was charged to the host: a new connection from the same
+    // address forwards garbage and is answered, not closed at its first.
+    let again = try_connect(&endpoint, relay_addr(&home)).await.unwrap();
+    create_on(&again).await;
+    assert_eq!(answer_all(&again, &garbage[..4]).await, 4);
+    assert!(again.close_reason().is_none());
+    // The honest client forwards on.
+    let outcome = honest
+        .forward(
+            &dest.address,
+            &dest_key,
+            ForwardId(rand::random()),
+            &envelope(&sender, mb.send_id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, ForwardOutcome::Stored);
     endpoint.close(0u32.into(), b"");
+    honest.close().await;
+    dconn.close().await;
     for relay in [home, dest] {
         relay.signal("-TERM");
         assert!(relay.wait().await.success());

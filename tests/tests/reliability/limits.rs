@@ -415,34 +415,33 @@ async fn forwards_the_destination_refuses_auth_close_the_senders_connection() {
         .unwrap()
         .as_secs();
     let dest_key = honest.fetch_relay_key(&dest.address, now).await.unwrap();
-    let outcome = honest
-        .forward(
-            &dest.address,
-            &dest_key,
-            ForwardId(rand::random()),
-            &envelope(&sender, mb.send_id),
-        )
-        .await
-        .unwrap();
-    assert_eq!(outcome, ForwardOutcome::Stored);
+    let forward_honestly = || async {
+        let env = envelope(&sender, mb.send_id);
+        let id = ForwardId(rand::random());
+        let outcome = honest.forward(&dest.address, &dest_key, id, &env).await;
+        assert_eq!(outcome.unwrap(), ForwardOutcome::Stored);
+    };
+    forward_honestly().await;
     let endpoint = attacker_endpoint(*home.address.fingerprint());
     let conn = try_connect(&endpoint, relay_addr(&home)).await.unwrap();
     // An own client of the home relay, proven by its mailbox creation.
     create_on(&conn).await;
     // Forwards of garbage of the right length: each is queued, and
     // refused by the destination.
-    let garbage: Vec<Vec<u8>> = (0..20)
-        .map(|_| {
-            frame(&Request::Forward(Forward {
-                destination: dest.address.clone(),
-                forward_id: ForwardId(rand::random()),
-                sealed: (0..sealed_len(BodySize::Small))
-                    .map(|_| rand::random::<u8>())
-                    .collect(),
-            }))
-        })
-        .collect();
-    let (auth, code3) = fail_all(&conn, &garbage).await;
+    let garbage = |n: usize| -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|_| {
+                frame(&Request::Forward(Forward {
+                    destination: dest.address.clone(),
+                    forward_id: ForwardId(rand::random()),
+                    sealed: (0..sealed_len(BodySize::Small))
+                        .map(|_| rand::random::<u8>())
+                        .collect(),
+                }))
+            })
+            .collect()
+    };
+    let (auth, code3) = fail_all(&conn, &garbage(20)).await;
     // 16 refused forwards close the connection (the close may overtake
     // the last answer); without the count all 20 were answered.
     assert!(
@@ -454,19 +453,10 @@ async fn forwards_the_destination_refuses_auth_close_the_senders_connection() {
     // address forwards garbage and is answered, not closed at its first.
     let again = try_connect(&endpoint, relay_addr(&home)).await.unwrap();
     create_on(&again).await;
-    assert_eq!(answer_all(&again, &garbage[..4]).await, 4);
+    assert_eq!(answer_all(&again, &garbage(4)).await, 4);
     assert!(again.close_reason().is_none());
     // The honest client forwards on.
-    let outcome = honest
-        .forward(
-            &dest.address,
-            &dest_key,
-            ForwardId(rand::random()),
-            &envelope(&sender, mb.send_id),
-        )
-        .await
-        .unwrap();
-    assert_eq!(outcome, ForwardOutcome::Stored);
+    forward_honestly().await;
     endpoint.close(0u32.into(), b"");
     honest.close().await;
     dconn.close().await;

@@ -391,6 +391,9 @@ pub struct ConnState {
     /// Forwarded deliveries (`RelayDeliver`) that failed to open or to
     /// verify (see [`ConnState::failed_relayed_checks`]).
     failed_relayed: AtomicU32,
+    /// Failed checks not yet charged to the host (see
+    /// [`ConnState::charge_host`]).
+    uncharged: AtomicU32,
     /// Forwarded deliveries whose signed `Send` passed its check and was
     /// stored anew (not a replay).
     passed_relayed: AtomicU32,
@@ -479,6 +482,7 @@ impl ConnState {
             passed_check: AtomicBool::new(false),
             host_exhausted: AtomicBool::new(false),
             failed_relayed: AtomicU32::new(0),
+            uncharged: AtomicU32::new(0),
             passed_relayed: AtomicU32::new(0),
             refused_forwards: AtomicU32::new(0),
             stored_forwards: AtomicU32::new(0),
@@ -575,13 +579,18 @@ impl ConnState {
                 || failed <= passed.saturating_mul(RELAYED_FAILURES_PER_PASS))
     }
 
-    /// True if the connection is not proven and failed something: a
-    /// signature check of its own, or a forwarded delivery. Its requests
-    /// then wait in a queue of their own, checked at the lowest CPU
-    /// priority, apart from connections that only have not proven
-    /// themselves yet (newcomers, first-contact senders).
+    /// True if none of the connection's checks ever passed and it failed
+    /// something: a signature check of its own, or a forwarded delivery.
+    /// Its requests then wait in a queue of their own, checked at the
+    /// lowest CPU priority, apart from connections that only have not
+    /// proven themselves yet (newcomers, first-contact senders). A
+    /// connection that passed a check and then failed one (an honest
+    /// member whose sends a malicious contact's re-secured mailbox refuses,
+    /// a home relay demoted for its clients' garbage) is not proven any
+    /// more but not suspect either: it waits with the newcomers, at normal
+    /// priority.
     pub fn is_suspect(&self) -> bool {
-        !self.is_proven() && (self.failed_checks() > 0 || self.failed_relayed_checks() > 0)
+        !self.has_passed_a_check() && (self.failed_checks() > 0 || self.failed_relayed_checks() > 0)
     }
 
     /// True once a signature check of this connection's own requests
@@ -619,16 +628,29 @@ impl ConnState {
         self.passed_check.store(true, Ordering::SeqCst);
     }
 
-    /// Counts a failed signature check, here and against the host: the
-    /// refusal to answer.
-    fn failed_check(&self, now: u64) -> RelayError {
+    /// Counts a failed signature check here, and one to charge to the
+    /// host (by [`ConnState::charge_host`]): the refusal to answer.
+    fn failed_check(&self) -> RelayError {
         self.failed_checks.fetch_add(1, Ordering::SeqCst);
-        if let Some((limits, host)) = &self.host
-            && !limits.fail_check(*host, now.saturating_mul(1000))
-        {
-            self.host_exhausted.store(true, Ordering::SeqCst);
-        }
+        self.uncharged.fetch_add(1, Ordering::SeqCst);
         RelayError::Auth
+    }
+
+    /// Charges the failed checks counted since the last call to the host's
+    /// budget, noting when it runs out. The driver calls it after each
+    /// request's check, on the runtime's threads: the check itself may run
+    /// on the low-priority thread, which must not hold the host table's
+    /// lock (a nice-19 thread preempted there would stall the accept loop
+    /// and every other connection's charge).
+    pub fn charge_host(&self, now: u64) {
+        let n = self.uncharged.swap(0, Ordering::SeqCst);
+        if let Some((limits, host)) = &self.host {
+            for _ in 0..n {
+                if !limits.fail_check(*host, now.saturating_mul(1000)) {
+                    self.host_exhausted.store(true, Ordering::SeqCst);
+                }
+            }
+        }
     }
 
     /// Counts the destination's answer to a `Forward` this connection
@@ -933,12 +955,11 @@ impl<S: Store + ?Sized> Core<S> {
         signed: &'a enlace_protocol::command::Signed<T>,
         conn: &ConnState,
         rec: &MailboxRecord,
-        now: u64,
     ) -> Result<&'a T, RelayError> {
         let key = self.keys.get(&rec.recipient_key)?;
         let cmd = signed
             .verify(&conn.binding, &key)
-            .map_err(|_| conn.failed_check(now))?;
+            .map_err(|_| conn.failed_check())?;
         conn.passed_check();
         Ok(cmd)
     }
@@ -984,7 +1005,7 @@ impl<S: Store + ?Sized> Core<S> {
                 // Proof of possession of the new recipient key.
                 let cmd = signed
                     .verify(binding, &cmd.recipient_key)
-                    .map_err(|_| conn.failed_check(now))?;
+                    .map_err(|_| conn.failed_check())?;
                 conn.take_create_token(now)
                     .map_err(|retry_after_secs| RelayError::RateLimited { retry_after_secs })?;
                 let mut rng = rand::rng();
@@ -1017,7 +1038,7 @@ impl<S: Store + ?Sized> Core<S> {
             }
             Request::Secure(signed) => {
                 let rec = self.load(&signed.unverified().receive_id)?;
-                let cmd = self.verify(&signed, conn, &rec, now)?;
+                let cmd = self.verify(&signed, conn, &rec)?;
                 conn.mark_own();
                 Step::Write {
                     op: WriteOp::Secure {
@@ -1030,7 +1051,15 @@ impl<S: Store + ?Sized> Core<S> {
             Request::Send(envelope) => {
                 let (receive_id, rec) = match self.store.mailbox_by_send_id(&envelope.send_id()) {
                     Ok(Some(found)) => found,
-                    Ok(None) => return Err(RelayError::UnknownMailbox),
+                    Ok(None) => {
+                        if relayed {
+                            // An opened seal naming no mailbox cost the
+                            // exchange as much as one that did not open,
+                            // and replaying it costs its sender nothing.
+                            let _ = conn.failed_relayed_check();
+                        }
+                        return Err(RelayError::UnknownMailbox);
+                    }
                     Err(e) => return Err(store_error(&e)),
                 };
                 match &rec.sender_key {
@@ -1040,7 +1069,7 @@ impl<S: Store + ?Sized> Core<S> {
                             if relayed {
                                 conn.failed_relayed_check()
                             } else {
-                                conn.failed_check(now)
+                                conn.failed_check()
                             }
                         })?;
                         conn.passed_check();
@@ -1073,7 +1102,7 @@ impl<S: Store + ?Sized> Core<S> {
             }
             Request::Subscribe(signed) => {
                 let rec = self.load(&signed.unverified().receive_id)?;
-                let cmd = self.verify(&signed, conn, &rec, now)?;
+                let cmd = self.verify(&signed, conn, &rec)?;
                 conn.mark_own();
                 Step::Subscribe {
                     receive_id: cmd.receive_id,
@@ -1089,7 +1118,7 @@ impl<S: Store + ?Sized> Core<S> {
                 };
                 let cmd = signed
                     .verify(binding, &key)
-                    .map_err(|_| conn.failed_check(now))?;
+                    .map_err(|_| conn.failed_check())?;
                 conn.passed_check();
                 // Cached only once a signature verified with it: otherwise
                 // anyone knowing receive ids could churn the cache.
@@ -1110,7 +1139,7 @@ impl<S: Store + ?Sized> Core<S> {
             }
             Request::Delete(signed) => {
                 let rec = self.load(&signed.unverified().receive_id)?;
-                let cmd = self.verify(&signed, conn, &rec, now)?;
+                let cmd = self.verify(&signed, conn, &rec)?;
                 Step::Write {
                     op: WriteOp::Delete {
                         receive_id: cmd.receive_id,
@@ -1288,7 +1317,9 @@ impl<S: Store + ?Sized> Core<S> {
     /// Handles a request completely, committing writes one at a time: for
     /// tests and tools without a writer thread.
     pub fn handle_now(&self, conn: &ConnState, request: Request, now: u64) -> (Response, Step) {
-        match self.handle(conn, request, now) {
+        let step = self.handle(conn, request, now);
+        conn.charge_host(now);
+        match step {
             Step::Write { op, then } => {
                 let outcome = self
                     .store
@@ -2192,10 +2223,40 @@ mod tests {
         assert!(!home.is_suspect());
         core.handle_now(&home, garbage(), NOW);
         assert!(!home.is_proven());
-        assert!(home.is_suspect());
+        // Demoted, but its checks passed before: it waits with newcomers,
+        // at normal priority, not on the suspect thread.
+        assert!(!home.is_suspect());
         // One more honest delivery and it is back.
         core.handle_now(&home, valid(20), NOW);
         assert!(home.is_proven());
+        // A connection none of whose checks passed is suspect after one
+        // failed delivery, also one whose seal opens but names no mailbox
+        // (it cost the X25519 exchange all the same).
+        let nowhere = Envelope::sign(
+            &w.sender,
+            MailboxId([0xee; 16]),
+            MessageId([7; 16]),
+            CoarseTime(1),
+            &[0u8; BODY_SMALL],
+        )
+        .unwrap();
+        let fresh = ConnState::new(ConnectionBinding([4; 32]), NOW);
+        core.handle_now(&fresh, Request::hello(), NOW);
+        assert!(!fresh.is_suspect());
+        let sealed_nowhere = sealed(&nowhere);
+        assert_eq!(
+            core.handle_now(
+                &fresh,
+                Request::RelayDeliver {
+                    sealed: sealed_nowhere
+                },
+                NOW
+            )
+            .0,
+            Response::Error(RelayError::UnknownMailbox)
+        );
+        assert_eq!(fresh.failed_relayed_checks(), 1);
+        assert!(fresh.is_suspect());
 
         // The connection that created a mailbox is an own client: its
         // forward is queued, the queue limit holds, a forward to this relay

@@ -1209,11 +1209,12 @@ impl Forwarder {
         // fsync) or one refused forward does not hold the next one for a
         // round trip, and their settlements share group commits.
         let address = Arc::new(run.address);
-        let mut pending = run.seqs.into_iter();
+        let mut pending = run.seqs.into_iter().peekable();
         let mut flying = tokio::task::JoinSet::new();
+        let mut flying_seqs = HashMap::new();
         let mut failed = false;
         loop {
-            while !failed && flying.len() < LANE_IN_FLIGHT {
+            while !failed && flying.len() < LANE_IN_FLIGHT && pending.peek().is_some() {
                 // A permit before the forward is read: what is held in
                 // memory stays bounded per destination.
                 let permit = match in_flight.clone().try_acquire_owned() {
@@ -1243,25 +1244,36 @@ impl Forwarder {
                     }
                 };
                 let (this, conn, address) = (self.clone(), conn.clone(), address.clone());
-                flying.spawn(async move {
+                let task = flying.spawn(async move {
                     let delivery = this.deliver(&conn, &address, entry).await;
                     drop(permit);
                     (seq, delivery)
                 });
+                flying_seqs.insert(task.id(), seq);
             }
-            // A delivery that panicked reports nothing: its forward is
-            // simply tried again on the next pass.
-            match flying.join_next().await {
+            match flying.join_next_with_id().await {
                 None => break,
-                Some(Err(_)) => {}
-                Some(Ok((seq, Delivery::Settled))) => report.settled.push(seq),
-                Some(Ok((seq, Delivery::Failed))) => report.failed.push(seq),
-                Some(Ok((seq, Delivery::AddressFailed))) => {
-                    // The rest are not sent; those already under way end
-                    // on their own (each within the request timeout).
-                    report.failed.push(seq);
-                    report.address = AddressOutcome::Failed;
-                    failed = true;
+                // A delivery that panicked waits for its retry time like
+                // a failed one (a panic every time must not spin).
+                Some(Err(e)) => {
+                    if let Some(seq) = flying_seqs.remove(&e.id()) {
+                        report.failed.push(seq);
+                    }
+                }
+                Some(Ok((id, result))) => {
+                    flying_seqs.remove(&id);
+                    match result {
+                        (seq, Delivery::Settled) => report.settled.push(seq),
+                        (seq, Delivery::Failed) => report.failed.push(seq),
+                        (seq, Delivery::AddressFailed) => {
+                            // The rest are not sent; those already under way
+                            // end on their own (each within the request
+                            // timeout).
+                            report.failed.push(seq);
+                            report.address = AddressOutcome::Failed;
+                            failed = true;
+                        }
+                    }
                 }
             }
         }

@@ -1258,6 +1258,7 @@ impl StreamTask {
             }
         };
         let decided = shared.gate.run(|| Lane::of(&state), &turn, work).await;
+        state.charge_host(shared.clock.now());
         self.raise_window_once_proven();
         let (is_ack, step) = match decided {
             Ok(Some(decided)) => decided,
@@ -1347,6 +1348,7 @@ impl StreamTask {
                 move || shared.core.handle(&state, ack, shared.clock.now())
             };
             let step = shared.gate.run(|| Lane::of(&state), &turn, work).await;
+            state.charge_host(shared.clock.now());
             answers.push(match step {
                 Step::Write { op, then } => self.queue(op, then).await,
                 Step::Reply(r) => Answer::Now(r),

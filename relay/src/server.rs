@@ -849,7 +849,8 @@ enum Lane {
     Proven,
     /// Not proven yet, nothing failed: newcomers, first-contact senders.
     Unproven,
-    /// Not proven, and failed something ([`ConnState::is_suspect`]).
+    /// None of its checks ever passed, and it failed something
+    /// ([`ConnState::is_suspect`]).
     Suspect,
 }
 
@@ -872,9 +873,10 @@ impl Lane {
 /// yields. Proven connections skip both. Each connection queues at most
 /// one request at a time (its streams take turns through the connection's
 /// own lock first), so a queue is as long as the number of its
-/// connections, not of their streams. Connections that failed something
-/// (an attacker's, after its first garbage) queue apart from those that
-/// only have not proven themselves yet, and their work runs on the
+/// connections, not of their streams. Connections none of whose checks
+/// ever passed that failed something (an attacker's, after its first
+/// garbage) queue apart from those that only have not proven themselves
+/// yet, and their work runs on the
 /// [`Background`] thread at the lowest CPU priority: an honest newcomer
 /// waits behind other newcomers' first requests only, at normal priority,
 /// and an attacker's failing checks take no time slices from anyone.
@@ -934,7 +936,7 @@ type BackgroundJob = Box<dyn FnOnce() + Send>;
 /// Niceness of the [`Background`] thread: the kernel gives it CPU time
 /// only when the relay's other threads leave some (about 1.5 % of a core
 /// against one busy thread at the default 0), so under a flood the checks
-/// of connections that failed something (an attacker's garbage: X25519
+/// of suspect connections (an attacker's garbage: X25519
 /// exchanges to open forwarded deliveries, failing Ed25519 checks) take
 /// no time slices from other clients' requests.
 pub const BACKGROUND_NICE: i32 = 19;
@@ -954,7 +956,7 @@ impl Background {
     fn start() -> Option<Self> {
         let (jobs, queue) = std::sync::mpsc::sync_channel::<BackgroundJob>(UNPROVEN_PERMITS);
         let started = std::thread::Builder::new()
-            .name("enlace-unproven".into())
+            .name("enlace-suspect".into())
             .spawn(move || {
                 // Linux keeps a nice value per thread: this lowers only
                 // this one. Failing that, it runs at the default.
@@ -962,14 +964,14 @@ impl Background {
                     Some(rustix::thread::gettid()),
                     BACKGROUND_NICE,
                 ) {
-                    tracing::warn!("cannot lower the priority of the unproven-check thread: {e}");
+                    tracing::warn!("cannot lower the priority of the suspect-check thread: {e}");
                 }
                 while let Ok(job) = queue.recv() {
                     job();
                 }
             });
         if let Err(e) = started {
-            tracing::warn!("cannot start the unproven-check thread, checking on the others: {e}");
+            tracing::warn!("cannot start the suspect-check thread, checking on the others: {e}");
             return None;
         }
         Some(Self { jobs })
@@ -996,7 +998,7 @@ impl Background {
             Ok(Err(panic)) => std::panic::resume_unwind(panic),
             // The job is dropped only unrun with the thread, which runs
             // every job it receives.
-            Err(_) => std::panic::panic_any("the unproven-check thread dropped a job"),
+            Err(_) => std::panic::panic_any("the suspect-check thread dropped a job"),
         }
     }
 }

@@ -1068,6 +1068,15 @@ impl<S: Store + ?Sized> Core<S> {
                         envelope.verify(&key).map_err(|_| {
                             if relayed {
                                 conn.failed_relayed_check()
+                            } else if conn.has_passed_a_check() {
+                                // The mailbox's owner chose the key: one
+                                // who secured it with a key its senders do
+                                // not hold (a malicious contact) must not
+                                // get their connections demoted and closed.
+                                // A connection that proved itself pays for
+                                // a failing send what it pays for a
+                                // duplicate valid one: a check.
+                                RelayError::Auth
                             } else {
                                 conn.failed_check()
                             }
@@ -1515,11 +1524,25 @@ mod tests {
         assert_eq!(w.conn.failed_checks(), 0);
 
         secure(&w);
+        // A connection that passed a check (this one created the mailbox)
+        // is not charged for a send the mailbox's key refuses: the owner
+        // chose that key. One that never passed a check is.
+        assert!(w.conn.has_passed_a_check());
         assert_eq!(
             send(&w, envelope(&w, &stranger, 40), NOW),
             Response::Error(RelayError::Auth)
         );
-        assert_eq!(w.conn.failed_checks(), 1);
+        assert_eq!(w.conn.failed_checks(), 0);
+        assert!(w.conn.is_proven());
+        let fresh = ConnState::new(ConnectionBinding([7; 32]), NOW);
+        w.core.handle_now(&fresh, Request::hello(), NOW);
+        assert_eq!(
+            w.core
+                .handle_now(&fresh, Request::Send(envelope(&w, &stranger, 41)), NOW)
+                .0,
+            Response::Error(RelayError::Auth)
+        );
+        assert_eq!(fresh.failed_checks(), 1);
         let other_binding = ConnectionBinding([2; 32]);
         for req in [
             Request::subscribe(w.receive_id, &w.recipient, &other_binding),
@@ -1537,7 +1560,7 @@ mod tests {
                 Response::Error(RelayError::Auth)
             );
         }
-        assert_eq!(w.conn.failed_checks(), 6);
+        assert_eq!(w.conn.failed_checks(), 5);
     }
 
     /// An ack whose signature fails leaves the recipient key uncached:
@@ -1845,6 +1868,15 @@ mod tests {
             w.core
                 .handle_now(&fresh, Request::Send(envelope(&w, &stranger, 3)), NOW)
                 .0,
+            Response::Error(RelayError::Auth)
+        );
+        // A send the mailbox's key refuses does not demote a connection
+        // that proved itself (the owner chose the key); a recipient
+        // command that fails its check does.
+        assert!(fresh.is_proven());
+        let forged = Request::ack(w.receive_id, MessageId([1; 16]), &stranger, &fresh.binding);
+        assert_eq!(
+            w.core.handle_now(&fresh, forged, NOW).0,
             Response::Error(RelayError::Auth)
         );
         assert!(!fresh.is_proven());

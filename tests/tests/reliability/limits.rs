@@ -465,3 +465,37 @@ async fn forwards_the_destination_refuses_auth_close_the_senders_connection() {
         assert!(relay.wait().await.success());
     }
 }
+
+/// A malicious contact secures its mailbox with a key its senders do not
+/// hold: every honest send to it fails the signature check. A connection
+/// that proved itself is not charged for those (the owner chose the key):
+/// it is answered `Auth` each time and stays open, past the 16 failed
+/// checks that close a connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn sends_a_malicious_mailbox_refuses_do_not_close_an_honest_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = start(&dir.path().join("relay"), &[]).await;
+    let infiltrator = relay.connect().await;
+    let owner = key();
+    let trap = infiltrator.create_mailbox(&owner).await.unwrap();
+    // Secured with a key nobody else holds.
+    infiltrator
+        .secure(trap.receive_id, *key().public(), &owner)
+        .await
+        .unwrap();
+    // An honest member, proven by a mailbox of its own, sends to it with
+    // the key it was given.
+    let endpoint = attacker_endpoint(*relay.address.fingerprint());
+    let member = try_connect(&endpoint, relay_addr(&relay)).await.unwrap();
+    create_on(&member).await;
+    let given = key();
+    let sends: Vec<Vec<u8>> = (0..24)
+        .map(|_| frame(&Request::Send(envelope(&given, trap.send_id))))
+        .collect();
+    assert_eq!(answer_all(&member, &sends).await, 24);
+    assert!(member.close_reason().is_none(), "the member was closed");
+    endpoint.close(0u32.into(), b"");
+    infiltrator.close().await;
+    relay.signal("-TERM");
+    assert!(relay.wait().await.success());
+}

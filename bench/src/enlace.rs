@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use enlace_client::transport::{CreatedMailbox, RelayConnection, Subscription, SubscriptionEvent};
+use enlace_quic::{CreatedMailbox, RelayConnection, Subscription, SubscriptionEvent};
 use enlace_protocol::address::RelayAddress;
 use enlace_protocol::envelope::{CoarseTime, Envelope, MailboxId, MessageId};
 use enlace_protocol::keys::SigningKeyPair;

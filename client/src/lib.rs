@@ -4,9 +4,9 @@
 //! What it does: keeps one organizer's profile (identity, contacts,
 //! sessions, mailboxes, history, outbox) in an encrypted store
 //! ([`store`]), and runs the commands of [`cli::Command`] against it.
-//! [`transport`] is its QUIC connection to relays, with the relay's key
-//! pinned by fingerprint, and the mailbox commands (create, secure, send,
-//! subscribe, ack, delete) over it.
+//! It reaches relays through `enlace-quic`, which pins each relay's key by
+//! fingerprint and carries the mailbox commands (create, secure, send,
+//! subscribe, ack, delete).
 //!
 //! What it does not do: protocol logic (that is `enlace-protocol`), or
 //! relay work. It reads the clock only in [`time`].
@@ -15,8 +15,7 @@
 //! `docs/client.md`.
 //!
 //! Specifications used: RFC 9106 (argon2id), draft-irtf-cfrg-xchacha
-//! (XChaCha20-Poly1305), RFC 9000/9001 (QUIC) via quinn, RFC 8446 (TLS 1.3)
-//! via rustls with the ring provider, RFC 8410 (ed25519 certificates).
+//! (XChaCha20-Poly1305).
 
 #![forbid(unsafe_code)]
 
@@ -32,7 +31,6 @@ pub mod profile;
 mod qr;
 pub mod store;
 pub mod time;
-pub mod transport;
 
 use std::ffi::OsString;
 use std::io::{BufRead, Write};

@@ -28,7 +28,7 @@ use crate::message::AcceptPayload;
 use crate::profile::{Contact, Invitation, LocalMailbox, Profile, RemoteMailbox, Status};
 use crate::store::Store;
 use crate::time;
-use crate::transport::{
+use enlace_quic::{
     ForwardOutcome, RelayConnection, SubscriptionEvent, TransportError, VerifiedRelayKey,
 };
 
@@ -208,7 +208,7 @@ fn upsert_contact(
 struct FreshInvitation {
     relay: RelayAddress,
     recipient: SigningKeyPair,
-    created: crate::transport::CreatedMailbox,
+    created: enlace_quic::CreatedMailbox,
     pending: PendingInvitation,
     now: u64,
 }

@@ -20,17 +20,11 @@ use std::time::{Duration, Instant};
 use enlace_protocol::address::RelayAddress;
 use enlace_protocol::command::{ForwardId, ForwardState, RelayError, Request, Response};
 use enlace_protocol::forward::RelayKey;
-use enlace_protocol::frame::{FrameReader, encode_frame};
-use enlace_protocol::keys::Fingerprint;
-use rustls::DigitallySignedStruct;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use subtle::ConstantTimeEq;
+use enlace_quic::config::{SERVER_NAME, relay_dialer_config};
+use enlace_quic::frame::exchange;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::core::{Core, FORWARD_STATUS_KEEP_SECS};
-use crate::identity::cert_public_key;
 use crate::metrics::Metrics;
 use crate::server::{Clock, Writer, until_shutdown};
 use crate::store::forward::{QueuedForward, STATE_EXPIRED, STATE_REFUSED, STATE_STORED};
@@ -67,8 +61,6 @@ const LANE_IN_FLIGHT: usize = 16;
 const DESTINATION_IN_FLIGHT: usize = MAX_LANES;
 /// Destinations resumed at start (bounded by the total queue limit anyway).
 const MAX_DESTINATIONS: usize = 65_536;
-/// Largest response frame read from another relay.
-const MAX_READ_CHUNK: usize = 64 * 1024;
 /// Distinct destination addresses this relay starts connections to per
 /// hour, over all its clients (review H1): bounds how many hosts and ports
 /// its own clients can make it send handshakes to. A new address past it
@@ -260,91 +252,6 @@ impl RateLimitedWarning {
         self.last = Some(now);
         Some(std::mem::take(&mut self.count))
     }
-}
-
-/// Verifies a relay by its pinned key fingerprint (no CA, no names), and
-/// the TLS 1.3 handshake signature, which proves possession of that key.
-#[derive(Debug)]
-struct PinnedRelayVerifier {
-    pinned: Fingerprint,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for PinnedRelayVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let key = cert_public_key(end_entity).ok_or(rustls::Error::InvalidCertificate(
-            rustls::CertificateError::BadEncoding,
-        ))?;
-        if bool::from(key.relay_fingerprint().0.ct_eq(&self.pinned.0)) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // Without this an impostor presenting the real certificate with
-        // another key would pass the fingerprint check.
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        vec![rustls::SignatureScheme::ED25519]
-    }
-}
-
-/// QUIC client configuration for a relay with fingerprint `pinned`.
-pub fn client_config(pinned: Fingerprint) -> Result<quinn::ClientConfig, String> {
-    let provider: Arc<CryptoProvider> = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(PinnedRelayVerifier {
-        pinned,
-        algorithms: provider.signature_verification_algorithms,
-    });
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![enlace_protocol::ALPN.to_vec()];
-    tls.enable_early_data = false;
-    let crypto =
-        quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
-    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .keep_alive_interval(Some(Duration::from_secs(15)))
-        .max_concurrent_uni_streams(quinn::VarInt::from_u32(0))
-        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(0))
-        .receive_window(quinn::VarInt::from_u32(1024 * 1024))
-        .stream_receive_window(quinn::VarInt::from_u32(256 * 1024));
-    config.transport_config(Arc::new(transport));
-    Ok(config)
 }
 
 /// One destination's cached connection; the async lock makes concurrent
@@ -919,13 +826,13 @@ impl Forwarder {
             }
             return Err(ConnectError::Unreachable);
         }
-        let config = client_config(*destination.fingerprint()).map_err(|e| {
+        let config = relay_dialer_config(*destination.fingerprint()).map_err(|e| {
             tracing::error!("relay client configuration: {e}");
             ConnectError::Unreachable
         })?;
         let connecting = self
             .endpoint
-            .connect_with(config, remote, "enlace-relay")
+            .connect_with(config, remote, SERVER_NAME)
             .map_err(|e| unreachable(&e.to_string()))?;
         let conn = tokio::time::timeout(self.connect_timeout, connecting)
             .await
@@ -950,36 +857,10 @@ impl Forwarder {
         conn: &quinn::Connection,
         request: &Request,
     ) -> Result<Response, String> {
-        let exchange = async {
-            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-            let mut frame = Vec::new();
-            encode_frame(&request.to_bytes(), &mut frame).map_err(|e| e.to_string())?;
-            send.write_all(&frame).await.map_err(|e| e.to_string())?;
-            let _ = send.finish();
-            let mut reader = FrameReader::new();
-            loop {
-                match recv.read_chunk(MAX_READ_CHUNK, true).await {
-                    Ok(Some(chunk)) => {
-                        let mut rest: &[u8] = &chunk.bytes;
-                        while !rest.is_empty() {
-                            let used = reader.handle_bytes(rest).map_err(|e| e.to_string())?;
-                            rest = rest.get(used..).unwrap_or_default();
-                            if let Some(payload) = reader.poll_frame() {
-                                return Response::decode(&payload).map_err(|e| e.to_string());
-                            }
-                            if used == 0 {
-                                return Err("frame reader stalled".into());
-                            }
-                        }
-                    }
-                    Ok(None) => return Err("stream ended".into()),
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
-        };
-        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange(conn, request))
             .await
             .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| e.to_string())
     }
 
     /// Drains one destination's queue until it is empty or shutdown. Each
@@ -1348,6 +1229,9 @@ impl Forwarder {
 
 #[cfg(test)]
 mod tests {
+    use enlace_protocol::keys::Fingerprint;
+    use enlace_quic::frame::{FrameStream, frame_with};
+
     use super::*;
 
     #[test]
@@ -1542,13 +1426,11 @@ mod tests {
                 let group = group.clone();
                 tokio::spawn(async move {
                     let Ok(conn) = incoming.await else { return };
-                    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    while let Ok((mut send, recv)) = conn.accept_bi().await {
                         let group = group.clone();
                         tokio::spawn(async move {
-                            let bytes = recv.read_to_end(MAX_READ_CHUNK).await.unwrap();
-                            let mut reader = FrameReader::new();
-                            reader.handle_bytes(&bytes).unwrap();
-                            let payload = reader.poll_frame().unwrap();
+                            let mut frames = FrameStream::new(recv);
+                            let payload = frames.next().await.unwrap().unwrap();
                             // The sealed bytes are not a real forward: a
                             // fake destination stores whatever comes.
                             let response = match Request::decode(&payload) {
@@ -1558,8 +1440,7 @@ mod tests {
                                     Response::Stored
                                 }
                             };
-                            let mut frame = Vec::new();
-                            encode_frame(&response.to_bytes(), &mut frame).unwrap();
+                            let frame = frame_with(|out| response.encode(out)).unwrap();
                             send.write_all(&frame).await.unwrap();
                             send.finish().unwrap();
                             let _ = send.stopped().await;

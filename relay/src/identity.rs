@@ -5,7 +5,7 @@
 //! certificate without its key, a corrupt key, or a certificate for another
 //! key stops the relay with an error instead of minting a new identity that
 //! every client would refuse. The address fingerprint is
-//! [`PublicKey::relay_fingerprint`] of this key, and the TLS handshake is
+//! [`enlace_protocol::keys::PublicKey::relay_fingerprint`] of this key, and the TLS handshake is
 //! signed with it.
 
 use std::fs::{self, OpenOptions};
@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use enlace_protocol::delivery::DhKeyPair;
 use enlace_protocol::forward::ForwardKey;
-use enlace_protocol::keys::{Fingerprint, PublicKey, SigningKeyPair};
+use enlace_protocol::keys::{Fingerprint, SigningKeyPair};
+use enlace_quic::pin::certificate_key;
 use pkcs8::pkcs8_v1;
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use zeroize::Zeroizing;
@@ -123,7 +124,7 @@ impl Identity {
         let cert = match fs::read(&cert_path) {
             Ok(der) => {
                 let cert = CertificateDer::from(der);
-                if cert_public_key(&cert) != Some(*key.public()) {
+                if certificate_key(&cert) != Some(*key.public()) {
                     return Err(IdentityError::CertMismatch(cert_path));
                 }
                 cert
@@ -239,20 +240,6 @@ fn make_cert(key: &SigningKeyPair) -> Result<CertificateDer<'static>, IdentityEr
     Ok(cert.der().clone())
 }
 
-/// DER prefix of an ed25519 SubjectPublicKeyInfo (RFC 8410): the 32-byte key
-/// follows.
-pub const ED25519_SPKI_PREFIX: [u8; 12] = [
-    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-];
-
-/// The ed25519 key a certificate carries, if it carries one.
-pub fn cert_public_key(cert: &CertificateDer<'_>) -> Option<PublicKey> {
-    let parsed = rustls::server::ParsedCertificate::try_from(cert).ok()?;
-    let spki = parsed.subject_public_key_info();
-    let key = spki.as_ref().strip_prefix(&ED25519_SPKI_PREFIX)?;
-    PublicKey::from_bytes(key.try_into().ok()?).ok()
-}
-
 mod pkcs8 {
     /// PKCS#8 v1 (RFC 8410) DER for an ed25519 seed.
     pub(super) fn pkcs8_v1(seed: &[u8; 32]) -> Vec<u8> {
@@ -280,7 +267,7 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(cert_public_key(a.cert()), Some(*a.key().public()));
+        assert_eq!(certificate_key(a.cert()), Some(*a.key().public()));
         let b = Identity::load_or_create(dir.path()).unwrap();
         assert_eq!(a.fingerprint(), b.fingerprint());
         assert_eq!(a.cert(), b.cert());

@@ -8,15 +8,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use enlace_protocol::DecodeError;
 use enlace_protocol::address::RelayAddress;
 use enlace_protocol::command::{
     BINDING_EXPORTER_LABEL, ConnectionBinding, EndReason, RelayError, Request, Response,
 };
 use enlace_protocol::delivery::DeliveryKey;
 use enlace_protocol::envelope::{MailboxId, MessageId};
-use enlace_protocol::frame::{FrameReader, encode_frame};
-use enlace_protocol::limits::{FRAME_HEADER_LEN, MAX_FRAME_LEN};
-use enlace_protocol::{ALPN, DecodeError};
+use enlace_quic::config::{ServerLimits, SetupError};
+use enlace_quic::frame::{FrameError, FrameStream, frame_with};
 use quinn::VarInt;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
@@ -441,42 +441,23 @@ struct Shared {
     max_connections: u32,
 }
 
-/// Builds the rustls and quinn server configuration.
+/// The relay's QUIC server configuration: its certificate and the
+/// transport limits of this module.
 pub fn server_config(
     identity: &Identity,
     idle_timeout_secs: u64,
-) -> Result<quinn::ServerConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(msg)?
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![identity.cert().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(identity.pkcs8()),
-        )
-        .map_err(msg)?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    // No session resumption: a ticket would let the relay (or anyone who
-    // sees it) link a client's connections, and the stateful cache rustls
-    // keeps for tickets is memory per handshake for nothing (no 0-RTT).
-    tls.send_tls13_tickets = 0;
-    tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(msg)?;
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS))
-        .max_concurrent_uni_streams(VarInt::from_u32(0))
-        .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
-        .receive_window(VarInt::from_u32(UNPROVEN_RECEIVE_WINDOW))
-        .send_window(SEND_WINDOW)
-        .datagram_receive_buffer_size(None)
-        .max_idle_timeout(Some(
-            quinn::IdleTimeout::try_from(Duration::from_secs(idle_timeout_secs)).map_err(msg)?,
-        ));
-    config.transport_config(Arc::new(transport));
-    Ok(config)
+) -> Result<quinn::ServerConfig, SetupError> {
+    enlace_quic::config::server_config(
+        identity.cert().clone(),
+        identity.pkcs8(),
+        &ServerLimits {
+            max_streams: MAX_STREAMS,
+            stream_receive_window: STREAM_RECEIVE_WINDOW,
+            receive_window: UNPROVEN_RECEIVE_WINDOW,
+            send_window: SEND_WINDOW,
+            idle_timeout: Duration::from_secs(idle_timeout_secs),
+        },
+    )
 }
 
 /// Setup errors are reported to the operator as one line of text.
@@ -503,7 +484,7 @@ pub async fn run(
     on_ready: impl FnOnce(&Running),
 ) -> Result<(), String> {
     let endpoint = quinn::Endpoint::server(
-        server_config(&identity, config.idle_timeout_secs)?,
+        server_config(&identity, config.idle_timeout_secs).map_err(msg)?,
         config.listen,
     )
     .map_err(|e| format!("cannot listen on UDP {}: {e}", config.listen))?;
@@ -830,7 +811,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
             window_raised: window_raised.clone(),
             turn: turn.clone(),
             send,
-            frames: Frames::new(recv),
+            frames: FrameStream::new(recv),
             abandoned: false,
             answered: false,
             deposits_answered: 0,
@@ -1003,105 +984,15 @@ impl Background {
     }
 }
 
-/// Why reading a frame failed.
-enum FrameError {
-    /// The length prefix is over the maximum.
-    TooLarge,
-    /// An empty frame or a stream that ended inside a frame.
-    Malformed,
-    /// The peer reset the stream or the connection is gone.
-    Gone,
-}
-
-/// Cancel-safe frame reader over a receive stream: state only changes when
-/// a read completes, so it can sit in `select!`.
-struct Frames {
-    recv: quinn::RecvStream,
-    reader: FrameReader,
-    chunk: Option<(quinn::Chunk, usize)>,
-    /// A frame read ahead and given back: [`Frames::next`] returns it first.
-    pushed_back: Option<FrameResult>,
-}
-
-type FrameResult = Result<Option<Vec<u8>>, FrameError>;
-
-impl Frames {
-    fn new(recv: quinn::RecvStream) -> Self {
-        Self {
-            recv,
-            reader: FrameReader::new(),
-            chunk: None,
-            pushed_back: None,
-        }
-    }
-
-    /// The next frame if one has arrived already, without waiting.
-    fn ready(&mut self) -> Option<FrameResult> {
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        // Dropping `next` when pending is fine: it is cancel-safe.
-        match std::pin::pin!(self.next()).poll(&mut cx) {
-            std::task::Poll::Ready(r) => Some(r),
-            std::task::Poll::Pending => None,
-        }
-    }
-
-    /// Gives a frame back: the next [`Frames::next`] returns it.
-    fn push_back(&mut self, frame: FrameResult) {
-        self.pushed_back = Some(frame);
-    }
-
-    /// The next frame payload; `Ok(None)` when the peer finished cleanly.
-    async fn next(&mut self) -> FrameResult {
-        if let Some(frame) = self.pushed_back.take() {
-            return frame;
-        }
-        loop {
-            if let Some((chunk, pos)) = &mut self.chunk {
-                let rest = chunk.bytes.get(*pos..).unwrap_or_default();
-                let used = self.reader.handle_bytes(rest).map_err(|e| match e {
-                    DecodeError::FrameTooLarge(_) => FrameError::TooLarge,
-                    _ => FrameError::Malformed,
-                })?;
-                *pos += used;
-                if *pos >= chunk.bytes.len() {
-                    self.chunk = None;
-                }
-                if let Some(frame) = self.reader.poll_frame() {
-                    return Ok(Some(frame));
-                }
-                continue;
-            }
-            match self.recv.read_chunk(64 * 1024, true).await {
-                Ok(Some(chunk)) => self.chunk = Some((chunk, 0)),
-                Ok(None) if self.reader.is_idle() => return Ok(None),
-                Ok(None) => return Err(FrameError::Malformed),
-                Err(_) => return Err(FrameError::Gone),
-            }
-        }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.recv.stop(codes::STREAM_MALFORMED);
-    }
-}
-
 async fn write(send: &mut quinn::SendStream, response: &Response) -> bool {
-    // The response is encoded straight after room for the frame header: one
-    // buffer, no copy of a delivery's sealed envelope.
-    let mut frame = vec![0; FRAME_HEADER_LEN];
-    response.encode(&mut frame);
-    let len = frame.len() - FRAME_HEADER_LEN;
-    match (u32::try_from(len), frame.get_mut(..FRAME_HEADER_LEN)) {
-        (Ok(n), Some(header)) if len <= MAX_FRAME_LEN => header.copy_from_slice(&n.to_be_bytes()),
-        _ => {
-            frame.clear();
-            let fallback = Response::Error(RelayError::Internal).to_bytes();
-            if encode_frame(&fallback, &mut frame).is_err() {
-                return false;
-            }
-        }
+    // A response too large for a frame cannot happen (the protocol's limits
+    // bound every answer); should one, the client is told `Internal`.
+    let frame = frame_with(|out| response.encode(out))
+        .or_else(|_| frame_with(|out| Response::Error(RelayError::Internal).encode(out)));
+    match frame {
+        Ok(frame) => send.write_all(&frame).await.is_ok(),
+        Err(_) => false,
     }
-    send.write_all(&frame).await.is_ok()
 }
 
 struct StreamTask {
@@ -1116,7 +1007,7 @@ struct StreamTask {
     /// [`PriorityGate`]).
     turn: Arc<tokio::sync::Mutex<()>>,
     send: quinn::SendStream,
-    frames: Frames,
+    frames: FrameStream,
     /// Reset at shutdown with a delivery half written: nothing to flush.
     abandoned: bool,
     /// Whether an answer went out on this stream.
@@ -1221,7 +1112,7 @@ impl StreamTask {
         self.shared.metrics.reject_error(&error);
         write(&mut self.send, &Response::Error(error)).await;
         let _ = self.send.finish();
-        self.frames.stop();
+        self.frames.stop(codes::STREAM_MALFORMED);
         let n = self.malformed.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= u64::from(MAX_MALFORMED_STREAMS) {
             self.conn
@@ -1237,9 +1128,11 @@ impl StreamTask {
                 let _ = self.send.finish();
                 return Handled::Close;
             }
-            Err(FrameError::TooLarge) => return self.malformed(RelayError::TooLarge).await,
-            Err(FrameError::Malformed) => return self.malformed(RelayError::Malformed).await,
-            Err(FrameError::Gone) => return Handled::Close,
+            Err(FrameError::Decode(DecodeError::FrameTooLarge(_))) => {
+                return self.malformed(RelayError::TooLarge).await;
+            }
+            Err(FrameError::Decode(_)) => return self.malformed(RelayError::Malformed).await,
+            Err(_) => return Handled::Close,
         };
         let shared = self.shared.clone();
         let _guard = shared.in_flight.enter();

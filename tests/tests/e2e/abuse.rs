@@ -1,7 +1,7 @@
 //! Bad input on one connection does not disturb anyone else.
 
-use enlace_client::transport::SubscriptionEvent;
 use enlace_protocol::command::{ConnectionBinding, RelayError, Request, Response};
+use enlace_quic::SubscriptionEvent;
 
 use crate::support::{WAIT, envelope, frame, key, raw_connect, raw_exchange, start};
 
@@ -122,19 +122,16 @@ async fn connections_per_ip_are_limited_and_slots_come_back() {
     .await;
     let a = relay.connect().await;
     let b = relay.connect().await;
-    let refused = enlace_client::transport::RelayConnection::connect(&relay.address).await;
+    let refused = enlace_quic::RelayConnection::connect(&relay.address).await;
     assert!(
-        matches!(
-            refused,
-            Err(enlace_client::transport::TransportError::Refused)
-        ),
+        matches!(refused, Err(enlace_quic::TransportError::Refused)),
         "{refused:?}"
     );
     // Closing one frees its slot (the relay notices the close).
     a.close().await;
     let deadline = tokio::time::Instant::now() + WAIT;
     let c = loop {
-        match enlace_client::transport::RelayConnection::connect(&relay.address).await {
+        match enlace_quic::RelayConnection::connect(&relay.address).await {
             Ok(c) => break c,
             Err(e) => {
                 assert!(tokio::time::Instant::now() < deadline, "{e}");
@@ -190,7 +187,7 @@ async fn subscribers_that_never_read_do_not_make_the_relay_buffer_their_mailbox(
     let mut conns = Vec::new();
     // A client that lets each stream take only a sliver (so the relay's
     // first write on it blocks) but the connection as a whole a lot.
-    let mut config = enlace_client::transport::client_config(*relay.address.fingerprint()).unwrap();
+    let mut config = enlace_quic::client_config(*relay.address.fingerprint()).unwrap();
     let mut transport = quinn::TransportConfig::default();
     transport
         .stream_receive_window(quinn::VarInt::from_u32(1024))
@@ -264,7 +261,7 @@ async fn a_subscriber_that_never_reads_does_not_delay_shutdown() {
     conn.close().await;
 
     // A stream window of 1 KiB: the relay's first delivery blocks.
-    let mut config = enlace_client::transport::client_config(*relay.address.fingerprint()).unwrap();
+    let mut config = enlace_quic::client_config(*relay.address.fingerprint()).unwrap();
     let mut transport = quinn::TransportConfig::default();
     transport
         .stream_receive_window(quinn::VarInt::from_u32(1024))

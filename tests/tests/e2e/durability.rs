@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use enlace_client::transport::{RelayConnection, SubscriptionEvent, TransportError};
 use enlace_protocol::delivery::DeliveryKey;
 use enlace_protocol::envelope::MessageId;
+use enlace_quic::{RelayConnection, SubscriptionEvent, TransportError};
 
 use crate::support::{WAIT, envelope, frame, free_port, key, lossy_proxy, metric, metrics, start};
 
@@ -354,7 +354,7 @@ async fn answers_cut_off_at_shutdown_are_counted_one_by_one() {
     let proxy = one_way_proxy(relay_addr, cut.clone()).await;
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(
-        enlace_client::transport::client_config(*relay.address.fingerprint()).unwrap(),
+        enlace_quic::client_config(*relay.address.fingerprint()).unwrap(),
     );
     let conn = endpoint
         .connect(proxy, "enlace-relay")

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use enlace_client::transport::{
-    ForwardOutcome, RelayConnection, Subscription, SubscriptionEvent, TransportError,
-};
 use enlace_protocol::address::RelayAddress;
 use enlace_protocol::command::{Forward, ForwardId, ForwardState, RelayError, Request, Response};
 use enlace_protocol::envelope::{CoarseTime, Envelope, MailboxId, MessageId};
 use enlace_protocol::keys::SigningKeyPair;
 use enlace_protocol::limits::BODY_SMALL;
+use enlace_quic::{
+    ForwardOutcome, RelayConnection, Subscription, SubscriptionEvent, TransportError,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -115,7 +115,7 @@ fn sealed_envelope(sender: &SigningKeyPair, send_id: MailboxId) -> Envelope {
 async fn secured_mailbox(
     conn: &RelayConnection,
     sender: &SigningKeyPair,
-) -> (SigningKeyPair, enlace_client::transport::CreatedMailbox) {
+) -> (SigningKeyPair, enlace_quic::CreatedMailbox) {
     let recipient = key();
     let mb = conn.create_mailbox(&recipient).await.unwrap();
     conn.secure(mb.receive_id, *sender.public(), &recipient)
@@ -314,7 +314,7 @@ async fn forward_reaches_the_destination_which_sees_only_the_home_relay() {
     );
     // A forward sealed to another relay's key is refused by D and never
     // stored.
-    let wrong_key = enlace_client::transport::VerifiedRelayKey {
+    let wrong_key = enlace_quic::VerifiedRelayKey {
         forward_dh: other_bundle
             .verify(other.address.fingerprint(), now())
             .unwrap(),

@@ -54,7 +54,7 @@ async fn load_durable_deposits_and_idle_rss() {
     // 1,000 idle connections from one client endpoint, each past hello.
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(
-        enlace_client::transport::client_config(*relay.address.fingerprint()).unwrap(),
+        enlace_quic::client_config(*relay.address.fingerprint()).unwrap(),
     );
     let remote = format!("127.0.0.1:{}", relay.address.port())
         .parse()

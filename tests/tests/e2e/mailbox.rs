@@ -1,15 +1,13 @@
 //! The mailbox model over the network.
 
-use enlace_client::transport::{SubscriptionEvent, TransportError};
 use enlace_protocol::command::{EndReason, RelayError, Request, Response};
 use enlace_protocol::delivery::DeliveryKey;
 use enlace_protocol::envelope::MessageId;
+use enlace_quic::{SubscriptionEvent, TransportError};
 
 use crate::support::{WAIT, envelope, key, start};
 
-async fn next_envelope(
-    sub: &mut enlace_client::transport::Subscription,
-) -> enlace_protocol::envelope::Envelope {
+async fn next_envelope(sub: &mut enlace_quic::Subscription) -> enlace_protocol::envelope::Envelope {
     match tokio::time::timeout(WAIT, sub.next())
         .await
         .unwrap()

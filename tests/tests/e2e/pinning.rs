@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use enlace_client::transport::{RelayConnection, TransportError};
 use enlace_protocol::address::RelayAddress;
+use enlace_quic::{RelayConnection, TransportError};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::support::{key, start};
@@ -83,9 +83,7 @@ fn server_with(cert: CertificateDer<'static>, seed: &[u8; 32]) -> quinn::Endpoin
 /// Handshake only, with the pinned verifier.
 async fn handshake(port: u16, pin: &RelayAddress) -> Result<(), quinn::ConnectionError> {
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(
-        enlace_client::transport::client_config(*pin.fingerprint()).unwrap(),
-    );
+    endpoint.set_default_client_config(enlace_quic::client_config(*pin.fingerprint()).unwrap());
     let remote = format!("127.0.0.1:{port}").parse().unwrap();
     let conn = endpoint.connect(remote, "enlace-relay").unwrap().await?;
     conn.close(0u32.into(), b"");

@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use enlace_client::transport::RelayConnection;
 use enlace_protocol::address::RelayAddress;
 use enlace_protocol::envelope::{CoarseTime, Envelope, MailboxId, MessageId};
 use enlace_protocol::keys::SigningKeyPair;
 use enlace_protocol::limits::BODY_SMALL;
+use enlace_quic::RelayConnection;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -156,7 +156,7 @@ pub fn metric(text: &str, name: &str) -> Option<u64> {
 pub async fn raw_connect(relay: &Relay) -> (quinn::Endpoint, quinn::Connection) {
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(
-        enlace_client::transport::client_config(*relay.address.fingerprint()).unwrap(),
+        enlace_quic::client_config(*relay.address.fingerprint()).unwrap(),
     );
     let remote = format!("127.0.0.1:{}", relay.address.port())
         .parse()

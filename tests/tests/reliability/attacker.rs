@@ -264,7 +264,7 @@ mod tests {
         let to: SocketAddr = format!("127.0.0.1:{}", relay.address.port())
             .parse()
             .unwrap();
-        let config = enlace_client::transport::client_config(*relay.address.fingerprint()).unwrap();
+        let config = enlace_quic::client_config(*relay.address.fingerprint()).unwrap();
         let attacker = Attacker::new(2, &tokio::runtime::Handle::current());
         let mut held = Vec::new();
         // Four connections at 2 per address: both addresses were used.

@@ -5,11 +5,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use enlace_client::transport::SubscriptionEvent;
 use enlace_protocol::command::{RelayError, Request, Response};
 use enlace_protocol::delivery::DeliveryKey;
 use enlace_protocol::envelope::{CoarseTime, Envelope, MessageId};
 use enlace_protocol::limits::BODY_SMALL;
+use enlace_quic::SubscriptionEvent;
 
 use crate::support::{WAIT, frame, key, raw_connect, raw_exchange, start};
 

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use enlace_client::transport::{RelayConnection, SubscriptionEvent};
 use enlace_protocol::address::RelayAddress;
 use enlace_protocol::delivery::DeliveryKey;
 use enlace_protocol::envelope::{Envelope, MessageId};
+use enlace_quic::{RelayConnection, SubscriptionEvent};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::env_or;

@@ -7,10 +7,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use enlace_client::transport::{RelayConnection, SubscriptionEvent};
 use enlace_protocol::delivery::DeliveryKey;
 use enlace_protocol::envelope::{Envelope, MailboxId, MessageId};
 use enlace_protocol::keys::SigningKeyPair;
+use enlace_quic::{RelayConnection, SubscriptionEvent};
 
 use crate::support::{envelope, free_port, key, metric, metrics, relay_bin, start};
 use crate::{env_or, load_average};

@@ -9,11 +9,11 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use enlace_client::transport::{SubscriptionEvent, TransportError};
 use enlace_protocol::command::RelayError;
 use enlace_protocol::delivery::DeliveryKey;
 use enlace_protocol::envelope::{CoarseTime, Envelope, MessageId};
 use enlace_protocol::limits::BODY_LARGE;
+use enlace_quic::{SubscriptionEvent, TransportError};
 
 use crate::support::{WAIT, key, start};
 

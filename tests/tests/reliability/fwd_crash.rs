@@ -12,12 +12,12 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use enlace_client::transport::{ForwardOutcome, RelayConnection, SubscriptionEvent};
 use enlace_protocol::address::RelayAddress;
 use enlace_protocol::command::{ForwardId, ForwardState};
 use enlace_protocol::envelope::{Envelope, MailboxId, MessageId};
 use enlace_protocol::keys::SigningKeyPair;
 use enlace_protocol::limits::MAX_FORWARD_STATUS_IDS;
+use enlace_quic::{ForwardOutcome, RelayConnection, SubscriptionEvent};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -230,7 +230,7 @@ async fn fwd_crash_cycles(cycles: u64, senders: usize) -> (usize, usize, usize) 
                             inflight.lock().unwrap().remove(&id);
                         }
                         Err(e) => {
-                            if !matches!(e, enlace_client::transport::TransportError::Relay(_)) {
+                            if !matches!(e, enlace_quic::TransportError::Relay(_)) {
                                 return;
                             }
                             // A typed refusal: the forward is not answered

@@ -18,11 +18,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use enlace_client::transport::{RelayConnection, SubscriptionEvent, TransportError};
 use enlace_protocol::command::{RelayError, Request, Response};
 use enlace_protocol::envelope::BodySize;
 use enlace_protocol::envelope::MailboxId;
 use enlace_protocol::keys::{Fingerprint, SigningKeyPair};
+use enlace_quic::{RelayConnection, SubscriptionEvent, TransportError};
 
 use crate::attacker::{Attacker, addresses_wanted};
 use crate::support::{Relay, WAIT, envelope, frame, key, raw_connect, start};
@@ -219,8 +219,7 @@ pub fn tail_report(samples: &[Sample], start: Instant, base_p50_ms: f64) -> Stri
 #[allow(dead_code)]
 pub fn attacker_endpoint(fingerprint: Fingerprint) -> quinn::Endpoint {
     let mut endpoint = quinn::Endpoint::client(ATTACKER.parse().unwrap()).unwrap();
-    endpoint
-        .set_default_client_config(enlace_client::transport::client_config(fingerprint).unwrap());
+    endpoint.set_default_client_config(enlace_quic::client_config(fingerprint).unwrap());
     endpoint
 }
 
@@ -550,8 +549,7 @@ async fn hostile_run(plan: Plan, attack: tokio::runtime::Handle, pinned: bool) {
 
     let watch = watch_rss(relay.pid());
     let attacker = Arc::new(Attacker::new(addresses, &attack));
-    let config =
-        Arc::new(enlace_client::transport::client_config(*relay.address.fingerprint()).unwrap());
+    let config = Arc::new(enlace_quic::client_config(*relay.address.fingerprint()).unwrap());
     let count = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(max_secs);
     let to = relay_addr(&relay);
@@ -742,8 +740,7 @@ async fn flood_run(plan: FloodPlan, attack: tokio::runtime::Handle, pinned: bool
     let watch = watch_rss(relay.pid());
     let to = relay_addr(&relay);
     let attacker = Arc::new(Attacker::new(addresses, &attack));
-    let config =
-        Arc::new(enlace_client::transport::client_config(*relay.address.fingerprint()).unwrap());
+    let config = Arc::new(enlace_quic::client_config(*relay.address.fingerprint()).unwrap());
     let deadline = Instant::now() + Duration::from_secs(max_secs);
     let mut flood = tokio::task::JoinSet::new();
     let started = Instant::now();

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use enlace_client::transport::{ForwardOutcome, SubscriptionEvent};
 use enlace_protocol::address::RelayAddress;
 use enlace_protocol::command::{
     BINDING_EXPORTER_LABEL, ConnectionBinding, Forward, ForwardId, Request,
@@ -22,6 +21,7 @@ use enlace_protocol::command::{
 use enlace_protocol::envelope::{BodySize, MailboxId, MessageId};
 use enlace_protocol::forward::sealed_len;
 use enlace_protocol::keys::{Fingerprint, SigningKeyPair};
+use enlace_quic::{ForwardOutcome, SubscriptionEvent};
 
 use crate::attacker::{Attacker, addresses_wanted};
 use crate::hostile::{
@@ -295,9 +295,9 @@ async fn run(plan: Plan, attack: tokio::runtime::Handle, pinned: bool) {
     let sink = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
     let kit = Arc::new(Kit {
         home: loopback(&home),
-        home_config: enlace_client::transport::client_config(*home.address.fingerprint()).unwrap(),
+        home_config: enlace_quic::client_config(*home.address.fingerprint()).unwrap(),
         dest: loopback(&dest),
-        dest_config: enlace_client::transport::client_config(*dest.address.fingerprint()).unwrap(),
+        dest_config: enlace_quic::client_config(*dest.address.fingerprint()).unwrap(),
         dest_address: dest.address.clone(),
         own_mailbox,
         own_recipient,

@@ -387,10 +387,10 @@ async fn an_unproven_connection_gets_a_small_window_until_a_check_passes() {
 /// connection from the same address is not closed at its first.
 #[tokio::test(flavor = "multi_thread")]
 async fn forwards_the_destination_refuses_auth_close_the_senders_connection() {
-    use enlace_client::transport::ForwardOutcome;
     use enlace_protocol::command::{Forward, ForwardId};
     use enlace_protocol::envelope::BodySize;
     use enlace_protocol::forward::sealed_len;
+    use enlace_quic::ForwardOutcome;
 
     let dir = tempfile::tempdir().unwrap();
     let dest = start(&dir.path().join("dest"), &[]).await;

@@ -559,108 +559,106 @@ impl EndReason {
     }
 }
 
-/// An error the relay reports to a client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RelayError {
+/// Declares [`RelayError`] from one table: each row gives the wire code,
+/// the name `docs/protocol.md` section 5.3 uses, the variant, its fields
+/// (integer details, zero when only the code is known) and its message.
+/// `code`, `from_code`, `name` and [`RelayError::ALL`] are generated from
+/// the rows, so a code is written exactly once.
+macro_rules! relay_errors {
+    ($(
+        $(#[doc = $doc:literal])*
+        $code:literal $name:literal $variant:ident $({ $($(#[doc = $fdoc:literal])* $field:ident: $ty:ty),* })?
+            => $message:literal,
+    )*) => {
+        /// An error the relay reports to a client.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+        #[non_exhaustive]
+        pub enum RelayError {
+            $(
+                $(#[doc = $doc])*
+                #[error($message)]
+                $variant $({ $($(#[doc = $fdoc])* $field: $ty),* })?,
+            )*
+            /// An error code from a newer relay.
+            #[error("relay error {0}")]
+            Other(u16),
+        }
+
+        impl RelayError {
+            /// Every error this crate knows, in code order, with zero details.
+            pub const ALL: [RelayError; [$($code),*].len()] =
+                [$(Self::$variant $({ $($field: 0),* })?),*];
+
+            /// The wire code.
+            pub fn code(&self) -> u16 {
+                match self {
+                    $(Self::$variant { .. } => $code,)*
+                    Self::Other(c) => *c,
+                }
+            }
+
+            /// The error for a bare wire code (as a forward's status carries
+            /// it); details a code would carry are unknown and set to zero.
+            pub fn from_code(code: u16) -> Self {
+                match code {
+                    $($code => Self::$variant $({ $($field: 0),* })?,)*
+                    other => Self::Other(other),
+                }
+            }
+
+            /// The error's name in `docs/protocol.md` section 5.3 (such as
+            /// `"unknown mailbox"`), `"other"` for a code this crate does
+            /// not know.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Self::$variant { .. } => $name,)*
+                    Self::Other(_) => "other",
+                }
+            }
+        }
+    };
+}
+
+relay_errors! {
     /// The request could not be decoded.
-    #[error("malformed request")]
-    Malformed,
+    1 "malformed" Malformed => "malformed request",
     /// No version in the client's range is supported.
-    #[error("unsupported protocol version (relay speaks {min} to {max})")]
-    UnsupportedVersion {
+    2 "unsupported version" UnsupportedVersion {
         /// Lowest version the relay speaks.
         min: u16,
         /// Highest version the relay speaks.
-        max: u16,
-    },
+        max: u16
+    } => "unsupported protocol version (relay speaks {min} to {max})",
     /// A signature did not verify (wrong key, wrong connection, or an
     /// unsigned send to a secured mailbox).
-    #[error("not authorized")]
-    Auth,
+    3 "auth" Auth => "not authorized",
     /// No such mailbox.
-    #[error("unknown mailbox")]
-    UnknownMailbox,
+    4 "unknown mailbox" UnknownMailbox => "unknown mailbox",
     /// The mailbox holds its maximum number of envelopes.
-    #[error("mailbox quota exceeded")]
-    Quota,
+    5 "quota" Quota => "mailbox quota exceeded",
     /// The request is larger than the relay accepts.
-    #[error("request too large")]
-    TooLarge,
+    6 "too large" TooLarge => "request too large",
     /// The relay's storage is full.
-    #[error("relay storage is full")]
-    StorageFull,
+    7 "storage full" StorageFull => "relay storage is full",
     /// Too many requests: retry after the given number of seconds.
-    #[error("rate limited, retry in {retry_after_secs} s")]
-    RateLimited {
+    8 "rate limited" RateLimited {
         /// Seconds to wait before retrying.
-        retry_after_secs: u32,
-    },
+        retry_after_secs: u32
+    } => "rate limited, retry in {retry_after_secs} s",
     /// The relay failed internally; the request was not performed.
-    #[error("relay internal error")]
-    Internal,
+    9 "internal" Internal => "relay internal error",
     /// The request tag is unknown to this relay.
-    #[error("unknown command")]
-    UnknownCommand,
+    10 "unknown command" UnknownCommand => "unknown command",
     /// Forwarding (and fetching other relays' keys) is only for clients
     /// holding a mailbox on this relay.
-    #[error("forwarding is only for clients holding a mailbox on this relay")]
-    NotOwnClient,
+    11 "not own client" NotOwnClient => "forwarding is only for clients holding a mailbox on this relay",
     /// The relay's queue for that destination is full.
-    #[error("the forwarding queue to that relay is full")]
-    ForwardQueueFull,
+    12 "forward queue full" ForwardQueueFull => "the forwarding queue to that relay is full",
     /// The destination relay could not be reached (or did not prove its key).
-    #[error("the destination relay is unreachable")]
-    Unreachable,
-    /// An error code from a newer relay.
-    #[error("relay error {0}")]
-    Other(u16),
+    13 "unreachable" Unreachable => "the destination relay is unreachable",
 }
 
 impl RelayError {
-    /// The wire code.
-    pub fn code(&self) -> u16 {
-        match self {
-            Self::Malformed => 1,
-            Self::UnsupportedVersion { .. } => 2,
-            Self::Auth => 3,
-            Self::UnknownMailbox => 4,
-            Self::Quota => 5,
-            Self::TooLarge => 6,
-            Self::StorageFull => 7,
-            Self::RateLimited { .. } => 8,
-            Self::Internal => 9,
-            Self::UnknownCommand => 10,
-            Self::NotOwnClient => 11,
-            Self::ForwardQueueFull => 12,
-            Self::Unreachable => 13,
-            Self::Other(c) => *c,
-        }
-    }
-
-    /// The error for a bare wire code (as a forward's status carries it);
-    /// details a code would carry are unknown and set to zero.
-    pub fn from_code(code: u16) -> Self {
-        match code {
-            1 => Self::Malformed,
-            2 => Self::UnsupportedVersion { min: 0, max: 0 },
-            3 => Self::Auth,
-            4 => Self::UnknownMailbox,
-            5 => Self::Quota,
-            6 => Self::TooLarge,
-            7 => Self::StorageFull,
-            8 => Self::RateLimited {
-                retry_after_secs: 0,
-            },
-            9 => Self::Internal,
-            10 => Self::UnknownCommand,
-            11 => Self::NotOwnClient,
-            12 => Self::ForwardQueueFull,
-            13 => Self::Unreachable,
-            other => Self::Other(other),
-        }
-    }
-
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.code().to_be_bytes());
         match self {
@@ -676,31 +674,24 @@ impl RelayError {
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(match r.u16()? {
-            1 => Self::Malformed,
-            2 => Self::UnsupportedVersion {
+        let code = r.u16()?;
+        if code == 0 {
+            return Err(DecodeError::InvalidField("error code 0"));
+        }
+        Ok(match Self::from_code(code) {
+            Self::UnsupportedVersion { .. } => Self::UnsupportedVersion {
                 min: r.u16()?,
                 max: r.u16()?,
             },
-            3 => Self::Auth,
-            4 => Self::UnknownMailbox,
-            5 => Self::Quota,
-            6 => Self::TooLarge,
-            7 => Self::StorageFull,
-            8 => Self::RateLimited {
+            Self::RateLimited { .. } => Self::RateLimited {
                 retry_after_secs: r.u32()?,
             },
-            9 => Self::Internal,
-            10 => Self::UnknownCommand,
-            11 => Self::NotOwnClient,
-            12 => Self::ForwardQueueFull,
-            13 => Self::Unreachable,
-            0 => return Err(DecodeError::InvalidField("error code 0")),
-            other => {
+            Self::Other(other) => {
                 // A newer relay may attach details we cannot interpret.
                 r.rest();
                 Self::Other(other)
             }
+            known => known,
         })
     }
 }

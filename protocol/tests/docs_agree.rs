@@ -104,6 +104,25 @@ fn response_tags_and_error_codes() {
 }
 
 #[test]
+fn error_code_table_is_the_code() {
+    use enlace_protocol::command::RelayError;
+    let rows = table_rows(&doc(), "### 5.3 Error codes");
+    let documented: Vec<(u16, String)> = rows
+        .iter()
+        .map(|r| (r[0].parse().unwrap(), r[1].clone()))
+        .collect();
+    let known: Vec<(u16, String)> = RelayError::ALL
+        .iter()
+        .map(|e| (e.code(), e.name().to_owned()))
+        .collect();
+    assert_eq!(documented, known);
+    for e in RelayError::ALL {
+        assert_eq!(RelayError::from_code(e.code()), e);
+    }
+    assert_eq!(RelayError::from_code(999), RelayError::Other(999));
+}
+
+#[test]
 fn limits_table() {
     let rows = table_rows(&doc(), "## 8. Limits");
     let value = |name: &str| -> usize {

@@ -1,6 +1,6 @@
 //! Relay addresses: `enlace://<fingerprint>@host:port`.
 //!
-//! The fingerprint is the relay's [`Fingerprint`](crate::keys::Fingerprint)
+//! The fingerprint is the relay's [`crate::keys::Fingerprint`]
 //! (of its TLS key); clients pin it, so no certificate authority or DNS
 //! answer is trusted. Hosts are DNS names, IPv4 literals or bracketed IPv6
 //! literals.

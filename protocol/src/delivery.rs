@@ -37,6 +37,8 @@ pub const SEAL_NONCE_LEN: usize = 24;
 pub const SEAL_TAG_LEN: usize = 16;
 /// The largest sealed delivery.
 pub const MAX_SEALED_LEN: usize = SEAL_NONCE_LEN + MAX_ENVELOPE_LEN + SEAL_TAG_LEN;
+// A sealed delivery fits in one frame.
+const _: () = assert!(MAX_SEALED_LEN < crate::limits::MAX_FRAME_LEN);
 
 /// An X25519 key pair; the secret is zeroized on drop.
 pub struct DhKeyPair {

@@ -32,6 +32,7 @@
 //! (HMAC), FIPS 203 (ML-KEM-768), Signal's Double Ratchet and X3DH/PQXDH.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod address;
 mod base32;

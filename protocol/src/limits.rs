@@ -3,8 +3,6 @@
 //! Relays and clients must reject input beyond these bounds before they
 //! allocate for it.
 
-use crate::envelope::BodySize;
-
 /// Size of an ordinary chat envelope body: room for about 1,900 bytes of
 /// text after the end-to-end overhead, small enough that a relay holding
 /// 128 envelopes per mailbox for thousands of mailboxes stays in memory
@@ -46,14 +44,6 @@ pub const MAX_HOST_LEN: usize = 253;
 /// same work factor as Signal's numeric fingerprints, which makes searching
 /// for a colliding key costly while staying instant for a person.
 pub const SAFETY_NUMBER_ITERATIONS: u32 = 5200;
-
-const _: () = assert!(BodySize::Large.len() == BODY_LARGE);
-const _: () = assert!(crate::delivery::MAX_SEALED_LEN < MAX_FRAME_LEN);
-// The largest forward: tag, longest address, forward id, sealed large send.
-const _: () = assert!(
-    1 + 32 + 1 + MAX_HOST_LEN + 2 + 16 + crate::forward::sealed_len(BodySize::Large)
-        <= MAX_FRAME_LEN
-);
 
 /// Message keys a receiver derives ahead in one chain to reach a counter it
 /// has not seen: out-of-order delivery over a store-and-forward relay rarely

@@ -31,11 +31,11 @@ use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::Session;
 use super::invitation::{
     Invitation, KEM_CIPHERTEXT_LEN, PendingInvitation, kem_decapsulation_key, parse_kem_key,
 };
 use super::ratchet::{MESSAGE_OVERHEAD, Ratchet, Secret, split3};
+use super::state::Session;
 use crate::address::RelayAddress;
 use crate::codec::{Reader, domain_separated};
 use crate::delivery::DhKeyPair;

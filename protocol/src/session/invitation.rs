@@ -268,8 +268,8 @@ impl PendingInvitation {
     }
 
     /// Serializes for the client's encrypted store: version u8 (= 1),
-    /// invitation length u16, invitation, X25519 secret [32], ML-KEM seed
-    /// [64]. Secret: store encrypted.
+    /// invitation length u16, invitation, X25519 secret `[32]`, ML-KEM seed
+    /// `[64]`. Secret: store encrypted.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let inv = self.invitation.as_bytes();
         let mut out = Zeroizing::new(Vec::with_capacity(3 + inv.len() + 96));

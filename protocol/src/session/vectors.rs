@@ -17,9 +17,10 @@ use rand_core::{TryCryptoRng, TryRng};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::handshake::ReplyAddress;
 use super::handshake::{Derived, accept_inner};
 use super::invitation::{Invitation, PendingInvitation, bytes_to_text};
-use super::{ReplyAddress, Session};
+use super::state::Session;
 use crate::Error;
 use crate::address::RelayAddress;
 use crate::envelope::MailboxId;

@@ -487,3 +487,54 @@ fn finds_a_cycle_through_a_re_export() {
     assert_eq!(krate.lines[&src.join("c.rs")], 1);
     assert!(!krate.lines.contains_key(&src.join("t.rs")));
 }
+
+/// Files of the repository as a fresh clone has them (without build output
+/// and version-control data), with their paths relative to the root.
+fn repository_files(base: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![base.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !matches!(name.as_str(), "target" | ".git" | "corpus" | "artifacts") {
+                    dirs.push(path);
+                }
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn nothing_refers_to_a_file_outside_the_repository() {
+    let base = root().canonicalize().unwrap();
+    // Spelled in parts so this file does not match itself.
+    let outside = [
+        ["../", "shared"].concat(),
+        ["CRATES", ".md"].concat(),
+        ["DESIGN", ".md"].concat(),
+        ["STYLE", ".md"].concat(),
+        ["/work", "/"].concat(),
+    ];
+    let mut found = Vec::new();
+    for file in repository_files(&base) {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue; // binary
+        };
+        for (n, line) in text.lines().enumerate() {
+            if outside.iter().any(|o| line.contains(o.as_str())) {
+                let shown = file.strip_prefix(&base).unwrap_or(&file).display();
+                found.push(format!("{shown}:{}: {line}", n + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the repository must stand alone:\n{}",
+        found.join("\n")
+    );
+}

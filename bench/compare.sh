@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the Enlace relay and its peers in turn on this machine, the same
 # workload for each, and writes bench/results/<date>.{jsonl,json,md,svg}
-# (and latest.{md,svg}, which the README embeds).
+# (and latest.{md,svg}, which docs/performance.md embeds).
 #
 #   bash bench/peers.sh        # once: NATS server, nostr-rs-relay
 #   bash bench/compare.sh      # 12-15 minutes on 2 quiet cores; longer on a loaded machine

@@ -3,7 +3,7 @@
 results/<stamp>.json (all figures plus the machine), a Markdown table
 (<stamp>.md) and an SVG chart (<stamp>.svg): throughput bars and the latency
 CDF at the fixed rate. Also copies the table and chart to latest.md and
-latest.svg, which the README embeds. Standard library only."""
+latest.svg, which docs/performance.md embeds. Standard library only."""
 
 import json
 import os

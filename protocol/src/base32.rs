@@ -9,22 +9,10 @@ fn symbol(v: u16) -> char {
 }
 
 pub(crate) fn encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
-    let mut acc: u16 = 0;
-    let mut bits = 0u32;
-    for &b in bytes {
-        acc = (acc << 8) | u16::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(symbol(acc >> bits));
-        }
-        acc &= (1 << bits) - 1;
-    }
-    if bits > 0 {
-        out.push(symbol(acc << (5 - bits)));
-    }
-    out
+    to_fives(bytes)
+        .into_iter()
+        .map(|v| symbol(v.into()))
+        .collect()
 }
 
 /// Decodes exactly `N` bytes. Rejects other lengths, characters outside the
@@ -33,26 +21,56 @@ pub(crate) fn decode<const N: usize>(text: &str) -> Option<[u8; N]> {
     if text.len() != N * 8 / 5 + usize::from(!(N * 8).is_multiple_of(5)) {
         return None;
     }
-    let mut out = [0u8; N];
+    let fives = text
+        .bytes()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ b'a'..=b'z' => Some(c - b'a'),
+            c @ b'2'..=b'7' => Some(c - b'2' + 26),
+            _ => None,
+        })
+        .collect::<Option<Vec<u8>>>()?;
+    from_fives(&fives)?.try_into().ok()
+}
+
+/// Bytes as 5-bit values, most significant bits first; the last value is
+/// padded with zero bits. (The invitation code uses it with an alphabet of
+/// its own.)
+pub(crate) fn to_fives(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len().div_ceil(5) * 8);
     let mut acc: u16 = 0;
     let mut bits = 0u32;
-    let mut i = 0;
-    for c in text.bytes() {
-        let v = match c.to_ascii_lowercase() {
-            c @ b'a'..=b'z' => c - b'a',
-            c @ b'2'..=b'7' => c - b'2' + 26,
-            _ => return None,
-        };
-        acc = (acc << 5) | u16::from(v);
+    for &b in bytes {
+        acc = (acc << 8) | u16::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(((acc >> bits) & 31) as u8);
+        }
+        acc &= (1 << bits) - 1;
+    }
+    if bits > 0 {
+        out.push(((acc << (5 - bits)) & 31) as u8);
+    }
+    out
+}
+
+/// 5-bit values (each below 32) back to bytes. `None` unless what is left
+/// over is fewer than five bits, all zero, so every byte string has exactly
+/// one encoding.
+pub(crate) fn from_fives(fives: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(fives.len() * 5 / 8);
+    let mut acc: u16 = 0;
+    let mut bits = 0u32;
+    for &v in fives {
+        acc = (acc << 5) | u16::from(v & 31);
         bits += 5;
         if bits >= 8 {
             bits -= 8;
-            *out.get_mut(i)? = (acc >> bits) as u8;
-            i += 1;
+            out.push((acc >> bits) as u8);
             acc &= (1 << bits) - 1;
         }
     }
-    (acc == 0 && i == N).then_some(out)
+    (bits < 5 && acc == 0).then_some(out)
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::address::RelayAddress;
+use crate::base32;
 use crate::codec::{Reader, domain_separated};
 use crate::delivery::DhKeyPair;
 use crate::envelope::{MAILBOX_ID_LEN, MailboxId};
@@ -353,21 +354,7 @@ fn char_symbol(c: u8) -> Option<u8> {
 
 /// Bytes to 5-bit symbols (zero-padded at the end), then the checksum.
 fn to_symbols(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() * 8 / 5 + 1 + CHECKSUM_CHARS);
-    let mut acc: u16 = 0;
-    let mut bits = 0u32;
-    for &b in bytes {
-        acc = (acc << 8) | u16::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(((acc >> bits) & 31) as u8);
-        }
-        acc &= (1 << bits) - 1;
-    }
-    if bits > 0 {
-        out.push(((acc << (5 - bits)) & 31) as u8);
-    }
+    let mut out = base32::to_fives(bytes);
     let checksum = checksum(&out);
     out.extend_from_slice(&checksum);
     out
@@ -415,23 +402,8 @@ fn text_to_bytes(text: &str) -> Result<Vec<u8>, Error> {
     if checksum(payload) != check {
         return Err(Error::BadChecksum);
     }
-    let mut out = Vec::with_capacity(payload.len() * 5 / 8);
-    let mut acc: u16 = 0;
-    let mut bits = 0u32;
-    for &s in payload {
-        acc = (acc << 5) | u16::from(s);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
     // One encoding per invitation: fewer than 5 padding bits, all zero.
-    if bits >= 5 || acc != 0 {
-        return Err(Error::InvitationText("malformed padding"));
-    }
-    Ok(out)
+    base32::from_fives(payload).ok_or(Error::InvitationText("malformed padding"))
 }
 
 #[cfg(test)]

@@ -28,8 +28,10 @@ const ARGS_VAR: &str = "ENLACE_E2E_RELAY_ARGS";
 #[derive(Clone, Debug)]
 pub struct RelayCommand {
     data_dir: PathBuf,
-    /// 0 until the relay has printed its address, then that port, so a
-    /// restart listens where clients already point.
+    /// 0 until the relay has printed its address, then that address's
+    /// port, so a restart listens where clients already point (with
+    /// `--public-port`, which no test uses, that would not be the port it
+    /// listened on).
     port: u16,
     args: Vec<String>,
     debug_log: bool,

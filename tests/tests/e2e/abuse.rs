@@ -1,14 +1,19 @@
 //! Bad input on one connection does not disturb anyone else.
 
+use std::net::Ipv4Addr;
+
 use enlace_protocol::command::{ConnectionBinding, RelayError, Request, Response};
 use enlace_quic::SubscriptionEvent;
-
-use crate::support::{WAIT, envelope, frame, key, raw_connect, raw_exchange, start};
+use enlace_tests::WAIT;
+use enlace_tests::mailbox::{envelope, key, large_envelope, secured_mailbox};
+use enlace_tests::measure::rss_kib;
+use enlace_tests::net::{self, frame, raw_connect, raw_exchange};
+use enlace_tests::relay::Relay;
 
 #[tokio::test]
 async fn requests_before_hello_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = start(&dir.path().join("relay"), &[]).await;
+    let relay = Relay::start(&dir.path().join("relay"), &[]).await;
     let (_endpoint, conn) = raw_connect(&relay).await;
     let create = Request::create_mailbox(&key(), [9; 32], &ConnectionBinding([0; 32]));
     assert_eq!(
@@ -35,16 +40,12 @@ async fn requests_before_hello_are_refused() {
 #[tokio::test]
 async fn oversized_prefix_and_garbage_do_not_disturb_another_client() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = start(&dir.path().join("relay"), &[]).await;
+    let relay = Relay::start(&dir.path().join("relay"), &[]).await;
 
     // An honest client with a live subscription, set up first.
     let honest = relay.connect().await;
-    let (recipient, sender) = (key(), key());
-    let mb = honest.create_mailbox(&recipient).await.unwrap();
-    honest
-        .secure(mb.receive_id, *sender.public(), &recipient)
-        .await
-        .unwrap();
+    let sender = key();
+    let (recipient, mb) = secured_mailbox(&honest, &sender).await;
     let mut sub = honest
         .subscribe(mb.receive_id, &recipient, mb.delivery_key)
         .await
@@ -115,14 +116,14 @@ async fn oversized_prefix_and_garbage_do_not_disturb_another_client() {
 #[tokio::test]
 async fn connections_per_ip_are_limited_and_slots_come_back() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = start(
+    let relay = Relay::start(
         &dir.path().join("relay"),
         &["--max-connections-per-ip", "2"],
     )
     .await;
     let a = relay.connect().await;
     let b = relay.connect().await;
-    let refused = enlace_quic::RelayConnection::connect(&relay.address).await;
+    let refused = enlace_quic::RelayConnection::connect(relay.address()).await;
     assert!(
         matches!(refused, Err(enlace_quic::TransportError::Refused)),
         "{refused:?}"
@@ -131,7 +132,7 @@ async fn connections_per_ip_are_limited_and_slots_come_back() {
     a.close().await;
     let deadline = tokio::time::Instant::now() + WAIT;
     let c = loop {
-        match enlace_quic::RelayConnection::connect(&relay.address).await {
+        match enlace_quic::RelayConnection::connect(relay.address()).await {
             Ok(c) => break c,
             Err(e) => {
                 assert!(tokio::time::Instant::now() < deadline, "{e}");
@@ -143,43 +144,21 @@ async fn connections_per_ip_are_limited_and_slots_come_back() {
     b.close().await;
 }
 
-/// The relay's resident memory in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[tokio::test]
 async fn subscribers_that_never_read_do_not_make_the_relay_buffer_their_mailbox() {
-    use enlace_protocol::envelope::{CoarseTime, Envelope, MessageId};
-    use enlace_protocol::limits::BODY_LARGE;
-
     let dir = tempfile::tempdir().unwrap();
-    let relay = start(&dir.path().join("relay"), &[]).await;
+    let relay = Relay::start(&dir.path().join("relay"), &[]).await;
     let conn = relay.connect().await;
-    let (recipient, sender) = (key(), key());
-    let mb = conn.create_mailbox(&recipient).await.unwrap();
-    conn.secure(mb.receive_id, *sender.public(), &recipient)
-        .await
-        .unwrap();
+    let sender = key();
+    let (recipient, mb) = secured_mailbox(&conn, &sender).await;
     // A full mailbox of the largest envelopes (8 MiB).
     for _ in 0..128 {
-        let env = Envelope::sign(
-            &sender,
-            mb.send_id,
-            MessageId(rand::random()),
-            CoarseTime(500_000),
-            &[0x5a; BODY_LARGE],
-        )
-        .unwrap();
-        conn.send(&env).await.unwrap();
+        conn.send(&large_envelope(&sender, mb.send_id))
+            .await
+            .unwrap();
     }
     conn.close().await;
-    let before = rss_kib(relay.pid());
+    let before = rss_kib(relay.pid()).0;
 
     // Subscribe on every stream of a few connections and never read: each
     // subscription takes over the last, and each stream's writes block.
@@ -187,36 +166,23 @@ async fn subscribers_that_never_read_do_not_make_the_relay_buffer_their_mailbox(
     let mut conns = Vec::new();
     // A client that lets each stream take only a sliver (so the relay's
     // first write on it blocks) but the connection as a whole a lot.
-    let mut config = enlace_quic::client_config(*relay.address.fingerprint()).unwrap();
+    let mut config = enlace_quic::client_config(*relay.address().fingerprint()).unwrap();
     let mut transport = quinn::TransportConfig::default();
     transport
         .stream_receive_window(quinn::VarInt::from_u32(1024))
         .receive_window(quinn::VarInt::from_u32(64 << 20))
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
     config.transport_config(std::sync::Arc::new(transport));
-    let remote = format!("127.0.0.1:{}", relay.address.port())
-        .parse()
-        .unwrap();
     for _ in 0..4 {
-        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        endpoint.set_default_client_config(config.clone());
-        let raw = endpoint
-            .connect(remote, "enlace-relay")
-            .unwrap()
+        let endpoint = net::endpoint_on(Ipv4Addr::LOCALHOST.into(), config.clone());
+        let raw = net::handshake(&endpoint, relay.socket_addr())
             .await
             .unwrap();
         assert!(matches!(
             raw_exchange(&raw, &frame(&Request::hello())).await,
             Some(Response::Hello { .. })
         ));
-        let mut binding = [0u8; 32];
-        raw.export_keying_material(
-            &mut binding,
-            enlace_protocol::command::BINDING_EXPORTER_LABEL,
-            b"",
-        )
-        .unwrap();
-        let binding = ConnectionBinding(binding);
+        let binding = net::binding(&raw);
         // Every stream the relay allows beside the hello's.
         for _ in 1..enlace_relay::server::MAX_STREAMS {
             let (mut send, recv) = raw.open_bi().await.unwrap();
@@ -227,7 +193,7 @@ async fn subscribers_that_never_read_do_not_make_the_relay_buffer_their_mailbox(
         conns.push((endpoint, raw));
     }
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let grown_mib = rss_kib(relay.pid()).saturating_sub(before) / 1024;
+    let grown_mib = rss_kib(relay.pid()).0.saturating_sub(before) / 1024;
     // 4 x (MAX_STREAMS - 1) stuck subscriptions; each may hold one
     // envelope and quinn's send buffer is 1 MiB per connection.
     assert!(grown_mib < 48, "relay grew by {grown_mib} MiB");
@@ -236,67 +202,40 @@ async fn subscribers_that_never_read_do_not_make_the_relay_buffer_their_mailbox(
 
 #[tokio::test]
 async fn a_subscriber_that_never_reads_does_not_delay_shutdown() {
-    use enlace_protocol::envelope::{CoarseTime, Envelope, MessageId};
-    use enlace_protocol::limits::BODY_LARGE;
-
     let dir = tempfile::tempdir().unwrap();
-    let relay = start(&dir.path().join("relay"), &[]).await;
+    let mut relay = Relay::start(&dir.path().join("relay"), &[]).await;
     let conn = relay.connect().await;
-    let (recipient, sender) = (key(), key());
-    let mb = conn.create_mailbox(&recipient).await.unwrap();
-    conn.secure(mb.receive_id, *sender.public(), &recipient)
-        .await
-        .unwrap();
+    let sender = key();
+    let (recipient, mb) = secured_mailbox(&conn, &sender).await;
     for _ in 0..4 {
-        let env = Envelope::sign(
-            &sender,
-            mb.send_id,
-            MessageId(rand::random()),
-            CoarseTime(500_000),
-            &[0x5a; BODY_LARGE],
-        )
-        .unwrap();
-        conn.send(&env).await.unwrap();
+        conn.send(&large_envelope(&sender, mb.send_id))
+            .await
+            .unwrap();
     }
     conn.close().await;
 
     // A stream window of 1 KiB: the relay's first delivery blocks.
-    let mut config = enlace_quic::client_config(*relay.address.fingerprint()).unwrap();
+    let mut config = enlace_quic::client_config(*relay.address().fingerprint()).unwrap();
     let mut transport = quinn::TransportConfig::default();
     transport
         .stream_receive_window(quinn::VarInt::from_u32(1024))
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
     config.transport_config(std::sync::Arc::new(transport));
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(config);
-    let remote = format!("127.0.0.1:{}", relay.address.port())
-        .parse()
-        .unwrap();
-    let raw = endpoint
-        .connect(remote, "enlace-relay")
-        .unwrap()
+    let endpoint = net::endpoint_on(Ipv4Addr::LOCALHOST.into(), config);
+    let raw = net::handshake(&endpoint, relay.socket_addr())
         .await
         .unwrap();
     assert!(matches!(
         raw_exchange(&raw, &frame(&Request::hello())).await,
         Some(Response::Hello { .. })
     ));
-    let mut binding = [0u8; 32];
-    raw.export_keying_material(
-        &mut binding,
-        enlace_protocol::command::BINDING_EXPORTER_LABEL,
-        b"",
-    )
-    .unwrap();
     let (mut send, _recv) = raw.open_bi().await.unwrap();
-    let sub = Request::subscribe(mb.receive_id, &recipient, &ConnectionBinding(binding));
+    let sub = Request::subscribe(mb.receive_id, &recipient, &net::binding(&raw));
     send.write_all(&frame(&sub)).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
     let started = std::time::Instant::now();
-    relay.signal("-TERM");
-    let status = relay.wait().await;
-    assert!(status.success(), "exit status {status:?}");
+    relay.stop().await;
     let took = started.elapsed();
     assert!(
         took < std::time::Duration::from_secs(4),

@@ -1,201 +1,18 @@
 //! The `enlace` CLI against a real relay: organizers' homes in temporary
 //! directories, the real binaries, nothing mocked.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::process::Stdio;
 
-use enlace_client::Env;
-use enlace_client::store::{KdfParams, Passphrase};
-
-const PASS: &str = "correct horse battery staple";
-
-/// The cheapest KDF parameters a store may carry: profiles for these tests
-/// are made in-process with them (the binary always uses the real ones).
-const TEST_KDF: KdfParams = KdfParams {
-    memory_kib: 64 * 1024,
-    time: 1,
-    lanes: 1,
-};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        path.exists(),
-        "{} missing: run `cargo test --workspace`",
-        path.display()
-    );
-    path
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A relay process on a fixed port, so it can be restarted in place.
-pub(crate) struct Relay {
-    child: Option<Child>,
-    /// Kept open so the relay never writes to a closed pipe.
-    stdout: Option<BufReader<std::process::ChildStdout>>,
-    dir: PathBuf,
-    port: u16,
-    address: String,
-}
-
-impl Relay {
-    pub(crate) fn start(dir: &Path) -> Self {
-        let mut relay = Self {
-            child: None,
-            stdout: None,
-            dir: dir.to_owned(),
-            port: free_udp_port(),
-            address: String::new(),
-        };
-        relay.restart();
-        relay
-    }
-
-    pub(crate) fn restart(&mut self) {
-        assert!(self.child.is_none());
-        let mut child = Command::new(bin("enlace-relay"))
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut line).unwrap();
-        assert!(line.starts_with("enlace://"), "relay printed {line:?}");
-        self.address = line.trim().to_owned();
-        self.child = Some(child);
-        self.stdout = Some(stdout);
-    }
-
-    /// kill -9: no chance to flush or say goodbye.
-    pub(crate) fn kill(&mut self) {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// One organizer's profile directory.
-pub(crate) struct Home {
-    dir: PathBuf,
-}
-
-impl Home {
-    pub(crate) fn new(root: &Path, name: &str, relay: &Relay) -> Self {
-        let dir = root.join(name);
-        let env = Env {
-            passphrase: Some(Passphrase::new(PASS.into())),
-            interactive: false,
-            kdf: Some(TEST_KDF),
-        };
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let args = ["enlace", "--home", dir.to_str().unwrap(), "init"];
-        let code = enlace_client::main_with(args, &env, &mut &b""[..], &mut out, &mut err);
-        assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
-        let home = Self { dir };
-        home.ok(&["relay", "set", &relay.address]);
-        home
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin("enlace"));
-        cmd.arg("--home")
-            .arg(&self.dir)
-            .args(args)
-            .env("ENLACE_PASSPHRASE", PASS)
-            .env_remove("ENLACE_HOME")
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    /// Runs and expects success; returns standard output.
-    pub(crate) fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "enlace {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// JSON lines of a `--json` run that succeeded.
-    pub(crate) fn json(&self, args: &[&str]) -> Vec<serde_json::Value> {
-        let mut full = vec!["--json"];
-        full.extend_from_slice(args);
-        self.ok(&full)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// The texts of the messages a `read` printed, in order.
-    pub(crate) fn read_texts(&self) -> Vec<String> {
-        self.json(&["read"])
-            .into_iter()
-            .filter(|v| v["event"] == "message")
-            .map(|v| v["text"].as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    pub(crate) fn statuses(&self) -> Vec<String> {
-        self.json(&["status"])
-            .into_iter()
-            .map(|v| v["status"].as_str().unwrap().to_owned())
-            .collect()
-    }
-}
-
-/// `inviter` invites `accepter`; both end up with each other as contacts
-/// named `as_accepter` (in the inviter's list) and `as_inviter`.
-pub(crate) fn connect(inviter: &Home, as_accepter: &str, accepter: &Home, as_inviter: &str) {
-    let lines = inviter.json(&["invite", "--name", as_accepter]);
-    let code = lines[0]["code"].as_str().unwrap().to_owned();
-    accepter.ok(&["accept", &code, "--name", as_inviter]);
-    let events = inviter.json(&["read"]);
-    assert!(
-        events
-            .iter()
-            .any(|v| v["event"] == "contact" && v["name"] == as_accepter),
-        "{events:?}"
-    );
-}
+use enlace_tests::home::{Home, PASSPHRASE, connect};
+use enlace_tests::relay::BlockingRelay;
 
 #[test]
 fn invite_accept_and_messages_both_ways() {
     let tmp = tempfile::tempdir().unwrap();
-    let relay = Relay::start(&tmp.path().join("relay"));
-    let ana = Home::new(tmp.path(), "ana", &relay);
-    let ben = Home::new(tmp.path(), "ben", &relay);
+    let relay = BlockingRelay::start(&tmp.path().join("relay"));
+    let ana = Home::new(tmp.path(), "ana", relay.address());
+    let ben = Home::new(tmp.path(), "ben", relay.address());
     connect(&ana, "Ben", &ben, "Ana");
 
     ben.ok(&["send", "Ana", "asamblea el jueves a las 6"]);
@@ -241,10 +58,10 @@ fn invite_accept_and_messages_both_ways() {
 #[test]
 fn offline_recipient_reads_everything_in_order() {
     let tmp = tempfile::tempdir().unwrap();
-    let relay = Relay::start(&tmp.path().join("relay"));
-    let ana = Home::new(tmp.path(), "ana", &relay);
-    let ben = Home::new(tmp.path(), "ben", &relay);
-    let cai = Home::new(tmp.path(), "cai", &relay);
+    let relay = BlockingRelay::start(&tmp.path().join("relay"));
+    let ana = Home::new(tmp.path(), "ana", relay.address());
+    let ben = Home::new(tmp.path(), "ben", relay.address());
+    let cai = Home::new(tmp.path(), "cai", relay.address());
     connect(&ana, "Ben", &ben, "Ana");
     connect(&cai, "Ben", &ben, "Cai");
     let texts: Vec<String> = (1..=6).map(|i| format!("mensaje {i}")).collect();
@@ -257,53 +74,19 @@ fn offline_recipient_reads_everything_in_order() {
     assert_eq!(cai.read_texts(), ["hola Cai"]);
 }
 
-/// Reads `listen`'s JSON lines on a thread.
-fn spawn_listen(home: &Home) -> (Child, mpsc::Receiver<serde_json::Value>) {
-    let mut child = home
-        .command(&["--json", "listen"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Ok(v) = serde_json::from_str(&line)
-                && tx.send(v).is_err()
-            {
-                break;
-            }
-        }
-    });
-    (child, rx)
-}
-
-fn next_message(rx: &mpsc::Receiver<serde_json::Value>, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let v = rx.recv_timeout(left).expect("no message arrived in time");
-        if v["event"] == "message" {
-            return v["text"].as_str().unwrap().to_owned();
-        }
-    }
-}
-
 #[test]
 fn listen_receives_and_survives_relay_restart() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut relay = Relay::start(&tmp.path().join("relay"));
-    let ana = Home::new(tmp.path(), "ana", &relay);
-    let ben = Home::new(tmp.path(), "ben", &relay);
+    let mut relay = BlockingRelay::start(&tmp.path().join("relay"));
+    let ana = Home::new(tmp.path(), "ana", relay.address());
+    let ben = Home::new(tmp.path(), "ben", relay.address());
     connect(&ana, "Ben", &ben, "Ana");
 
-    let (mut listener, rx) = spawn_listen(&ana);
+    let listener = ana.listen();
     ben.ok(&["send", "Ana", "primero"]);
-    assert_eq!(next_message(&rx, WAIT), "primero");
+    assert_eq!(listener.next_message(), "primero");
 
-    relay.kill();
+    relay.kill_9();
     // While the relay is down, Ben's message waits in his outbox.
     let out = ben.run(&["send", "Ana", "durante la caída"]);
     assert_eq!(
@@ -320,22 +103,21 @@ fn listen_receives_and_survives_relay_restart() {
     relay.restart();
     // The next command that touches the network sends it, exactly once.
     ben.ok(&["send", "Ana", "después"]);
-    assert_eq!(next_message(&rx, WAIT), "durante la caída");
-    assert_eq!(next_message(&rx, WAIT), "después");
-    listener.kill().unwrap();
-    listener.wait().unwrap();
+    assert_eq!(listener.next_message(), "durante la caída");
+    assert_eq!(listener.next_message(), "después");
+    listener.stop();
     assert_eq!(ana.read_texts(), Vec::<String>::new());
 }
 
 #[test]
 fn outbox_waits_for_the_relay_and_delivers_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut relay = Relay::start(&tmp.path().join("relay"));
-    let ana = Home::new(tmp.path(), "ana", &relay);
-    let ben = Home::new(tmp.path(), "ben", &relay);
+    let mut relay = BlockingRelay::start(&tmp.path().join("relay"));
+    let ana = Home::new(tmp.path(), "ana", relay.address());
+    let ben = Home::new(tmp.path(), "ben", relay.address());
     connect(&ana, "Ben", &ben, "Ana");
 
-    relay.kill();
+    relay.kill_9();
     for t in ["uno", "dos"] {
         assert_eq!(ben.run(&["send", "Ana", t]).status.code(), Some(4));
     }
@@ -353,15 +135,15 @@ fn outbox_waits_for_the_relay_and_delivers_once() {
 #[test]
 fn changed_identity_refused_until_verified() {
     let tmp = tempfile::tempdir().unwrap();
-    let relay = Relay::start(&tmp.path().join("relay"));
-    let ana = Home::new(tmp.path(), "ana", &relay);
-    let ben = Home::new(tmp.path(), "ben", &relay);
+    let relay = BlockingRelay::start(&tmp.path().join("relay"));
+    let ana = Home::new(tmp.path(), "ana", relay.address());
+    let ben = Home::new(tmp.path(), "ben", relay.address());
     connect(&ana, "Ben", &ben, "Ana");
     ana.ok(&["verify", "Ben", "--confirm"]);
 
     // "Ben" comes back with a new identity (a new laptop, or an impostor).
     ben.ok(&["wipe", "--yes"]);
-    let ben = Home::new(tmp.path(), "ben", &relay);
+    let ben = Home::new(tmp.path(), "ben", relay.address());
     connect(&ben, "Ana", &ana, "Ben");
 
     assert_eq!(
@@ -383,9 +165,9 @@ fn changed_identity_refused_until_verified() {
 #[test]
 fn nothing_readable_left_after_a_conversation() {
     let tmp = tempfile::tempdir().unwrap();
-    let relay = Relay::start(&tmp.path().join("relay"));
-    let ana = Home::new(tmp.path(), "ana", &relay);
-    let ben = Home::new(tmp.path(), "ben", &relay);
+    let relay = BlockingRelay::start(&tmp.path().join("relay"));
+    let ana = Home::new(tmp.path(), "ana", relay.address());
+    let ben = Home::new(tmp.path(), "ben", relay.address());
     connect(&ana, "Benedicta Yupanqui", &ben, "Ana");
     ana.ok(&[
         "send",
@@ -396,7 +178,7 @@ fn nothing_readable_left_after_a_conversation() {
         ben.read_texts(),
         ["el fondo de huelga está en la caja azul"]
     );
-    for home in [&ana.dir, &ben.dir] {
+    for home in [ana.dir(), ben.dir()] {
         for entry in std::fs::read_dir(home).unwrap() {
             let bytes = std::fs::read(entry.unwrap().path()).unwrap();
             for needle in [
@@ -404,14 +186,14 @@ fn nothing_readable_left_after_a_conversation() {
                 b"Benedicta",
                 b"Yupanqui",
                 b"127.0.0.1",
-                PASS.as_bytes(),
+                PASSPHRASE.as_bytes(),
             ] {
                 assert!(!bytes.windows(needle.len()).any(|w| w == needle));
             }
         }
     }
     ana.ok(&["wipe", "--yes"]);
-    assert!(!ana.dir.exists());
+    assert!(!ana.dir().exists());
     assert_eq!(ana.run(&["read"]).status.code(), Some(1));
 }
 
@@ -420,10 +202,10 @@ fn nothing_readable_left_after_a_conversation() {
 #[test]
 fn a_refusing_mailbox_does_not_block_other_contacts() {
     let tmp = tempfile::tempdir().unwrap();
-    let relay = Relay::start(&tmp.path().join("relay"));
-    let ana = Home::new(tmp.path(), "ana", &relay);
-    let ben = Home::new(tmp.path(), "ben", &relay);
-    let cai = Home::new(tmp.path(), "cai", &relay);
+    let relay = BlockingRelay::start(&tmp.path().join("relay"));
+    let ana = Home::new(tmp.path(), "ana", relay.address());
+    let ben = Home::new(tmp.path(), "ben", relay.address());
+    let cai = Home::new(tmp.path(), "cai", relay.address());
     connect(&ana, "Ben", &ben, "Ana");
     connect(&ana, "Cai", &cai, "Ana");
 

@@ -5,145 +5,44 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use enlace_protocol::address::RelayAddress;
 use enlace_protocol::command::{Forward, ForwardId, ForwardState, RelayError, Request, Response};
-use enlace_protocol::envelope::{CoarseTime, Envelope, MailboxId, MessageId};
+use enlace_protocol::envelope::{Envelope, MailboxId, MessageId};
 use enlace_protocol::keys::SigningKeyPair;
 use enlace_protocol::limits::BODY_SMALL;
-use enlace_quic::{
-    ForwardOutcome, RelayConnection, Subscription, SubscriptionEvent, TransportError,
-};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdout, Command};
+use enlace_quic::{ForwardOutcome, RelayConnection, TransportError, VerifiedRelayKey};
+use enlace_tests::mailbox::{envelope_with_body, key, next_envelope, secured_mailbox};
+use enlace_tests::net::raw_exchange;
+use enlace_tests::relay::{Relay, RelayCommand};
+use enlace_tests::{WAIT, unix_now};
 
-use crate::support::{WAIT, key, relay_bin};
-
-/// A relay started with a chosen port and debug logging.
-struct Node {
-    child: Child,
-    address: RelayAddress,
-    dir: PathBuf,
-    log: PathBuf,
-    _stdout: BufReader<ChildStdout>,
-}
-
-/// Starts a relay on 127.0.0.1:`port` (0: ephemeral) with `RUST_LOG=debug`,
-/// its log appended to `<dir>.log`.
-async fn start_node(dir: &Path, port: u16, extra: &[&str]) -> Node {
-    let log = dir.with_extension("log");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .unwrap();
-    let mut child = Command::new(relay_bin())
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(extra)
-        .args(
-            std::env::var("ENLACE_E2E_RELAY_ARGS")
-                .unwrap_or_default()
-                .split_whitespace(),
-        )
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(file))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let read = tokio::time::timeout(WAIT, stdout.read_line(&mut line)).await;
-    if !matches!(read, Ok(Ok(n)) if n > 0) {
-        panic!(
-            "relay did not print its address; log:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-    }
-    Node {
-        child,
-        address: line.trim().parse().unwrap(),
-        dir: dir.to_owned(),
-        log,
-        _stdout: stdout,
-    }
-}
-
-impl Node {
-    async fn connect(&self) -> RelayConnection {
-        RelayConnection::connect(&self.address).await.unwrap()
-    }
-
-    /// SIGTERM and wait for a clean exit.
-    async fn stop(mut self) -> (PathBuf, u16) {
-        let pid = self.child.id().unwrap().to_string();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        let status = tokio::time::timeout(WAIT, self.child.wait())
-            .await
-            .expect("relay did not exit")
-            .unwrap();
-        assert!(status.success(), "relay exited with {status}");
-        (self.dir, self.address.port())
-    }
-
-    fn log_text(&self) -> Vec<u8> {
-        std::fs::read(&self.log).unwrap_or_default()
-    }
+/// A relay with `extra` arguments that logs at debug level (the tests read
+/// which peers it saw).
+async fn start_node(dir: &Path, extra: &[&str]) -> Relay {
+    RelayCommand::new(dir).args(extra).debug_log().start().await
 }
 
 /// An envelope with a random body, so the test can look for its bytes.
 fn sealed_envelope(sender: &SigningKeyPair, send_id: MailboxId) -> Envelope {
     let body: Vec<u8> = (0..BODY_SMALL).map(|_| rand::random::<u8>()).collect();
-    Envelope::sign(
-        sender,
-        send_id,
-        MessageId(rand::random()),
-        CoarseTime(500_000),
-        &body,
-    )
-    .unwrap()
-}
-
-/// A mailbox on `relay`, secured for `sender`.
-async fn secured_mailbox(
-    conn: &RelayConnection,
-    sender: &SigningKeyPair,
-) -> (SigningKeyPair, enlace_quic::CreatedMailbox) {
-    let recipient = key();
-    let mb = conn.create_mailbox(&recipient).await.unwrap();
-    conn.secure(mb.receive_id, *sender.public(), &recipient)
-        .await
-        .unwrap();
-    (recipient, mb)
+    envelope_with_body(sender, send_id, &body)
 }
 
 /// A connection to `home` that holds a mailbox there (an own client).
-async fn own_client(home: &Node) -> RelayConnection {
+async fn own_client(home: &Relay) -> RelayConnection {
     let conn = home.connect().await;
     conn.create_mailbox(&key()).await.unwrap();
     conn
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+/// `dest`'s forwarding key, fetched through `client`'s home relay.
+async fn forward_key(client: &RelayConnection, dest: &Relay) -> VerifiedRelayKey {
+    client
+        .fetch_relay_key(dest.address(), unix_now())
+        .await
         .unwrap()
-        .as_secs()
-}
-
-async fn next_envelope(sub: &mut Subscription) -> Option<Envelope> {
-    match tokio::time::timeout(WAIT, sub.next()).await {
-        Ok(Ok(SubscriptionEvent::Envelope(e))) => Some(e),
-        Ok(other) => panic!("expected an envelope, got {other:?}"),
-        Err(_) => None,
-    }
 }
 
 /// Polls the home relay until every forward is stored at the destination.
@@ -183,11 +82,13 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[tokio::test]
 async fn forward_reaches_the_destination_which_sees_only_the_home_relay() {
     let tmp = tempfile::tempdir().unwrap();
-    let metrics_port = crate::support::free_port();
-    let metrics_addr = format!("127.0.0.1:{metrics_port}");
-    let home = start_node(&tmp.path().join("home"), 0, &["--metrics", &metrics_addr]).await;
-    let dest = start_node(&tmp.path().join("dest"), 0, &[]).await;
-    let other = start_node(&tmp.path().join("other"), 0, &[]).await;
+    let mut home = RelayCommand::new(&tmp.path().join("home"))
+        .debug_log()
+        .metrics()
+        .start()
+        .await;
+    let mut dest = start_node(&tmp.path().join("dest"), &[]).await;
+    let mut other = start_node(&tmp.path().join("other"), &[]).await;
 
     let sender = key();
     let dest_conn = dest.connect().await;
@@ -197,21 +98,21 @@ async fn forward_reaches_the_destination_which_sees_only_the_home_relay() {
     // forwarding command; H's own key is public.
     let stranger = home.connect().await;
     let relay_key = stranger
-        .fetch_relay_key(&home.address, now())
+        .fetch_relay_key(home.address(), unix_now())
         .await
         .unwrap();
-    assert!(relay_key.expires > now());
-    match stranger.fetch_relay_key(&dest.address, now()).await {
+    assert!(relay_key.expires > unix_now());
+    match stranger.fetch_relay_key(dest.address(), unix_now()).await {
         Err(TransportError::Relay(RelayError::NotOwnClient)) => {}
         other => panic!("expected a refusal, got {other:?}"),
     }
     let d_key = {
         let own = own_client(&home).await;
-        own.fetch_relay_key(&dest.address, now()).await.unwrap()
+        forward_key(&own, &dest).await
     };
     let env = sealed_envelope(&sender, mb.send_id);
     match stranger
-        .forward(&dest.address, &d_key, ForwardId(rand::random()), &env)
+        .forward(dest.address(), &d_key, ForwardId(rand::random()), &env)
         .await
     {
         Err(TransportError::Relay(RelayError::NotOwnClient)) => {}
@@ -225,11 +126,11 @@ async fn forward_reaches_the_destination_which_sees_only_the_home_relay() {
     // (a) An own client forwards through H; D stores it synchronously.
     let client = own_client(&home).await;
     let client_port = client.local_addr().unwrap().port();
-    let key_d = client.fetch_relay_key(&dest.address, now()).await.unwrap();
+    let key_d = forward_key(&client, &dest).await;
     let fid = ForwardId(rand::random());
     assert_eq!(
         client
-            .forward(&dest.address, &key_d, fid, &env)
+            .forward(dest.address(), &key_d, fid, &env)
             .await
             .unwrap(),
         ForwardOutcome::Stored
@@ -237,7 +138,7 @@ async fn forward_reaches_the_destination_which_sees_only_the_home_relay() {
     // Retrying the same forward id does not send it twice.
     assert_eq!(
         client
-            .forward(&dest.address, &key_d, fid, &env)
+            .forward(dest.address(), &key_d, fid, &env)
             .await
             .unwrap(),
         ForwardOutcome::Stored
@@ -250,7 +151,7 @@ async fn forward_reaches_the_destination_which_sees_only_the_home_relay() {
         .subscribe(mb.receive_id, &recipient, mb.delivery_key)
         .await
         .unwrap();
-    let got = next_envelope(&mut sub).await.unwrap();
+    let got = next_envelope(&mut sub).await;
     assert_eq!(got, env);
     sub.ack(got.message_id(), &recipient).await.unwrap();
 
@@ -258,7 +159,7 @@ async fn forward_reaches_the_destination_which_sees_only_the_home_relay() {
     let stray = sealed_envelope(&sender, MailboxId(rand::random()));
     let stray_id = ForwardId(rand::random());
     match client
-        .forward(&dest.address, &key_d, stray_id, &stray)
+        .forward(dest.address(), &key_d, stray_id, &stray)
         .await
     {
         Err(TransportError::Relay(RelayError::UnknownMailbox)) => {}
@@ -275,19 +176,19 @@ async fn forward_reaches_the_destination_which_sees_only_the_home_relay() {
     // (H has never fetched `other`'s bundle yet, so it has none cached to
     // fall back on.)
     let impostor = RelayAddress::new(
-        *other.address.fingerprint(),
+        *other.address().fingerprint(),
         "127.0.0.1",
-        dest.address.port(),
+        dest.address().port(),
     )
     .unwrap();
-    match client.fetch_relay_key(&impostor, now()).await {
+    match client.fetch_relay_key(&impostor, unix_now()).await {
         Err(TransportError::Relay(RelayError::Unreachable)) => {}
         other => panic!("expected unreachable, got {other:?}"),
     }
     let other_bundle = {
         match client
             .request(&Request::FetchRelayKey {
-                destination: other.address.clone(),
+                destination: other.address().clone(),
             })
             .await
             .unwrap()
@@ -298,32 +199,32 @@ async fn forward_reaches_the_destination_which_sees_only_the_home_relay() {
     };
     assert!(
         other_bundle
-            .verify(dest.address.fingerprint(), now())
+            .verify(dest.address().fingerprint(), unix_now())
             .is_err()
     );
     assert!(
         other_bundle
             .with_forward_dh_unsigned([7; 32])
-            .verify(other.address.fingerprint(), now())
+            .verify(other.address().fingerprint(), unix_now())
             .is_err()
     );
     assert!(
         other_bundle
-            .verify(other.address.fingerprint(), now())
+            .verify(other.address().fingerprint(), unix_now())
             .is_ok()
     );
     // A forward sealed to another relay's key is refused by D and never
     // stored.
-    let wrong_key = enlace_quic::VerifiedRelayKey {
+    let wrong_key = VerifiedRelayKey {
         forward_dh: other_bundle
-            .verify(other.address.fingerprint(), now())
+            .verify(other.address().fingerprint(), unix_now())
             .unwrap(),
         expires: u64::MAX,
     };
     let misdirected = sealed_envelope(&sender, mb.send_id);
     match client
         .forward(
-            &dest.address,
+            dest.address(),
             &wrong_key,
             ForwardId(rand::random()),
             &misdirected,
@@ -335,19 +236,19 @@ async fn forward_reaches_the_destination_which_sees_only_the_home_relay() {
     }
 
     // H counted what happened (aggregate counts only).
-    let text = crate::support::metrics(metrics_port).await;
-    let count = |name| crate::support::metric(&text, name).unwrap();
+    let text = home.metrics().await;
+    let count = |name| text.get(name).unwrap();
     assert_eq!(count("enlace_forwards_stored_total"), 1);
     assert_eq!(count("enlace_forwards_refused_total"), 2);
     assert_eq!(
-        crate::support::metric(&text, "enlace_rejections_total{reason=\"not_own_client\"}"),
+        text.get("enlace_rejections_total{reason=\"not_own_client\"}"),
         Some(3)
     );
 
     // The destination's log (debug) shows H's address as the peer, never
     // the sending client's.
-    let d_log = String::from_utf8_lossy(&dest.log_text()).into_owned();
-    let home_peer = format!("remote=127.0.0.1:{}", home.address.port());
+    let d_log = dest.log_text();
+    let home_peer = format!("remote=127.0.0.1:{}", home.address().port());
     assert!(d_log.contains(&home_peer), "no {home_peer} in D's log");
     assert!(
         !d_log.contains(&format!("127.0.0.1:{client_port}")),
@@ -356,12 +257,12 @@ async fn forward_reaches_the_destination_which_sees_only_the_home_relay() {
 
     // (c) H's data directory and debug log never hold the destination
     // mailbox id (bytes, hex) or the plaintext body.
-    let (home_dir, _) = home.stop().await;
-    let home_log = std::fs::read(home_dir.with_extension("log")).unwrap();
+    home.stop().await;
+    let home_log = std::fs::read(home.log()).unwrap();
     let hex = mb.send_id.to_hex();
     let body_probe = &env.body()[100..132];
-    let mut haystacks = files(&home_dir);
-    haystacks.push((home_dir.with_extension("log"), home_log));
+    let mut haystacks = files(home.data_dir());
+    haystacks.push((home.log(), home_log));
     assert!(haystacks.len() >= 4, "{} files", haystacks.len());
     for (path, bytes) in &haystacks {
         for needle in [
@@ -386,8 +287,8 @@ async fn forward_reaches_the_destination_which_sees_only_the_home_relay() {
 #[tokio::test]
 async fn queued_forwards_survive_outages_and_restarts_and_arrive_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let home = start_node(&tmp.path().join("home"), 0, &[]).await;
-    let dest = start_node(&tmp.path().join("dest"), 0, &[]).await;
+    let mut home = start_node(&tmp.path().join("home"), &[]).await;
+    let mut dest = start_node(&tmp.path().join("dest"), &[]).await;
 
     let sender = key();
     let (recipient, mb) = {
@@ -395,11 +296,11 @@ async fn queued_forwards_survive_outages_and_restarts_and_arrive_once() {
         secured_mailbox(&c, &sender).await
     };
     let client = own_client(&home).await;
-    let key_d = client.fetch_relay_key(&dest.address, now()).await.unwrap();
-    let dest_address = dest.address.clone();
+    let key_d = forward_key(&client, &dest).await;
+    let dest_address = dest.address().clone();
 
     // D goes down; forwards are answered Queued (after H's fsync).
-    let (dest_dir, dest_port) = dest.stop().await;
+    dest.stop().await;
     let mut sent: HashMap<MessageId, ForwardId> = HashMap::new();
     for _ in 0..3 {
         let env = sealed_envelope(&sender, mb.send_id);
@@ -425,8 +326,8 @@ async fn queued_forwards_survive_outages_and_restarts_and_arrive_once() {
 
     // H restarts (same data directory, same port); the queue is still there.
     drop(client);
-    let (home_dir, home_port) = home.stop().await;
-    let home = start_node(&home_dir, home_port, &[]).await;
+    home.stop().await;
+    home.restart().await;
     let client = own_client(&home).await;
     for _ in 0..2 {
         let env = sealed_envelope(&sender, mb.send_id);
@@ -451,8 +352,8 @@ async fn queued_forwards_survive_outages_and_restarts_and_arrive_once() {
     );
 
     // D comes back on the same port: H's retries deliver everything.
-    let dest = start_node(&dest_dir, dest_port, &[]).await;
-    assert_eq!(dest.address, dest_address);
+    dest.restart().await;
+    assert_eq!(*dest.address(), dest_address);
     wait_stored(&client, &ids).await;
 
     // Drain D's mailbox: every message exactly once.
@@ -464,7 +365,7 @@ async fn queued_forwards_survive_outages_and_restarts_and_arrive_once() {
         .unwrap();
     let mut seen: HashMap<MessageId, u32> = HashMap::new();
     for _ in 0..sent.len() {
-        let env = next_envelope(&mut sub).await.expect("a forward is missing");
+        let env = next_envelope(&mut sub).await;
         *seen.entry(env.message_id()).or_default() += 1;
         sub.ack(env.message_id(), &recipient).await.unwrap();
     }
@@ -491,19 +392,22 @@ async fn queued_forwards_survive_outages_and_restarts_and_arrive_once() {
 #[tokio::test]
 async fn a_full_queue_and_an_unreachable_relay_are_typed_errors() {
     let tmp = tempfile::tempdir().unwrap();
-    let home = start_node(&tmp.path().join("home"), 0, &["--forward-queue-limit", "2"]).await;
-    let dest = start_node(&tmp.path().join("dest"), 0, &[]).await;
+    let mut home = start_node(&tmp.path().join("home"), &["--forward-queue-limit", "2"]).await;
+    let mut dest = start_node(&tmp.path().join("dest"), &[]).await;
     let sender = key();
     let client = own_client(&home).await;
-    let key_d = client.fetch_relay_key(&dest.address, now()).await.unwrap();
-    let dest_address = dest.address.clone();
+    let key_d = forward_key(&client, &dest).await;
+    let dest_address = dest.address().clone();
     dest.stop().await;
 
     // While D is down, H hands out the bundle it fetched before (signed by
     // D, so clients can still seal to D); a relay H never reached is
     // unreachable.
     assert_eq!(
-        client.fetch_relay_key(&dest_address, now()).await.unwrap(),
+        client
+            .fetch_relay_key(&dest_address, unix_now())
+            .await
+            .unwrap(),
         key_d
     );
     let never = RelayAddress::new(
@@ -512,7 +416,7 @@ async fn a_full_queue_and_an_unreachable_relay_are_typed_errors() {
         dest_address.port(),
     )
     .unwrap();
-    match client.fetch_relay_key(&never, now()).await {
+    match client.fetch_relay_key(&never, unix_now()).await {
         Err(TransportError::Relay(RelayError::Unreachable)) => {}
         other => panic!("expected unreachable, got {other:?}"),
     }
@@ -544,18 +448,11 @@ async fn a_full_queue_and_an_unreachable_relay_are_typed_errors() {
     })
     .to_bytes();
     bad.extend_from_slice(&[0; 10]);
-    let mut frame = Vec::new();
-    enlace_protocol::frame::encode_frame(&bad, &mut frame).unwrap();
-    let (mut send, mut recv) = client.quic().open_bi().await.unwrap();
-    send.write_all(&frame).await.unwrap();
-    send.finish().unwrap();
-    let mut header = [0u8; 4];
-    recv.read_exact(&mut header).await.unwrap();
-    let mut payload = vec![0u8; enlace_protocol::frame::payload_len(header).unwrap()];
-    recv.read_exact(&mut payload).await.unwrap();
+    let mut framed = Vec::new();
+    enlace_protocol::frame::encode_frame(&bad, &mut framed).unwrap();
     assert_eq!(
-        Response::decode(&payload).unwrap(),
-        Response::Error(RelayError::Malformed)
+        raw_exchange(client.quic(), &framed).await,
+        Some(Response::Error(RelayError::Malformed))
     );
     home.stop().await;
 }
@@ -566,12 +463,13 @@ async fn a_full_queue_and_an_unreachable_relay_are_typed_errors() {
 /// (`queued at home relay`) until it is stored there.
 #[test]
 fn cli_two_nuclei_talk_through_their_home_relays() {
-    use crate::cli::{Home, Relay, connect};
+    use enlace_tests::home::{Home, connect};
+    use enlace_tests::relay::BlockingRelay;
     let tmp = tempfile::tempdir().unwrap();
-    let relay_a = Relay::start(&tmp.path().join("relay-a"));
-    let mut relay_b = Relay::start(&tmp.path().join("relay-b"));
-    let ana = Home::new(tmp.path(), "ana", &relay_a);
-    let ben = Home::new(tmp.path(), "ben", &relay_b);
+    let relay_a = BlockingRelay::start(&tmp.path().join("relay-a"));
+    let mut relay_b = BlockingRelay::start(&tmp.path().join("relay-b"));
+    let ana = Home::new(tmp.path(), "ana", relay_a.address());
+    let ben = Home::new(tmp.path(), "ben", relay_b.address());
     // Ben's handshake reaches Ana's mailbox on A through B.
     connect(&ana, "Ben", &ben, "Ana");
     ben.ok(&["send", "Ana", "hola desde el otro núcleo"]);
@@ -580,7 +478,7 @@ fn cli_two_nuclei_talk_through_their_home_relays() {
     assert_eq!(ben.read_texts(), ["recibido, nos vemos el jueves"]);
 
     // B is down: Ana's home relay A queues her message.
-    relay_b.kill();
+    relay_b.kill_9();
     let sent = ana.json(&["send", "Ben", "la asamblea cambia de sitio"]);
     assert_eq!(sent[0]["status"], "queued at home relay", "{sent:?}");
     assert!(ana.statuses().contains(&"queued at home relay".to_owned()));
@@ -615,20 +513,20 @@ fn cli_two_nuclei_talk_through_their_home_relays() {
 #[tokio::test]
 async fn a_full_mailbox_does_not_hold_up_the_destination() {
     let tmp = tempfile::tempdir().unwrap();
-    let home = start_node(&tmp.path().join("home"), 0, &[]).await;
-    let dest = start_node(&tmp.path().join("dest"), 0, &["--quota", "1"]).await;
+    let mut home = start_node(&tmp.path().join("home"), &[]).await;
+    let mut dest = start_node(&tmp.path().join("dest"), &["--quota", "1"]).await;
     let sender = key();
     let dest_conn = dest.connect().await;
     let (full_owner, full) = secured_mailbox(&dest_conn, &sender).await;
     let (_, other) = secured_mailbox(&dest_conn, &sender).await;
     let client = own_client(&home).await;
-    let key_d = client.fetch_relay_key(&dest.address, now()).await.unwrap();
+    let key_d = forward_key(&client, &dest).await;
 
     let first = sealed_envelope(&sender, full.send_id);
     let f1 = ForwardId(rand::random());
     assert_eq!(
         client
-            .forward(&dest.address, &key_d, f1, &first)
+            .forward(dest.address(), &key_d, f1, &first)
             .await
             .unwrap(),
         ForwardOutcome::Stored
@@ -638,7 +536,7 @@ async fn a_full_mailbox_does_not_hold_up_the_destination() {
     assert_eq!(
         client
             .forward(
-                &dest.address,
+                dest.address(),
                 &key_d,
                 f2,
                 &sealed_envelope(&sender, full.send_id)
@@ -651,7 +549,7 @@ async fn a_full_mailbox_does_not_hold_up_the_destination() {
     let f3 = ForwardId(rand::random());
     client
         .forward(
-            &dest.address,
+            dest.address(),
             &key_d,
             f3,
             &sealed_envelope(&sender, other.send_id),
@@ -682,23 +580,23 @@ async fn a_full_mailbox_does_not_hold_up_the_destination() {
 #[tokio::test]
 async fn a_forward_to_a_dead_address_does_not_block_the_destination() {
     let tmp = tempfile::tempdir().unwrap();
-    let home = start_node(&tmp.path().join("home"), 0, &[]).await;
-    let dest = start_node(&tmp.path().join("dest"), 0, &[]).await;
+    let mut home = start_node(&tmp.path().join("home"), &[]).await;
+    let mut dest = start_node(&tmp.path().join("dest"), &[]).await;
     let sender = key();
     let dest_conn = dest.connect().await;
     let (owner, mb) = secured_mailbox(&dest_conn, &sender).await;
     let client = own_client(&home).await;
-    let key_d = client.fetch_relay_key(&dest.address, now()).await.unwrap();
+    let key_d = forward_key(&client, &dest).await;
     drop(client);
     // A restart, so H holds no connection to D when the dead address comes
     // first in D's queue.
-    let (home_dir, home_port) = home.stop().await;
-    let home = start_node(&home_dir, home_port, &[]).await;
+    home.stop().await;
+    home.restart().await;
     let client = own_client(&home).await;
     // A UDP port that swallows everything: connecting there times out.
     let black_hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let dead = RelayAddress::new(
-        *dest.address.fingerprint(),
+        *dest.address().fingerprint(),
         "127.0.0.1",
         black_hole.local_addr().unwrap().port(),
     )
@@ -714,7 +612,7 @@ async fn a_forward_to_a_dead_address_does_not_block_the_destination() {
     let env = sealed_envelope(&sender, mb.send_id);
     let real = ForwardId(rand::random());
     client
-        .forward(&dest.address, &key_d, real, &env)
+        .forward(dest.address(), &key_d, real, &env)
         .await
         .unwrap();
     wait_stored(&client, &[real]).await;
@@ -726,9 +624,7 @@ async fn a_forward_to_a_dead_address_does_not_block_the_destination() {
         .subscribe(mb.receive_id, &owner, mb.delivery_key)
         .await
         .unwrap();
-    let got = next_envelope(&mut sub)
-        .await
-        .expect("the real forward arrives");
+    let got = next_envelope(&mut sub).await;
     assert_eq!(got.message_id(), env.message_id());
     drop(black_hole);
     home.stop().await;
@@ -744,12 +640,12 @@ async fn a_forward_to_a_dead_address_does_not_block_the_destination() {
 #[tokio::test]
 async fn a_public_relay_does_not_forward_to_private_addresses_unless_allowed() {
     let tmp = tempfile::tempdir().unwrap();
-    let dest = start_node(&tmp.path().join("dest"), 0, &[]).await;
+    let mut dest = start_node(&tmp.path().join("dest"), &[]).await;
     let sender = key();
     let dest_conn = dest.connect().await;
     let (owner, mb) = secured_mailbox(&dest_conn, &sender).await;
-    let own_client_of = |home: &Node| {
-        let (port, fp) = (home.address.port(), *home.address.fingerprint());
+    let own_client_of = |home: &Relay| {
+        let (port, fp) = (home.address().port(), *home.address().fingerprint());
         async move {
             let conn =
                 RelayConnection::connect_to(format!("127.0.0.1:{port}").parse().unwrap(), fp)
@@ -760,9 +656,8 @@ async fn a_public_relay_does_not_forward_to_private_addresses_unless_allowed() {
         }
     };
 
-    let allowed = start_node(
+    let mut allowed = start_node(
         &tmp.path().join("allowed"),
-        0,
         &[
             "--public-host",
             "relay.example.org",
@@ -771,32 +666,31 @@ async fn a_public_relay_does_not_forward_to_private_addresses_unless_allowed() {
     )
     .await;
     let client = own_client_of(&allowed).await;
-    let key_d = client.fetch_relay_key(&dest.address, now()).await.unwrap();
+    let key_d = forward_key(&client, &dest).await;
     let env = sealed_envelope(&sender, mb.send_id);
     let delivered = ForwardId(rand::random());
     client
-        .forward(&dest.address, &key_d, delivered, &env)
+        .forward(dest.address(), &key_d, delivered, &env)
         .await
         .unwrap();
     wait_stored(&client, &[delivered]).await;
     drop(client);
     allowed.stop().await;
 
-    let public = start_node(
+    let mut public = start_node(
         &tmp.path().join("public"),
-        0,
         &["--public-host", "relay.example.org"],
     )
     .await;
     let client = own_client_of(&public).await;
     assert!(matches!(
-        client.fetch_relay_key(&dest.address, now()).await,
+        client.fetch_relay_key(dest.address(), unix_now()).await,
         Err(TransportError::Relay(RelayError::Unreachable))
     ));
     let refused = ForwardId(rand::random());
     match client
         .forward(
-            &dest.address,
+            dest.address(),
             &key_d,
             refused,
             &sealed_envelope(&sender, mb.send_id),
@@ -824,16 +718,16 @@ async fn a_public_relay_does_not_forward_to_private_addresses_unless_allowed() {
         .subscribe(mb.receive_id, &owner, mb.delivery_key)
         .await
         .unwrap();
-    let got = next_envelope(&mut sub).await.expect("the allowed forward");
+    let got = next_envelope(&mut sub).await;
     assert_eq!(got.message_id(), env.message_id());
-    let got = next_envelope(&mut sub).await.expect("the marker");
+    let got = next_envelope(&mut sub).await;
     assert_eq!(
         got.message_id(),
         marker.message_id(),
         "an envelope other than the marker arrived"
     );
     drop(sub);
-    let log = std::fs::read_to_string(&public.log).unwrap();
+    let log = public.log_text();
     assert!(
         !log.contains("connected to relay"),
         "the public relay connected:\n{log}"

@@ -9,61 +9,31 @@ use std::time::{Duration, Instant};
 
 use enlace_protocol::command::{Request, Response};
 
-use crate::support::{envelope, frame, key, raw_exchange, start};
-
-fn vm_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-/// CPU seconds (user + system) the process has used.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields overall, in clock ticks (100 per second on Linux).
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
-}
+use enlace_tests::env_or;
+use enlace_tests::mailbox::{envelope, key, secured_mailbox};
+use enlace_tests::measure::{cpu_secs, rss_kib};
+use enlace_tests::net::{self, frame, raw_exchange};
+use enlace_tests::relay::Relay;
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "load run that prints figures; takes about 20 s"]
 async fn load_durable_deposits_and_idle_rss() {
-    let senders: usize = std::env::var("LOAD_SENDERS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(50);
-    let secs: u64 = std::env::var("LOAD_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let senders = env_or("LOAD_SENDERS", 50) as usize;
+    let secs = env_or("LOAD_SECS", 5);
     let dir = tempfile::tempdir_in(std::env::var("LOAD_DIR").unwrap_or("/tmp".into())).unwrap();
-    let relay = start(
+    let relay = Relay::start(
         &dir.path().join("relay"),
         &["--quota", "1000000", "--max-connections-per-ip", "5000"],
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_idle = vm_rss_kib(relay.pid());
+    let rss_idle = rss_kib(relay.pid()).0;
 
     // 1,000 idle connections from one client endpoint, each past hello.
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(
-        enlace_quic::client_config(*relay.address.fingerprint()).unwrap(),
-    );
-    let remote = format!("127.0.0.1:{}", relay.address.port())
-        .parse()
-        .unwrap();
+    let endpoint = net::endpoint(*relay.address().fingerprint());
     let mut idle = Vec::new();
     for _ in 0..1000 {
-        let conn = endpoint
-            .connect(remote, "enlace-relay")
-            .unwrap()
+        let conn = net::handshake(&endpoint, relay.socket_addr())
             .await
             .unwrap();
         assert_eq!(
@@ -73,7 +43,7 @@ async fn load_durable_deposits_and_idle_rss() {
         idle.push(conn);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_1000 = vm_rss_kib(relay.pid());
+    let rss_1000 = rss_kib(relay.pid()).0;
     for c in &idle {
         c.close(0u32.into(), b"");
     }
@@ -83,11 +53,8 @@ async fn load_durable_deposits_and_idle_rss() {
     let mut conns = Vec::new();
     for _ in 0..senders {
         let conn = relay.connect().await;
-        let (recipient, sender) = (key(), key());
-        let mb = conn.create_mailbox(&recipient).await.unwrap();
-        conn.secure(mb.receive_id, *sender.public(), &recipient)
-            .await
-            .unwrap();
+        let sender = key();
+        let (_, mb) = secured_mailbox(&conn, &sender).await;
         conns.push((conn, sender, mb.send_id));
     }
     let cpu_before = cpu_secs(relay.pid());
@@ -109,7 +76,7 @@ async fn load_durable_deposits_and_idle_rss() {
     }
     let elapsed = start_at.elapsed().as_secs_f64();
     let n = count.load(Ordering::Relaxed);
-    let rss_after_load = vm_rss_kib(relay.pid());
+    let rss_after_load = rss_kib(relay.pid()).0;
     let relay_cpu = cpu_secs(relay.pid()) - cpu_before;
 
     println!(

@@ -5,23 +5,14 @@ use enlace_protocol::delivery::DeliveryKey;
 use enlace_protocol::envelope::MessageId;
 use enlace_quic::{SubscriptionEvent, TransportError};
 
-use crate::support::{WAIT, envelope, key, start};
-
-async fn next_envelope(sub: &mut enlace_quic::Subscription) -> enlace_protocol::envelope::Envelope {
-    match tokio::time::timeout(WAIT, sub.next())
-        .await
-        .unwrap()
-        .unwrap()
-    {
-        SubscriptionEvent::Envelope(e) => e,
-        other => panic!("expected an envelope, got {other:?}"),
-    }
-}
+use enlace_tests::WAIT;
+use enlace_tests::mailbox::{envelope, key, next_envelope, secured_mailbox};
+use enlace_tests::relay::Relay;
 
 #[tokio::test]
 async fn create_secure_send_subscribe_ack_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = start(&dir.path().join("relay"), &[]).await;
+    let relay = Relay::start(&dir.path().join("relay"), &[]).await;
     let recipient_conn = relay.connect().await;
     let sender_conn = relay.connect().await;
     let (recipient, sender) = (key(), key());
@@ -100,7 +91,7 @@ async fn create_secure_send_subscribe_ack_round_trip() {
     sender_conn.close().await;
 
     // The default-level log names no client address, mailbox id or key.
-    let log = std::fs::read_to_string(&relay.log).unwrap();
+    let log = relay.log_text();
     assert!(log.contains("listening"), "{log}");
     for secret in [
         "127.0.0.1".to_owned(),
@@ -120,7 +111,7 @@ fn hex(bytes: &[u8]) -> String {
 #[tokio::test]
 async fn unacked_are_redelivered_acked_are_gone_and_takeover_is_announced() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = start(&dir.path().join("relay"), &[]).await;
+    let relay = Relay::start(&dir.path().join("relay"), &[]).await;
     let (recipient, sender) = (key(), key());
     let first_conn = relay.connect().await;
     let mb = first_conn.create_mailbox(&recipient).await.unwrap();
@@ -172,13 +163,10 @@ async fn unacked_are_redelivered_acked_are_gone_and_takeover_is_announced() {
 #[tokio::test]
 async fn quota_is_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = start(&dir.path().join("relay"), &["--quota", "3"]).await;
+    let relay = Relay::start(&dir.path().join("relay"), &["--quota", "3"]).await;
     let conn = relay.connect().await;
-    let (recipient, sender) = (key(), key());
-    let mb = conn.create_mailbox(&recipient).await.unwrap();
-    conn.secure(mb.receive_id, *sender.public(), &recipient)
-        .await
-        .unwrap();
+    let sender = key();
+    let (recipient, mb) = secured_mailbox(&conn, &sender).await;
     let mut sent = Vec::new();
     for _ in 0..3 {
         let env = envelope(&sender, mb.send_id);
@@ -202,7 +190,7 @@ async fn quota_is_a_typed_error() {
 #[tokio::test]
 async fn secured_mailbox_refuses_envelopes_not_signed_by_the_sender_key() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = start(&dir.path().join("relay"), &["--first-contact-limit", "2"]).await;
+    let relay = Relay::start(&dir.path().join("relay"), &["--first-contact-limit", "2"]).await;
     let conn = relay.connect().await;
     let (recipient, sender, stranger) = (key(), key(), key());
     let mb = conn.create_mailbox(&recipient).await.unwrap();
@@ -227,7 +215,7 @@ async fn secured_mailbox_refuses_envelopes_not_signed_by_the_sender_key() {
 #[tokio::test]
 async fn recipient_command_replayed_on_another_connection_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = start(&dir.path().join("relay"), &[]).await;
+    let relay = Relay::start(&dir.path().join("relay"), &[]).await;
     let a = relay.connect().await;
     let b = relay.connect().await;
     let recipient = key();

@@ -1,5 +1,6 @@
 //! End-to-end tests: real `enlace-relay` processes on 127.0.0.1, real QUIC
-//! with pinned fingerprints, temporary data directories.
+//! with pinned fingerprints, temporary data directories. The fixtures are
+//! the `enlace_tests` library's.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(
@@ -18,4 +19,3 @@ mod load;
 mod mailbox;
 mod nuclei;
 mod pinning;
-mod support;

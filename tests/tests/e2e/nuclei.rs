@@ -8,145 +8,26 @@
 //! (direct to the contact's relay today, through the home relay once
 //! relays forward): only what each member can read is checked.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-
-use enlace_client::Env;
-use enlace_client::store::{KdfParams, Passphrase};
+use enlace_tests::home::{Home, connect};
+use enlace_tests::relay::BlockingRelay;
 use serde_json::Value;
 
-const PASS: &str = "correct horse battery staple";
-
-/// Cheapest KDF a store may carry; profiles are made in-process with it.
-const TEST_KDF: KdfParams = KdfParams {
-    memory_kib: 64 * 1024,
-    time: 1,
-    lanes: 1,
-};
-
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        path.exists(),
-        "{} missing: run `cargo test --workspace`",
-        path.display()
-    );
-    path
+/// The nucleus messages a `read` printed: (nucleus, from, text).
+fn read_group(home: &Home) -> Vec<(String, String, String)> {
+    group_messages(&home.read())
 }
 
-/// A relay process on an ephemeral port of 127.0.0.1.
-struct Relay {
-    child: Child,
-    _stdout: BufReader<std::process::ChildStdout>,
-    address: String,
-}
-
-impl Relay {
-    fn start(dir: &Path) -> Self {
-        let mut child = Command::new(bin("enlace-relay"))
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        assert!(line.starts_with("enlace://"), "relay printed {line:?}");
-        Self {
-            child,
-            _stdout: stdout,
-            address: line.trim().to_owned(),
-        }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One organizer's profile, its mailboxes on `relay`.
-struct Home {
-    dir: PathBuf,
-}
-
-impl Home {
-    fn new(root: &Path, name: &str, relay: &Relay) -> Self {
-        let dir = root.join(name);
-        let env = Env {
-            passphrase: Some(Passphrase::new(PASS.into())),
-            interactive: false,
-            kdf: Some(TEST_KDF),
-        };
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let args = ["enlace", "--home", dir.to_str().unwrap(), "init"];
-        let code = enlace_client::main_with(args, &env, &mut &b""[..], &mut out, &mut err);
-        assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
-        let home = Self { dir };
-        home.ok(&["relay", "set", &relay.address]);
-        home
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin("enlace"))
-            .arg("--home")
-            .arg(&self.dir)
-            .args(args)
-            .env("ENLACE_PASSPHRASE", PASS)
-            .env_remove("ENLACE_HOME")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "enlace {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Vec<Value> {
-        let mut full = vec!["--json"];
-        full.extend_from_slice(args);
-        self.ok(&full)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// Every event of one `read`.
-    fn read(&self) -> Vec<Value> {
-        self.json(&["read"])
-    }
-
-    /// The nucleus messages a `read` printed: (nucleus, from, text).
-    fn read_group(&self) -> Vec<(String, String, String)> {
-        group_messages(&self.read())
-    }
-
-    /// The member list of a nucleus: (shown name, has a session).
-    fn members(&self, nucleus: &str) -> Vec<(String, bool)> {
-        self.json(&["nucleus", "members", nucleus])
-            .iter()
-            .map(|v| {
-                (
-                    v["member"].as_str().unwrap().to_owned(),
-                    v["session"].as_bool().unwrap(),
-                )
-            })
-            .collect()
-    }
+/// The member list of a nucleus: (shown name, has a session).
+fn members_of(home: &Home, nucleus: &str) -> Vec<(String, bool)> {
+    home.json(&["nucleus", "members", nucleus])
+        .iter()
+        .map(|v| {
+            (
+                v["member"].as_str().unwrap().to_owned(),
+                v["session"].as_bool().unwrap(),
+            )
+        })
+        .collect()
 }
 
 fn group_messages(events: &[Value]) -> Vec<(String, String, String)> {
@@ -161,21 +42,6 @@ fn group_messages(events: &[Value]) -> Vec<(String, String, String)> {
             )
         })
         .collect()
-}
-
-/// `inviter` invites `accepter`; they become contacts `as_accepter` (in the
-/// inviter's list) and `as_inviter`.
-fn connect(inviter: &Home, as_accepter: &str, accepter: &Home, as_inviter: &str) {
-    let lines = inviter.json(&["invite", "--name", as_accepter]);
-    let code = lines[0]["code"].as_str().unwrap().to_owned();
-    accepter.ok(&["accept", &code, "--name", as_inviter]);
-    let events = inviter.read();
-    assert!(
-        events
-            .iter()
-            .any(|v| v["event"] == "contact" && v["name"] == as_accepter),
-        "{events:?}"
-    );
 }
 
 fn sorted(mut v: Vec<(String, String, String)>) -> Vec<(String, String, String)> {
@@ -246,7 +112,7 @@ fn settle_members(
         }
     }
     for home in homes {
-        let members = home.members(nucleus);
+        let members = members_of(home, nucleus);
         assert_eq!(members.len(), count, "{members:?}");
         assert!(members.iter().all(|(_, session)| *session), "{members:?}");
     }
@@ -256,12 +122,12 @@ fn settle_members(
 #[test]
 fn nucleus_on_two_relays_add_remove_and_introductions() {
     let tmp = tempfile::tempdir().unwrap();
-    let relay1 = Relay::start(&tmp.path().join("relay1"));
-    let relay2 = Relay::start(&tmp.path().join("relay2"));
-    let ana = Home::new(tmp.path(), "ana", &relay1);
-    let ben = Home::new(tmp.path(), "ben", &relay1);
-    let cai = Home::new(tmp.path(), "cai", &relay2);
-    let dia = Home::new(tmp.path(), "dia", &relay2);
+    let relay1 = BlockingRelay::start(&tmp.path().join("relay1"));
+    let relay2 = BlockingRelay::start(&tmp.path().join("relay2"));
+    let ana = Home::new(tmp.path(), "ana", relay1.address());
+    let ben = Home::new(tmp.path(), "ben", relay1.address());
+    let cai = Home::new(tmp.path(), "cai", relay2.address());
+    let dia = Home::new(tmp.path(), "dia", relay2.address());
 
     // Ana knows everyone; nobody else knows anyone.
     connect(&ana, "Ben", &ben, "Ana");
@@ -278,7 +144,7 @@ fn nucleus_on_two_relays_add_remove_and_introductions() {
 
     // Everyone sees four members and holds a session with each.
     for home in [&ana, &ben, &cai, &dia] {
-        let members = home.members("barrio");
+        let members = members_of(home, "barrio");
         assert_eq!(members.len(), 4, "{members:?}");
         assert!(members.iter().all(|(_, session)| *session), "{members:?}");
     }
@@ -341,12 +207,12 @@ fn nucleus_on_two_relays_add_remove_and_introductions() {
         .for_each(|seen| assert!(seen.is_empty(), "{seen:?}"));
 
     // Eva (relay 2) joins later: she sees what is sent from now on only.
-    let eva = Home::new(tmp.path(), "eva", &relay2);
+    let eva = Home::new(tmp.path(), "eva", relay2.address());
     connect(&ana, "Eva", &eva, "Ana");
     ana.ok(&["nucleus", "send", "barrio", "antes de Eva"]);
     ana.ok(&["nucleus", "add", "barrio", "Eva"]);
     ana.ok(&["nucleus", "send", "barrio", "bienvenida Eva"]);
-    assert_eq!(eva.read_group(), [msg("barrio", "Ana", "bienvenida Eva")]);
+    assert_eq!(read_group(&eva), [msg("barrio", "Ana", "bienvenida Eva")]);
     let seen = settle_members(&[&ben, &cai, &dia, &ana, &eva], "barrio", 5, 12);
     for (i, s) in seen.iter().enumerate().take(3) {
         assert_eq!(
@@ -360,13 +226,13 @@ fn nucleus_on_two_relays_add_remove_and_introductions() {
     }
     assert!(seen[4].is_empty(), "{:?}", seen[4]);
     for home in [&ana, &ben, &cai, &dia, &eva] {
-        let members = home.members("barrio");
+        let members = members_of(home, "barrio");
         assert_eq!(members.len(), 5, "{members:?}");
         assert!(members.iter().all(|(_, session)| *session), "{members:?}");
     }
     cai.ok(&["nucleus", "send", "barrio", "hola Eva, soy Cai"]);
     assert_eq!(
-        eva.read_group(),
+        read_group(&eva),
         [msg("barrio", "barrio/Cai", "hola Eva, soy Cai")]
     );
     for got in read_groups(&[&ana, &ben, &dia]) {
@@ -376,7 +242,7 @@ fn nucleus_on_two_relays_add_remove_and_introductions() {
 
     // Ana removes Cai. Once Ben has the change, what he sends skips Cai.
     ana.ok(&["nucleus", "remove", "barrio", "Cai"]);
-    assert!(ben.read_group().is_empty());
+    assert!(read_group(&ben).is_empty());
     let sent = ben.json(&["nucleus", "send", "barrio", "sin Cai"]);
     assert_eq!(sent[0]["to"].as_array().unwrap().len(), 3, "{sent:?}");
     ana.ok(&["nucleus", "send", "barrio", "Cai ya no está"]);
@@ -394,14 +260,14 @@ fn nucleus_on_two_relays_add_remove_and_introductions() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a member"));
     for home in [&ana, &ben, &dia, &eva] {
-        assert_eq!(home.members("barrio").len(), 4);
+        assert_eq!(members_of(home, "barrio").len(), 4);
     }
 
     // Eva leaves: the others drop her, and she forgets the nucleus.
     eva.ok(&["nucleus", "leave", "barrio"]);
     settle(&[&ana, &ben, &dia], 1);
     for home in [&ana, &ben, &dia] {
-        assert_eq!(home.members("barrio").len(), 3);
+        assert_eq!(members_of(home, "barrio").len(), 3);
     }
     assert!(eva.json(&["nucleus", "list"]).is_empty());
 }

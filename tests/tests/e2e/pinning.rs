@@ -1,21 +1,24 @@
 //! Clients accept only the relay whose key the address names.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use enlace_protocol::address::RelayAddress;
 use enlace_quic::{RelayConnection, TransportError};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::support::{key, start};
+use enlace_tests::mailbox::key;
+use enlace_tests::net;
+use enlace_tests::relay::Relay;
 
 #[tokio::test]
 async fn wrong_fingerprint_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = start(&dir.path().join("relay"), &[]).await;
+    let relay = Relay::start(&dir.path().join("relay"), &[]).await;
     let wrong = RelayAddress::new(
         key().public().relay_fingerprint(),
         "127.0.0.1",
-        relay.address.port(),
+        relay.address().port(),
     )
     .unwrap();
     assert!(matches!(
@@ -82,10 +85,8 @@ fn server_with(cert: CertificateDer<'static>, seed: &[u8; 32]) -> quinn::Endpoin
 
 /// Handshake only, with the pinned verifier.
 async fn handshake(port: u16, pin: &RelayAddress) -> Result<(), quinn::ConnectionError> {
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(enlace_quic::client_config(*pin.fingerprint()).unwrap());
-    let remote = format!("127.0.0.1:{port}").parse().unwrap();
-    let conn = endpoint.connect(remote, "enlace-relay").unwrap().await?;
+    let endpoint = net::endpoint(*pin.fingerprint());
+    let conn = net::handshake(&endpoint, (Ipv4Addr::LOCALHOST, port).into()).await?;
     conn.close(0u32.into(), b"");
     Ok(())
 }
@@ -94,7 +95,7 @@ async fn handshake(port: u16, pin: &RelayAddress) -> Result<(), quinn::Connectio
 async fn impostor_with_the_real_certificate_but_another_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("relay");
-    let relay = start(&data, &[]).await;
+    let relay = Relay::start(&data, &[]).await;
     let cert = CertificateDer::from(std::fs::read(data.join("relay.crt")).unwrap());
     let real_seed: [u8; 32] = std::fs::read(data.join("relay.key"))
         .unwrap()
@@ -104,14 +105,14 @@ async fn impostor_with_the_real_certificate_but_another_key_is_refused() {
     // Control: the same test server with the real key passes the pin, so
     // the refusal below is about the key alone.
     let genuine = server_with(cert.clone(), &real_seed);
-    handshake(genuine.local_addr().unwrap().port(), &relay.address)
+    handshake(genuine.local_addr().unwrap().port(), relay.address())
         .await
         .unwrap();
 
     let impostor = server_with(cert, &key().secret_bytes());
     let port = impostor.local_addr().unwrap().port();
-    assert!(handshake(port, &relay.address).await.is_err());
-    let fake = RelayAddress::new(*relay.address.fingerprint(), "127.0.0.1", port).unwrap();
+    assert!(handshake(port, relay.address()).await.is_err());
+    let fake = RelayAddress::new(*relay.address().fingerprint(), "127.0.0.1", port).unwrap();
     assert!(matches!(
         RelayConnection::connect(&fake).await,
         Err(TransportError::Untrusted)

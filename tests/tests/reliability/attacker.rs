@@ -19,7 +19,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::env_or;
+use enlace_quic::config::SERVER_NAME;
+use enlace_tests::env_or;
 
 /// First backoff of an address whose connection attempt failed.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -141,7 +142,7 @@ impl Attacker {
     ) -> Option<quinn::Connection> {
         let i = self.pick().await;
         self.attempts.fetch_add(1, Ordering::Relaxed);
-        let result = match self.endpoints[i].connect_with(config.clone(), to, "enlace-relay") {
+        let result = match self.endpoints[i].connect_with(config.clone(), to, SERVER_NAME) {
             Err(e) => Err(format!("connect error: {e}")),
             Ok(connecting) => match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
                 Err(_) => Err("handshake timed out (10 s)".to_string()),
@@ -246,8 +247,10 @@ fn describe_error(e: &quinn::ConnectionError) -> String {
 
 #[cfg(test)]
 mod tests {
+    use enlace_tests::WAIT;
+    use enlace_tests::relay::Relay;
+
     use super::*;
-    use crate::support::start;
 
     /// A relay that takes 2 connections per address: the attacker's fifth
     /// connection from 2 addresses is refused, the address backs off, the
@@ -256,15 +259,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_refused_address_backs_off_and_the_attacker_moves_on() {
         let dir = tempfile::tempdir().unwrap();
-        let mut relay = start(
+        let mut relay = Relay::start(
             &dir.path().join("relay"),
             &["--max-connections-per-ip", "2"],
         )
         .await;
-        let to: SocketAddr = format!("127.0.0.1:{}", relay.address.port())
-            .parse()
-            .unwrap();
-        let config = enlace_quic::client_config(*relay.address.fingerprint()).unwrap();
+        let to = relay.socket_addr();
+        let config = enlace_quic::client_config(*relay.address().fingerprint()).unwrap();
         let attacker = Attacker::new(2, &tokio::runtime::Handle::current());
         let mut held = Vec::new();
         // Four connections at 2 per address: both addresses were used.
@@ -291,7 +292,7 @@ mod tests {
         // A slot frees: that address connects again.
         let freed = held.pop().unwrap();
         freed.close(0u32.into(), b"");
-        let until = Instant::now() + crate::support::WAIT;
+        let until = Instant::now() + WAIT;
         let again = loop {
             if let Some(c) = attacker.connect(to, &config).await {
                 break c;
@@ -303,9 +304,8 @@ mod tests {
             attacker.finish(c);
         }
         attacker.close().await;
-        crate::hostile::assert_alive(&mut relay);
-        relay.signal("-TERM");
-        assert!(relay.wait().await.success());
+        relay.assert_alive();
+        relay.stop().await;
     }
 
     #[test]

@@ -9,9 +9,9 @@ use enlace_protocol::command::{RelayError, Request, Response};
 use enlace_protocol::delivery::DeliveryKey;
 use enlace_protocol::envelope::{CoarseTime, Envelope, MessageId};
 use enlace_protocol::limits::BODY_SMALL;
-use enlace_quic::SubscriptionEvent;
-
-use crate::support::{WAIT, frame, key, raw_connect, raw_exchange, start};
+use enlace_tests::mailbox::{key, next_envelope, secured_mailbox};
+use enlace_tests::net::{frame, raw_connect, raw_exchange};
+use enlace_tests::relay::Relay;
 
 const HOUR: i64 = 3600;
 
@@ -33,13 +33,10 @@ async fn hours_of_skew_either_way_neither_expire_early_nor_accept_replays() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("relay");
         let offset = deposit_offset.to_string();
-        let relay = start(&data, &["--clock-offset-secs", &offset]).await;
+        let mut relay = Relay::start(&data, &["--clock-offset-secs", &offset]).await;
         let conn = relay.connect().await;
-        let (recipient, sender) = (key(), key());
-        let mb = conn.create_mailbox(&recipient).await.unwrap();
-        conn.secure(mb.receive_id, *sender.public(), &recipient)
-            .await
-            .unwrap();
+        let sender = key();
+        let (recipient, mb) = secured_mailbox(&conn, &sender).await;
         let client_hours = (now_hours as i64 + client_offset / HOUR) as u32;
         let env = Envelope::sign(
             &sender,
@@ -54,11 +51,10 @@ async fn hours_of_skew_either_way_neither_expire_early_nor_accept_replays() {
         let captured_ack =
             Request::ack(mb.receive_id, env.message_id(), &recipient, conn.binding());
         conn.close().await;
-        relay.signal("-TERM");
-        assert!(relay.wait().await.success());
+        relay.stop().await;
 
         let offset = deliver_offset.to_string();
-        let relay = start(
+        let mut relay = Relay::start(
             &data,
             &["--clock-offset-secs", &offset, "--sweep-interval-secs", "1"],
         )
@@ -89,14 +85,7 @@ async fn hours_of_skew_either_way_neither_expire_early_nor_accept_replays() {
             )
             .await
             .unwrap();
-        match tokio::time::timeout(WAIT, sub.next())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            SubscriptionEvent::Envelope(got) => assert_eq!(got, env),
-            e => panic!("{e:?}"),
-        }
+        assert_eq!(next_envelope(&mut sub).await, env);
         // Exactly once: nothing else arrives.
         assert!(
             tokio::time::timeout(Duration::from_secs(2), sub.next())
@@ -106,8 +95,7 @@ async fn hours_of_skew_either_way_neither_expire_early_nor_accept_replays() {
         );
         sub.ack(env.message_id(), &recipient).await.unwrap();
         conn.close().await;
-        relay.signal("-TERM");
-        assert!(relay.wait().await.success());
+        relay.stop().await;
     }
     println!(
         "CLOCK: relay -12h/+12h and +12h/-12h across a restart, client +-30 days: delivered once, no early expiry, captured ack refused on another connection"

@@ -4,63 +4,14 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use enlace_protocol::address::RelayAddress;
 use enlace_protocol::delivery::DeliveryKey;
 use enlace_protocol::envelope::{Envelope, MessageId};
-use enlace_quic::{RelayConnection, SubscriptionEvent};
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-use crate::env_or;
-use crate::support::{envelope, key, relay_bin, start};
-
-enum Outcome {
-    Refused(String),
-    Started(Box<tokio::process::Child>, RelayAddress),
-}
-
-/// Starts the relay; reports a refusal (exit with a message) as such.
-async fn try_start(data: &Path) -> Outcome {
-    let mut child = tokio::process::Command::new(relay_bin())
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(
-            std::env::var("ENLACE_E2E_RELAY_ARGS")
-                .unwrap_or_default()
-                .split_whitespace(),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let n = tokio::time::timeout(Duration::from_secs(60), stdout.read_line(&mut line))
-        .await
-        .expect("relay neither started nor exited")
-        .unwrap();
-    if n == 0 {
-        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(!out.status.success());
-        // Killed by a signal (a panic aborts too) would have no code.
-        assert!(out.status.code().is_some(), "relay died: {:?}", out.status);
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        return Outcome::Refused(err);
-    }
-    // Keep reading stdout so the relay never blocks on it.
-    tokio::spawn(async move {
-        let mut sink = String::new();
-        while stdout.read_line(&mut sink).await.is_ok_and(|n| n > 0) {}
-    });
-    Outcome::Started(Box::new(child), line.trim().parse().unwrap())
-}
+use enlace_quic::SubscriptionEvent;
+use enlace_tests::env_or;
+use enlace_tests::mailbox::{envelope, key, secured_mailbox};
+use enlace_tests::relay::{Refusal, Relay, RelayCommand};
 
 fn damage(file: &Path, round: u64) -> String {
     let mut bytes = std::fs::read(file).unwrap();
@@ -116,13 +67,10 @@ async fn damaged_store_files_are_refused_by_name_or_never_deliver_altered_envelo
     let rounds = env_or("ENLACE_CORRUPTION_ROUNDS", 12);
     let dir = tempfile::tempdir().unwrap();
     let pristine = dir.path().join("pristine");
-    let relay = start(&pristine, &[]).await;
+    let mut relay = Relay::start(&pristine, &[]).await;
     let conn = relay.connect().await;
-    let (recipient, sender) = (key(), key());
-    let mb = conn.create_mailbox(&recipient).await.unwrap();
-    conn.secure(mb.receive_id, *sender.public(), &recipient)
-        .await
-        .unwrap();
+    let sender = key();
+    let (recipient, mb) = secured_mailbox(&conn, &sender).await;
     let mut sent: HashMap<MessageId, Envelope> = HashMap::new();
     for _ in 0..40 {
         let env = envelope(&sender, mb.send_id);
@@ -130,8 +78,7 @@ async fn damaged_store_files_are_refused_by_name_or_never_deliver_altered_envelo
         sent.insert(env.message_id(), env);
     }
     conn.close().await;
-    relay.signal("-TERM");
-    assert!(relay.wait().await.success());
+    relay.stop().await;
     let dk = *mb.delivery_key.to_bytes();
 
     let (mut refused, mut started, mut withheld) = (0, 0, 0);
@@ -140,8 +87,11 @@ async fn damaged_store_files_are_refused_by_name_or_never_deliver_altered_envelo
         copy_dir(&pristine, &data);
         let db = data.join("mailboxes.redb");
         let what = damage(&db, round);
-        match try_start(&data).await {
-            Outcome::Refused(err) => {
+        match RelayCommand::new(&data).try_start().await {
+            Err(Refusal { status, log: err }) => {
+                assert!(!status.success());
+                // Killed by a signal (a panic aborts too) would have no code.
+                assert!(status.code().is_some(), "relay died: {status:?}");
                 let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
                 let last = lines.last().copied().unwrap_or_default();
                 assert!(
@@ -153,9 +103,9 @@ async fn damaged_store_files_are_refused_by_name_or_never_deliver_altered_envelo
                 }
                 refused += 1;
             }
-            Outcome::Started(mut child, address) => {
+            Ok(mut relay) => {
                 started += 1;
-                let conn = RelayConnection::connect(&address).await.unwrap();
+                let conn = relay.connect().await;
                 let mut got = 0;
                 if let Ok(mut sub) = conn
                     .subscribe(mb.receive_id, &recipient, DeliveryKey::from_bytes(dk))
@@ -183,7 +133,7 @@ async fn damaged_store_files_are_refused_by_name_or_never_deliver_altered_envelo
                 }
                 withheld += sent.len() - got;
                 conn.close().await;
-                child.kill().await.unwrap();
+                relay.kill_9().await;
             }
         }
     }

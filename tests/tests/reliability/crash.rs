@@ -12,8 +12,10 @@ use enlace_protocol::envelope::{Envelope, MailboxId, MessageId};
 use enlace_protocol::keys::SigningKeyPair;
 use enlace_quic::{RelayConnection, SubscriptionEvent};
 
-use crate::support::{envelope, free_port, key, metric, metrics, relay_bin, start};
-use crate::{env_or, load_average};
+use enlace_tests::env_or;
+use enlace_tests::mailbox::{envelope, key, secured_mailbox};
+use enlace_tests::measure::load_average;
+use enlace_tests::relay::{Relay, RelayCommand};
 
 struct Mailbox {
     receive_id: MailboxId,
@@ -25,42 +27,17 @@ struct Mailbox {
 
 const RELAY_ARGS: &[&str] = &["--quota", "1000000", "--max-connections-per-ip", "1000"];
 
-/// Spawns a relay and kills it after `ms` milliseconds, whatever it is
-/// doing then (opening or recovering its store, binding, serving).
-async fn kill_during_startup(data: &std::path::Path, ms: u64) {
-    let mut child = tokio::process::Command::new(relay_bin())
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(RELAY_ARGS)
-        .args(
-            std::env::var("ENLACE_E2E_RELAY_ARGS")
-                .unwrap_or_default()
-                .split_whitespace(),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(ms)).await;
-    child.kill().await.unwrap();
-}
-
 /// Runs `cycles` kill cycles and returns (answered stored, drained,
 /// duplicates dropped by message id).
 async fn crash_cycles(cycles: u64, senders: usize) -> (usize, usize, usize) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("relay");
-    let relay = start(&data, RELAY_ARGS).await;
+    let mut relay = Relay::start(&data, RELAY_ARGS).await;
     let conn = relay.connect().await;
     let mut mailboxes = Vec::new();
     for _ in 0..4 {
-        let (recipient, sender) = (key(), key());
-        let mb = conn.create_mailbox(&recipient).await.unwrap();
-        conn.secure(mb.receive_id, *sender.public(), &recipient)
-            .await
-            .unwrap();
+        let sender = key();
+        let (recipient, mb) = secured_mailbox(&conn, &sender).await;
         mailboxes.push(Arc::new(Mailbox {
             receive_id: mb.receive_id,
             send_id: mb.send_id,
@@ -70,7 +47,7 @@ async fn crash_cycles(cycles: u64, senders: usize) -> (usize, usize, usize) {
         }));
     }
     conn.close().await;
-    relay.kill9().await;
+    relay.kill_9().await;
 
     // Every envelope ever sent, and those answered `stored`.
     let sent: Arc<Mutex<HashMap<MessageId, Envelope>>> = Arc::default();
@@ -81,17 +58,20 @@ async fn crash_cycles(cycles: u64, senders: usize) -> (usize, usize, usize) {
     for cycle in 0..cycles {
         if cycle % 4 == 3 {
             // Killed while opening or recovering the store.
-            kill_during_startup(&data, rand::random_range(0..60)).await;
+            RelayCommand::new(&data)
+                .args(RELAY_ARGS)
+                .kill_9_after(Duration::from_millis(rand::random_range(0..60)))
+                .await;
             continue;
         }
         // `start` fails the test if the relay does not come up: 0 failed
         // reopens is asserted on every cycle.
-        let relay = start(&data, RELAY_ARGS).await;
+        let mut relay = Relay::start(&data, RELAY_ARGS).await;
         let mut tasks = tokio::task::JoinSet::new();
         let retry: Vec<(usize, Envelope)> = std::mem::take(&mut *unanswered.lock().unwrap());
         let inflight: Arc<Mutex<HashMap<MessageId, (usize, Envelope)>>> = Arc::default();
         for s in 0..senders {
-            let conn = match RelayConnection::connect(&relay.address).await {
+            let conn = match RelayConnection::connect(relay.address()).await {
                 Ok(c) => c,
                 Err(e) => panic!("cycle {cycle}: connect: {e}"),
             };
@@ -124,7 +104,7 @@ async fn crash_cycles(cycles: u64, senders: usize) -> (usize, usize, usize) {
             });
         }
         tokio::time::sleep(Duration::from_millis(rand::random_range(20..400))).await;
-        relay.kill9().await;
+        relay.kill_9().await;
         // A sender waiting for an answer would wait for QUIC's idle
         // timeout: stop them; what they had in flight is sent again next
         // cycle.
@@ -137,12 +117,16 @@ async fn crash_cycles(cycles: u64, senders: usize) -> (usize, usize, usize) {
     }
 
     // Drain every mailbox.
-    let port = free_port();
-    let metrics_addr = format!("127.0.0.1:{port}");
-    let mut args = RELAY_ARGS.to_vec();
-    args.extend(["--metrics", &metrics_addr]);
-    let relay = start(&data, &args).await;
-    let on_disk = metric(&metrics(port).await, "enlace_stored_envelopes").unwrap() as usize;
+    let mut relay = RelayCommand::new(&data)
+        .args(RELAY_ARGS)
+        .metrics()
+        .start()
+        .await;
+    let on_disk = relay
+        .metrics()
+        .await
+        .get("enlace_stored_envelopes")
+        .unwrap() as usize;
     let conn = relay.connect().await;
     let sent = sent.lock().unwrap().clone();
     let stored = stored.lock().unwrap().clone();
@@ -190,10 +174,14 @@ async fn crash_cycles(cycles: u64, senders: usize) -> (usize, usize, usize) {
         lost.len()
     );
     assert_eq!(drained, on_disk, "drained a different count than stored");
-    let remaining = metric(&metrics(port).await, "enlace_stored_envelopes").unwrap();
+    let remaining = relay
+        .metrics()
+        .await
+        .get("enlace_stored_envelopes")
+        .unwrap();
     assert_eq!(remaining, 0, "acked envelopes still stored");
     conn.close().await;
-    relay.kill9().await;
+    relay.kill_9().await;
     (stored.len(), drained, duplicates)
 }
 

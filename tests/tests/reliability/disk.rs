@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use enlace_protocol::command::RelayError;
 use enlace_protocol::delivery::DeliveryKey;
-use enlace_protocol::envelope::{CoarseTime, Envelope, MessageId};
-use enlace_protocol::limits::BODY_LARGE;
-use enlace_quic::{SubscriptionEvent, TransportError};
-
-use crate::support::{WAIT, key, start};
+use enlace_protocol::envelope::MessageId;
+use enlace_quic::TransportError;
+use enlace_tests::WAIT;
+use enlace_tests::mailbox::{key, large_envelope, next_envelope, secured_mailbox};
+use enlace_tests::relay::Relay;
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -47,20 +47,6 @@ impl Drop for Tmpfs {
     }
 }
 
-fn large(
-    sender: &enlace_protocol::keys::SigningKeyPair,
-    send_id: enlace_protocol::envelope::MailboxId,
-) -> Envelope {
-    Envelope::sign(
-        sender,
-        send_id,
-        MessageId(rand::random()),
-        CoarseTime(500_000),
-        &[0x5a; BODY_LARGE],
-    )
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_refuses_deposits_with_storage_full_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
@@ -71,20 +57,17 @@ async fn a_full_disk_refuses_deposits_with_storage_full_and_recovers() {
     };
     // Ballast the test deletes later to free space.
     std::fs::write(data.join("ballast"), vec![0u8; 2 << 20]).unwrap();
-    let relay = start(&data, &["--quota", "100000"]).await;
+    let mut relay = Relay::start(&data, &["--quota", "100000"]).await;
     let conn = relay.connect().await;
-    let (recipient, sender) = (key(), key());
-    let mb = conn.create_mailbox(&recipient).await.unwrap();
-    conn.secure(mb.receive_id, *sender.public(), &recipient)
-        .await
-        .unwrap();
+    let sender = key();
+    let (recipient, mb) = secured_mailbox(&conn, &sender).await;
     let spare_key = key();
     let spare = conn.create_mailbox(&spare_key).await.unwrap();
 
     // Fill the disk.
     let mut stored = Vec::new();
     let refused = loop {
-        let env = large(&sender, mb.send_id);
+        let env = large_envelope(&sender, mb.send_id);
         match conn.send(&env).await {
             Ok(()) => stored.push(env),
             Err(e) => break e,
@@ -100,7 +83,7 @@ async fn a_full_disk_refuses_deposits_with_storage_full_and_recovers() {
     // the relay reuses after reopening its file).
     let mut fulls = 0;
     while fulls < 3 {
-        let env = large(&sender, mb.send_id);
+        let env = large_envelope(&sender, mb.send_id);
         match conn.send(&env).await {
             Ok(()) => stored.push(env),
             Err(TransportError::Relay(RelayError::StorageFull)) => fulls += 1,
@@ -127,21 +110,13 @@ async fn a_full_disk_refuses_deposits_with_storage_full_and_recovers() {
         .collect();
     let mut delivered = 0;
     while delivered < filled / 2 {
-        match tokio::time::timeout(WAIT, sub.next())
+        let got = next_envelope(&mut sub).await;
+        assert!(acked.contains(&got.message_id()), "out of order");
+        // Acked with a request of its own, answered once durable.
+        conn.ack(mb.receive_id, got.message_id(), &recipient)
             .await
-            .unwrap()
-            .unwrap()
-        {
-            SubscriptionEvent::Envelope(got) => {
-                assert!(acked.contains(&got.message_id()), "out of order");
-                // Acked with a request of its own, answered once durable.
-                conn.ack(mb.receive_id, got.message_id(), &recipient)
-                    .await
-                    .unwrap();
-                delivered += 1;
-            }
-            e => panic!("{e:?}"),
-        }
+            .unwrap();
+        delivered += 1;
     }
     drop(sub);
     conn.delete(spare.receive_id, &spare_key).await.unwrap();
@@ -152,7 +127,7 @@ async fn a_full_disk_refuses_deposits_with_storage_full_and_recovers() {
     let mut resumed = 0;
     let deadline = tokio::time::Instant::now() + WAIT;
     while resumed < 8 {
-        let env = large(&sender, mb.send_id);
+        let env = large_envelope(&sender, mb.send_id);
         match conn.send(&env).await {
             Ok(()) => {
                 stored.push(env);
@@ -170,8 +145,8 @@ async fn a_full_disk_refuses_deposits_with_storage_full_and_recovers() {
     conn.close().await;
 
     // Nothing stored is lost, across a kill -9.
-    relay.kill9().await;
-    let relay = start(&data, &[]).await;
+    relay.kill_9().await;
+    let mut relay = Relay::start(&data, &[]).await;
     let conn = relay.connect().await;
     let mut sub = conn
         .subscribe(
@@ -188,28 +163,20 @@ async fn a_full_disk_refuses_deposits_with_storage_full_and_recovers() {
         .collect();
     let owed = missing.len();
     while !missing.is_empty() {
-        match tokio::time::timeout(WAIT, sub.next())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            SubscriptionEvent::Envelope(got) => {
-                let id = got.message_id();
-                assert!(
-                    missing.remove(&id),
-                    "unexpected envelope (acked before: {})",
-                    acked.contains(&id)
-                );
-                sub.ack(got.message_id(), &recipient).await.unwrap();
-            }
-            e => panic!("{e:?}"),
-        }
+        let got = next_envelope(&mut sub).await;
+        let id = got.message_id();
+        assert!(
+            missing.remove(&id),
+            "unexpected envelope (acked before: {})",
+            acked.contains(&id)
+        );
+        sub.ack(got.message_id(), &recipient).await.unwrap();
     }
     println!(
         "DISK: 12 MiB tmpfs filled after {filled} deposits of 64 KiB; refusals typed StorageFull; {} acked on the full disk; {resumed} deposits after freeing space; {owed} owed, 0 lost after kill -9",
         filled / 2
     );
     conn.close().await;
-    relay.kill9().await;
+    relay.kill_9().await;
     drop(mount);
 }

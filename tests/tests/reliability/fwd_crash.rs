@@ -7,8 +7,6 @@
 //! must reopen its store.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,68 +16,12 @@ use enlace_protocol::envelope::{Envelope, MailboxId, MessageId};
 use enlace_protocol::keys::SigningKeyPair;
 use enlace_protocol::limits::MAX_FORWARD_STATUS_IDS;
 use enlace_quic::{ForwardOutcome, RelayConnection, SubscriptionEvent};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdout, Command};
-
-use crate::support::{WAIT, envelope, free_port, key, relay_bin};
-use crate::{env_or, load_average};
+use enlace_tests::mailbox::{envelope, key};
+use enlace_tests::measure::load_average;
+use enlace_tests::relay::{Relay, RelayCommand};
+use enlace_tests::{env_or, unix_now};
 
 const ARGS: &[&str] = &["--quota", "1000000", "--max-connections-per-ip", "1000"];
-
-/// A relay process on a chosen listen address.
-struct Node {
-    child: Child,
-    address: RelayAddress,
-    _stdout: BufReader<ChildStdout>,
-}
-
-fn command(data: &Path, port: u16) -> Command {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(data.with_extension("log"))
-        .unwrap();
-    let mut c = Command::new(relay_bin());
-    c.arg("--data-dir")
-        .arg(data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(ARGS)
-        .args(
-            std::env::var("ENLACE_E2E_RELAY_ARGS")
-                .unwrap_or_default()
-                .split_whitespace(),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true);
-    c
-}
-
-/// Starts a relay and waits for its address line: a relay that cannot
-/// reopen its store fails the test here (0 failed reopens).
-async fn start_at(data: &Path, port: u16) -> Node {
-    let mut child = command(data, port).spawn().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let read = tokio::time::timeout(WAIT, stdout.read_line(&mut line)).await;
-    if !matches!(read, Ok(Ok(n)) if n > 0) {
-        let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
-        panic!("relay did not reopen {}; log:\n{log}", data.display());
-    }
-    Node {
-        child,
-        address: line.trim().parse().unwrap(),
-        _stdout: stdout,
-    }
-}
-
-/// Spawns a relay and kills it `ms` milliseconds later, whatever it is
-/// doing (opening its store, recovering its forward queue, serving).
-async fn kill_during_startup(data: &Path, port: u16, ms: u64) {
-    let mut child = command(data, port).spawn().unwrap();
-    tokio::time::sleep(Duration::from_millis(ms)).await;
-    child.kill().await.unwrap();
-}
 
 /// A forward as the sender keeps it: the id stays the same on every retry.
 #[derive(Clone)]
@@ -130,15 +72,16 @@ async fn fwd_crash_cycles(cycles: u64, senders: usize) -> (usize, usize, usize) 
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let (home_data, dest_data) = (dir.path().join("home"), dir.path().join("dest"));
-    let dest_port = free_port();
-    let mut dest = Some(start_at(&dest_data, dest_port).await);
-    let dest_address = dest.as_ref().unwrap().address.clone();
-    let home = start_at(&home_data, 0).await;
+    // A relay that cannot reopen its store fails the test where it starts
+    // (0 failed reopens). D comes back on its port; H on any.
+    let mut dest = Relay::start(&dest_data, ARGS).await;
+    let dest_address = dest.address().clone();
+    let mut home = Relay::start(&home_data, ARGS).await;
 
     // One mailbox on D, secured for each sender's signing key in turn is not
     // possible (one sender key per mailbox): a mailbox per sender.
-    let dconn = RelayConnection::connect(&dest_address).await.unwrap();
-    let hconn = RelayConnection::connect(&home.address).await.unwrap();
+    let dconn = dest.connect().await;
+    let hconn = home.connect().await;
     let mut all = Vec::new();
     let mut dest_boxes = Vec::new();
     for _ in 0..senders {
@@ -159,15 +102,13 @@ async fn fwd_crash_cycles(cycles: u64, senders: usize) -> (usize, usize, usize) 
         dest_boxes.push((mb.receive_id, recipient, *mb.delivery_key.to_bytes()));
     }
     hconn.create_mailbox(&key()).await.unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let dest_key = hconn.fetch_relay_key(&dest_address, now).await.unwrap();
+    let dest_key = hconn
+        .fetch_relay_key(&dest_address, unix_now())
+        .await
+        .unwrap();
     hconn.close().await;
     dconn.close().await;
-    let mut home = home;
-    home.child.kill().await.unwrap();
+    home.kill_9().await;
 
     let sent: Arc<Mutex<HashMap<MessageId, Envelope>>> = Arc::default();
     let ids: Arc<Mutex<Vec<ForwardId>>> = Arc::default();
@@ -175,22 +116,26 @@ async fn fwd_crash_cycles(cycles: u64, senders: usize) -> (usize, usize, usize) 
     let unanswered: Arc<Mutex<Vec<(usize, Pending)>>> = Arc::default();
     let (mut dest_kills, mut home_startup_kills) = (0u64, 0u64);
     for cycle in 0..cycles {
-        if dest.is_none() && cycle % 3 != 2 {
+        if !dest.is_running() && cycle % 3 != 2 {
             // D comes back (it stays down for the cycle after it was killed
             // in some cycles, so H holds queued forwards across a kill).
-            dest = Some(start_at(&dest_data, dest_port).await);
+            dest.restart().await;
         }
         if cycle % 5 == 4 {
-            kill_during_startup(&home_data, 0, rand::random_range(0..80)).await;
+            // H killed while it opens its store or recovers its queue.
+            RelayCommand::new(&home_data)
+                .args(ARGS)
+                .kill_9_after(Duration::from_millis(rand::random_range(0..80)))
+                .await;
             home_startup_kills += 1;
             continue;
         }
-        let home = start_at(&home_data, 0).await;
+        let mut home = Relay::start(&home_data, ARGS).await;
         let retry = std::mem::take(&mut *unanswered.lock().unwrap());
         let inflight: Arc<Mutex<HashMap<MessageId, (usize, Pending)>>> = Arc::default();
         let mut tasks = tokio::task::JoinSet::new();
         for (s, sender) in all.iter().enumerate() {
-            let Some(conn) = own_connection(&home.address, sender).await else {
+            let Some(conn) = own_connection(home.address(), sender).await else {
                 continue;
             };
             let (sent, ids, answered, inflight) = (
@@ -248,12 +193,11 @@ async fn fwd_crash_cycles(cycles: u64, senders: usize) -> (usize, usize, usize) 
             let (first, second) = if d_at < run { (d_at, run) } else { (run, d_at) };
             tokio::time::sleep(first).await;
             if d_at < run {
-                dest.take().unwrap().child.kill().await.unwrap();
+                dest.kill_9().await;
             } else {
-                let mut h = home;
-                h.child.kill().await.unwrap();
+                home.kill_9().await;
                 tokio::time::sleep(second - first).await;
-                dest.take().unwrap().child.kill().await.unwrap();
+                dest.kill_9().await;
                 dest_kills += 1;
                 tasks.abort_all();
                 while tasks.join_next().await.is_some() {}
@@ -268,8 +212,7 @@ async fn fwd_crash_cycles(cycles: u64, senders: usize) -> (usize, usize, usize) 
         } else {
             tokio::time::sleep(run).await;
         }
-        let mut h = home;
-        h.child.kill().await.unwrap();
+        home.kill_9().await;
         // A sender waiting on a dead relay would wait for the idle timeout:
         // stop them; what they had in flight is sent again next cycle.
         tasks.abort_all();
@@ -281,12 +224,11 @@ async fn fwd_crash_cycles(cycles: u64, senders: usize) -> (usize, usize, usize) 
     }
 
     // Both come back; H tries every queued forward once more at start.
-    let dest = match dest {
-        Some(d) => d,
-        None => start_at(&dest_data, dest_port).await,
-    };
-    let home = start_at(&home_data, 0).await;
-    let conn = own_connection(&home.address, &all[0]).await.unwrap();
+    if !dest.is_running() {
+        dest.restart().await;
+    }
+    let home = Relay::start(&home_data, ARGS).await;
+    let conn = own_connection(home.address(), &all[0]).await.unwrap();
     let ids = ids.lock().unwrap().clone();
     let still_queued = wait_queue_empty(&conn, &ids, Duration::from_secs(120)).await;
     assert_eq!(still_queued, 0, "forwards still queued at H after 120 s");
@@ -294,7 +236,7 @@ async fn fwd_crash_cycles(cycles: u64, senders: usize) -> (usize, usize, usize) 
     // Drain D.
     let sent = sent.lock().unwrap().clone();
     let answered = answered.lock().unwrap().clone();
-    let dconn = RelayConnection::connect(&dest.address).await.unwrap();
+    let dconn = dest.connect().await;
     let mut seen: HashMap<MessageId, usize> = HashMap::new();
     let mut drained = 0;
     // Per mailbox: drain until every answered forward to it arrived (or a

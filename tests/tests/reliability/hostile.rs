@@ -21,22 +21,20 @@ use std::time::{Duration, Instant};
 use enlace_protocol::command::{RelayError, Request, Response};
 use enlace_protocol::envelope::BodySize;
 use enlace_protocol::envelope::MailboxId;
-use enlace_protocol::keys::{Fingerprint, SigningKeyPair};
+use enlace_protocol::keys::SigningKeyPair;
 use enlace_quic::{RelayConnection, SubscriptionEvent, TransportError};
 
 use crate::attacker::{Attacker, addresses_wanted};
-use crate::support::{Relay, WAIT, envelope, frame, key, raw_connect, start};
-use crate::{env_or, load_average, rss_kib};
+use enlace_tests::mailbox::{envelope, key, secured_mailbox};
+use enlace_tests::measure::{RssWatch, cpu_secs, load_average, rss_kib};
+use enlace_tests::net::{self, frame, raw_connect, read_responses};
+use enlace_tests::relay::Relay;
+use enlace_tests::{WAIT, env_or};
 
 /// Resident memory cap for the relay under attack (documented in
 /// docs/reliability.md): 64 attacker connections with 1 MiB receive
 /// windows each, plus 50 honest ones, plus the store's cache.
 pub const RSS_CAP_MIB: u64 = 256;
-
-/// A single attacker address, for tests of one host's budgets (the
-/// hostile runs use [`Attacker`]'s addresses).
-#[allow(dead_code)]
-pub const ATTACKER: &str = "127.0.0.2:0";
 
 /// One honest operation: when it started and how long it took (µs).
 pub type Sample = (Instant, u64);
@@ -68,11 +66,8 @@ async fn honest_clients(relay: &Relay, n: usize, pace: Duration) -> Honest {
     let mut h = h;
     for _ in 0..n {
         let conn = Arc::new(relay.connect().await);
-        let (recipient, sender) = (key(), key());
-        let mb = conn.create_mailbox(&recipient).await.unwrap();
-        conn.secure(mb.receive_id, *sender.public(), &recipient)
-            .await
-            .unwrap();
+        let sender = key();
+        let (recipient, mb) = secured_mailbox(&conn, &sender).await;
         let mut sub = conn
             .subscribe(mb.receive_id, &recipient, mb.delivery_key)
             .await
@@ -212,17 +207,6 @@ pub fn tail_report(samples: &[Sample], start: Instant, base_p50_ms: f64) -> Stri
     )
 }
 
-/// An attacker endpoint from the single address [`ATTACKER`], for tests of
-/// one host's budgets.
-/// Made inside the attacker's runtime (quinn drives an endpoint on the
-/// runtime it was made in).
-#[allow(dead_code)]
-pub fn attacker_endpoint(fingerprint: Fingerprint) -> quinn::Endpoint {
-    let mut endpoint = quinn::Endpoint::client(ATTACKER.parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(enlace_quic::client_config(fingerprint).unwrap());
-    endpoint
-}
-
 /// The test bed (docs/reliability.md, "Test bed"): on a real network the
 /// attacker runs on machines of its own. Here the relay gets CPU 0 to
 /// itself, the honest clients and the attacker share CPU 1, and the
@@ -319,26 +303,6 @@ pub fn bed() -> Bed {
     }
 }
 
-/// CPU seconds (user + system) a process has used.
-pub fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at ')'.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 after ')'.
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    ticks as f64 / 100.0
-}
-
-fn relay_addr(relay: &Relay) -> SocketAddr {
-    format!("127.0.0.1:{}", relay.address.port())
-        .parse()
-        .unwrap()
-}
-
 /// Ammunition prepared once: frames that are valid as frames but fail
 /// inside (bad signatures, commands signed for another connection, unknown
 /// versions) and frames that are not.
@@ -355,11 +319,8 @@ struct Ammo {
 async fn ammo(relay: &Relay) -> Ammo {
     // A mailbox of the attacker's own, secured, to aim at.
     let conn = relay.connect().await;
-    let (recipient, sender) = (key(), key());
-    let mb = conn.create_mailbox(&recipient).await.unwrap();
-    conn.secure(mb.receive_id, *sender.public(), &recipient)
-        .await
-        .unwrap();
+    let sender = key();
+    let (recipient, mb) = secured_mailbox(&conn, &sender).await;
     let bad_sig = (0..64)
         .map(|_| {
             let mut f = frame(&Request::Send(envelope(&sender, mb.send_id)));
@@ -475,45 +436,6 @@ async fn hostile_connection(
     sent
 }
 
-pub struct Watch {
-    pub peak_rss: Arc<AtomicU64>,
-    pub stop: Arc<AtomicBool>,
-    pub task: tokio::task::JoinHandle<()>,
-}
-
-pub fn watch_rss(pid: u32) -> Watch {
-    let peak_rss = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let (p, s) = (peak_rss.clone(), stop.clone());
-    let task = tokio::spawn(async move {
-        while !s.load(Ordering::Relaxed) {
-            if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                && let Some(kib) = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            {
-                p.fetch_max(kib, Ordering::Relaxed);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
-    Watch {
-        peak_rss,
-        stop,
-        task,
-    }
-}
-
-pub fn assert_alive(relay: &mut Relay) {
-    assert!(
-        relay.child.try_wait().unwrap().is_none(),
-        "the relay exited under attack"
-    );
-    let log = std::fs::read_to_string(&relay.log).unwrap_or_default();
-    assert!(!log.contains("panicked"), "the relay panicked:\n{log}");
-}
-
 /// Sizes of a hostile-frames run.
 struct Plan {
     frames: u64,
@@ -534,7 +456,7 @@ async fn hostile_run(plan: Plan, attack: tokio::runtime::Handle, pinned: bool) {
         addresses,
     } = plan;
     let dir = tempfile::tempdir().unwrap();
-    let mut relay = start(&dir.path().join("relay"), &["--quota", "1000000"]).await;
+    let mut relay = Relay::start(&dir.path().join("relay"), &["--quota", "1000000"]).await;
     pin_relay(&relay, pinned);
     let honest = honest_clients(&relay, 50, Duration::from_millis(100)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -547,12 +469,12 @@ async fn hostile_run(plan: Plan, attack: tokio::runtime::Handle, pinned: bool) {
     let rss_before = rss_kib(relay.pid()).0;
     let cpu_attack = cpu_secs(relay.pid());
 
-    let watch = watch_rss(relay.pid());
+    let watch = RssWatch::start(relay.pid());
     let attacker = Arc::new(Attacker::new(addresses, &attack));
-    let config = Arc::new(enlace_quic::client_config(*relay.address.fingerprint()).unwrap());
+    let config = Arc::new(enlace_quic::client_config(*relay.address().fingerprint()).unwrap());
     let count = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(max_secs);
-    let to = relay_addr(&relay);
+    let to = relay.socket_addr();
     let mut attackers = tokio::task::JoinSet::new();
     for _ in 0..workers {
         let (ammo, count, attacker, config) = (
@@ -588,11 +510,9 @@ async fn hostile_run(plan: Plan, attack: tokio::runtime::Handle, pinned: bool) {
             .await
             .unwrap();
     }
-    watch.stop.store(true, Ordering::SeqCst);
-    watch.task.await.unwrap();
-    assert_alive(&mut relay);
+    let peak = watch.finish().await;
+    relay.assert_alive();
     let (rss_after, hwm) = rss_kib(relay.pid());
-    let peak = watch.peak_rss.load(Ordering::Relaxed);
 
     // The honest clients still work after the attack.
     let mut after = latencies(&measure(&honest, 3).await);
@@ -601,7 +521,7 @@ async fn hostile_run(plan: Plan, attack: tokio::runtime::Handle, pinned: bool) {
     tokio::time::timeout(WAIT, async { while tasks.join_next().await.is_some() {} })
         .await
         .unwrap();
-    assert_alive(&mut relay);
+    relay.assert_alive();
 
     let sent = count.load(Ordering::Relaxed);
     let (mut base_lat, mut attacked_lat) = (latencies(&base), latencies(&attacked));
@@ -664,8 +584,7 @@ async fn hostile_run(plan: Plan, attack: tokio::runtime::Handle, pinned: bool) {
             "honest p99 {a99:.1} ms > 2x baseline {b99:.1} ms"
         );
     }
-    relay.signal("-TERM");
-    assert!(relay.wait().await.success());
+    relay.stop().await;
 }
 
 fn hostile_pinned(plan: Plan) {
@@ -715,15 +634,11 @@ async fn flood_run(plan: FloodPlan, attack: tokio::runtime::Handle, pinned: bool
         addresses,
     } = plan;
     let dir = tempfile::tempdir().unwrap();
-    let mut relay = start(&dir.path().join("relay"), &["--quota", "1000000"]).await;
+    let mut relay = Relay::start(&dir.path().join("relay"), &["--quota", "1000000"]).await;
     pin_relay(&relay, pinned);
     let setup = relay.connect().await;
-    let (recipient, sender) = (key(), key());
-    let mb = setup.create_mailbox(&recipient).await.unwrap();
-    setup
-        .secure(mb.receive_id, *sender.public(), &recipient)
-        .await
-        .unwrap();
+    let sender = key();
+    let (_, mb) = secured_mailbox(&setup, &sender).await;
     let send_id: MailboxId = mb.send_id;
     let sender: SigningKeyPair = sender;
     // Baseline: the same honest rounds without the flood.
@@ -737,10 +652,10 @@ async fn flood_run(plan: FloodPlan, attack: tokio::runtime::Handle, pinned: bool
         base.push((t, t.elapsed().as_micros() as u64));
     }
     let rss_before = rss_kib(relay.pid()).0;
-    let watch = watch_rss(relay.pid());
-    let to = relay_addr(&relay);
+    let watch = RssWatch::start(relay.pid());
+    let to = relay.socket_addr();
     let attacker = Arc::new(Attacker::new(addresses, &attack));
-    let config = Arc::new(enlace_quic::client_config(*relay.address.fingerprint()).unwrap());
+    let config = Arc::new(enlace_quic::client_config(*relay.address().fingerprint()).unwrap());
     let deadline = Instant::now() + Duration::from_secs(max_secs);
     let mut flood = tokio::task::JoinSet::new();
     let started = Instant::now();
@@ -787,11 +702,9 @@ async fn flood_run(plan: FloodPlan, attack: tokio::runtime::Handle, pinned: bool
             .await
             .unwrap();
     }
-    watch.stop.store(true, Ordering::SeqCst);
-    watch.task.await.unwrap();
-    assert_alive(&mut relay);
+    let peak = watch.finish().await;
+    relay.assert_alive();
     let (_, hwm) = rss_kib(relay.pid());
-    let peak = watch.peak_rss.load(Ordering::Relaxed);
     let attempts = attacker.attempts.load(Ordering::Relaxed);
     let (mut base_lat, mut attacked_lat) = (latencies(&base), latencies(&attacked));
     let (b50, b99) = (
@@ -838,13 +751,12 @@ async fn flood_run(plan: FloodPlan, attack: tokio::runtime::Handle, pinned: bool
         hwm / 1024
     );
     setup.close().await;
-    relay.signal("-TERM");
-    assert!(relay.wait().await.success());
+    relay.stop().await;
 }
 
 /// One honest round: a fresh connection (handshake, hello), one deposit.
 async fn honest_round(relay: &Relay, sender: &SigningKeyPair, send_id: MailboxId) {
-    let conn = tokio::time::timeout(WAIT, RelayConnection::connect(&relay.address))
+    let conn = tokio::time::timeout(WAIT, RelayConnection::connect(relay.address()))
         .await
         .expect("honest connect timed out")
         .expect("honest client refused during the flood");
@@ -891,26 +803,6 @@ fn long_handshake_flood() {
     });
 }
 
-/// Reads `n` response frames from `recv` (fewer if the stream ends).
-pub async fn read_responses(recv: &mut quinn::RecvStream, n: usize) -> Vec<Response> {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let mut header = [0u8; 4];
-        match tokio::time::timeout(WAIT, recv.read_exact(&mut header)).await {
-            Ok(Ok(())) => {}
-            _ => break,
-        }
-        let len = enlace_protocol::frame::payload_len(header).unwrap();
-        let mut payload = vec![0u8; len];
-        tokio::time::timeout(WAIT, recv.read_exact(&mut payload))
-            .await
-            .unwrap()
-            .unwrap();
-        out.push(Response::decode(&payload).unwrap());
-    }
-    out
-}
-
 /// Each request refused with `Auth` cost the relay a signature check: a
 /// connection none of whose checks passed is closed after
 /// `UNPROVEN_MAX_AUTH_FAILURES` (8, code 3), so an attacker pays a new
@@ -921,7 +813,7 @@ pub async fn read_responses(recv: &mut quinn::RecvStream, n: usize) -> Vec<Respo
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_that_keeps_failing_signature_checks_is_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut relay = start(&dir.path().join("relay"), &[]).await;
+    let mut relay = Relay::start(&dir.path().join("relay"), &[]).await;
     let ammo = ammo(&relay).await;
 
     let (_endpoint, conn) = raw_connect(&relay).await;
@@ -991,9 +883,8 @@ async fn a_connection_that_keeps_failing_signature_checks_is_closed() {
     honest.create_mailbox(&key()).await.unwrap();
     honest.close().await;
     conn2.close(0u32.into(), b"");
-    assert_alive(&mut relay);
-    relay.signal("-TERM");
-    assert!(relay.wait().await.success());
+    relay.assert_alive();
+    relay.stop().await;
 }
 
 /// Only failed signature checks count against the budget. Anyone who knows
@@ -1003,7 +894,7 @@ async fn a_connection_that_keeps_failing_signature_checks_is_closed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn first_contact_refusals_do_not_close_an_honest_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let mut relay = start(&dir.path().join("relay"), &[]).await;
+    let mut relay = Relay::start(&dir.path().join("relay"), &[]).await;
     let owner = relay.connect().await;
     let mb = owner.create_mailbox(&key()).await.unwrap();
     owner.close().await;
@@ -1056,9 +947,8 @@ async fn first_contact_refusals_do_not_close_an_honest_connection() {
     assert!(conn.close_reason().is_none(), "{:?}", conn.close_reason());
     conn.close(0u32.into(), b"");
 
-    assert_alive(&mut relay);
-    relay.signal("-TERM");
-    assert!(relay.wait().await.success());
+    relay.assert_alive();
+    relay.stop().await;
 }
 
 /// A valid ack opens a run: every ack already waiting on the stream is
@@ -1069,31 +959,14 @@ async fn first_contact_refusals_do_not_close_an_honest_connection() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_that_hides_failed_checks_in_runs_of_acks_is_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut relay = start(&dir.path().join("relay"), &[]).await;
+    let mut relay = Relay::start(&dir.path().join("relay"), &[]).await;
 
     let (_endpoint, conn) = raw_connect(&relay).await;
-    let mut binding = [0u8; 32];
-    conn.export_keying_material(
-        &mut binding,
-        enlace_protocol::command::BINDING_EXPORTER_LABEL,
-        b"",
-    )
-    .unwrap();
-    let binding = enlace_protocol::command::ConnectionBinding(binding);
+    let binding = net::binding(&conn);
 
     // A mailbox of this connection's own.
     let (owner, stranger) = (key(), key());
-    let dh = enlace_protocol::delivery::DhKeyPair::generate(&mut rand::rng());
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let mut bytes = frame(&Request::hello());
-    bytes.extend_from_slice(&frame(&Request::create_mailbox(
-        &owner,
-        *dh.public(),
-        &binding,
-    )));
-    send.write_all(&bytes).await.unwrap();
-    send.finish().unwrap();
-    let answers = read_responses(&mut recv, 2).await;
+    let answers = net::hello_and_create_mailbox(&conn, &owner).await;
     let Some(Response::MailboxCreated { receive_id, .. }) = answers.get(1) else {
         panic!("no mailbox: {answers:?}");
     };
@@ -1155,7 +1028,6 @@ async fn a_connection_that_hides_failed_checks_in_runs_of_acks_is_closed() {
     let honest = relay.connect().await;
     honest.create_mailbox(&key()).await.unwrap();
     honest.close().await;
-    assert_alive(&mut relay);
-    relay.signal("-TERM");
-    assert!(relay.wait().await.success());
+    relay.assert_alive();
+    relay.stop().await;
 }

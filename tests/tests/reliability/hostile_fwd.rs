@@ -15,21 +15,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use enlace_protocol::address::RelayAddress;
-use enlace_protocol::command::{
-    BINDING_EXPORTER_LABEL, ConnectionBinding, Forward, ForwardId, Request,
-};
+use enlace_protocol::command::{Forward, ForwardId, Request};
 use enlace_protocol::envelope::{BodySize, MailboxId, MessageId};
 use enlace_protocol::forward::sealed_len;
 use enlace_protocol::keys::{Fingerprint, SigningKeyPair};
 use enlace_quic::{ForwardOutcome, SubscriptionEvent};
+use enlace_tests::mailbox::{envelope, key, secured_mailbox};
+use enlace_tests::measure::{RssWatch, load_average, rss_kib};
+use enlace_tests::net::{self, frame};
+use enlace_tests::relay::Relay;
+use enlace_tests::{WAIT, env_or, unix_now};
 
 use crate::attacker::{Attacker, addresses_wanted};
 use crate::hostile::{
-    RSS_CAP_MIB, Sample, assert_alive, bed, bed_description, latencies, percentile, pin_relay,
-    tail_report, watch_rss,
+    RSS_CAP_MIB, Sample, bed, bed_description, latencies, percentile, pin_relay, tail_report,
 };
-use crate::support::{Relay, WAIT, envelope, frame, key, start};
-use crate::{env_or, load_average, rss_kib};
 
 /// What the attacker needs, prepared once.
 struct Kit {
@@ -43,12 +43,6 @@ struct Kit {
     own_recipient: SigningKeyPair,
     /// The port of a UDP socket that never answers.
     sink_port: u16,
-}
-
-fn loopback(relay: &Relay) -> SocketAddr {
-    format!("127.0.0.1:{}", relay.address.port())
-        .parse()
-        .unwrap()
 }
 
 /// Writes `bytes` on a new stream, finishes it, and reads what comes back
@@ -92,17 +86,13 @@ async fn hostile_round(attacker: &Attacker, kit: &Kit, sent: &AtomicU64) {
     // sealed blobs that H queues and D refuses; FetchRelayKey for distinct
     // addresses that never answer; a wrong size class (malformed).
     if let Some(conn) = attacker.connect(kit.home, &kit.home_config).await {
-        let mut binding = [0u8; 32];
-        if conn
-            .export_keying_material(&mut binding, BINDING_EXPORTER_LABEL, b"")
-            .is_ok()
         {
             let mut bytes = hello.clone();
             bytes.extend_from_slice(&frame(&Request::ack(
                 kit.own_mailbox,
                 MessageId([0; 16]),
                 &kit.own_recipient,
-                &ConnectionBinding(binding),
+                &net::binding(&conn),
             )));
             for _ in 0..20 {
                 bytes.extend_from_slice(&garbage_forward(small));
@@ -178,14 +168,11 @@ async fn run(plan: Plan, attack: tokio::runtime::Handle, pinned: bool) {
         addresses,
     } = plan;
     let dir = tempfile::tempdir().unwrap();
-    let mut dest = start(&dir.path().join("dest"), &["--quota", "1000000"]).await;
-    let mut home = start(&dir.path().join("home"), &["--quota", "1000000"]).await;
+    let mut dest = Relay::start(&dir.path().join("dest"), &["--quota", "1000000"]).await;
+    let mut home = Relay::start(&dir.path().join("home"), &["--quota", "1000000"]).await;
     pin_relay(&dest, pinned);
     pin_relay(&home, pinned);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = unix_now();
 
     // Honest: 10 clients of H, each forwarding to its own secured mailbox
     // on D every 200 ms; one subscriber on D per mailbox.
@@ -202,12 +189,8 @@ async fn run(plan: Plan, attack: tokio::runtime::Handle, pinned: bool) {
     let received: Arc<Mutex<HashSet<MessageId>>> = Arc::default();
     let mut subs = Vec::new();
     for _ in 0..10 {
-        let (recipient, sender) = (key(), key());
-        let mb = dconn.create_mailbox(&recipient).await.unwrap();
-        dconn
-            .secure(mb.receive_id, *sender.public(), &recipient)
-            .await
-            .unwrap();
+        let sender = key();
+        let (recipient, mb) = secured_mailbox(&dconn, &sender).await;
         let mut sub = dconn
             .subscribe(mb.receive_id, &recipient, mb.delivery_key)
             .await
@@ -227,7 +210,7 @@ async fn run(plan: Plan, attack: tokio::runtime::Handle, pinned: bool) {
         }));
         let client = home.connect().await;
         client.create_mailbox(&key()).await.unwrap();
-        let dest_key = client.fetch_relay_key(&dest.address, now).await.unwrap();
+        let dest_key = client.fetch_relay_key(dest.address(), now).await.unwrap();
         let (lat, record, stop, errors, answered, at_once) = (
             h.lat.clone(),
             h.record.clone(),
@@ -236,7 +219,7 @@ async fn run(plan: Plan, attack: tokio::runtime::Handle, pinned: bool) {
             h.answered.clone(),
             h.stored_at_once.clone(),
         );
-        let dest_address = dest.address.clone();
+        let dest_address = dest.address().clone();
         h.tasks.spawn(async move {
             let pace = Duration::from_millis(200);
             tokio::time::sleep(pace.mul_f64(rand::random::<f64>())).await;
@@ -294,17 +277,17 @@ async fn run(plan: Plan, attack: tokio::runtime::Handle, pinned: bool) {
     };
     let sink = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
     let kit = Arc::new(Kit {
-        home: loopback(&home),
-        home_config: enlace_quic::client_config(*home.address.fingerprint()).unwrap(),
-        dest: loopback(&dest),
-        dest_config: enlace_quic::client_config(*dest.address.fingerprint()).unwrap(),
-        dest_address: dest.address.clone(),
+        home: home.socket_addr(),
+        home_config: enlace_quic::client_config(*home.address().fingerprint()).unwrap(),
+        dest: dest.socket_addr(),
+        dest_config: enlace_quic::client_config(*dest.address().fingerprint()).unwrap(),
+        dest_address: dest.address().clone(),
         own_mailbox,
         own_recipient,
         sink_port: sink.local_addr().unwrap().port(),
     });
     let (rss_h0, rss_d0) = (rss_kib(home.pid()).0, rss_kib(dest.pid()).0);
-    let (watch_h, watch_d) = (watch_rss(home.pid()), watch_rss(dest.pid()));
+    let (watch_h, watch_d) = (RssWatch::start(home.pid()), RssWatch::start(dest.pid()));
     let count = Arc::new(AtomicU64::new(0));
     let rounds = Arc::new(AtomicU64::new(0));
     // At least `MIN_FRAMES` even when the nice-19 attacker gets little CPU
@@ -348,17 +331,9 @@ async fn run(plan: Plan, attack: tokio::runtime::Handle, pinned: bool) {
             .await
             .unwrap();
     }
-    for w in [&watch_h, &watch_d] {
-        w.stop.store(true, Ordering::SeqCst);
-    }
-    let (peak_h, peak_d) = (
-        watch_h.peak_rss.load(Ordering::Relaxed),
-        watch_d.peak_rss.load(Ordering::Relaxed),
-    );
-    watch_h.task.await.unwrap();
-    watch_d.task.await.unwrap();
-    assert_alive(&mut home);
-    assert_alive(&mut dest);
+    let (peak_h, peak_d) = (watch_h.finish().await, watch_d.finish().await);
+    home.assert_alive();
+    dest.assert_alive();
 
     // Honest forwards go on after the attack; then every one answered
     // reaches D.
@@ -443,10 +418,8 @@ async fn run(plan: Plan, attack: tokio::runtime::Handle, pinned: bool) {
     }
     drop(sink);
     dconn.close().await;
-    home.signal("-TERM");
-    assert!(home.wait().await.success());
-    dest.signal("-TERM");
-    assert!(dest.wait().await.success());
+    home.stop().await;
+    dest.stop().await;
 }
 
 fn pinned_run(plan: Plan) {

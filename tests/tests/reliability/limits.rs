@@ -6,20 +6,22 @@
 //! clients 127.0.0.1 (and one proven connection from 127.0.0.2 itself, a
 //! neighbour behind the same NAT).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use enlace_protocol::command::Request;
-use enlace_protocol::command::{BINDING_EXPORTER_LABEL, ConnectionBinding, RelayError, Response};
-use enlace_protocol::delivery::DhKeyPair;
+use enlace_protocol::command::{RelayError, Request, Response};
+use enlace_tests::mailbox::{envelope, key, large_envelope, secured_mailbox};
+use enlace_tests::net::{self, frame, raw_exchange, read_responses};
+use enlace_tests::relay::Relay;
+use enlace_tests::{WAIT, unix_now};
 
-use crate::hostile::{attacker_endpoint, read_responses};
-use crate::support::{Relay, WAIT, envelope, frame, key, raw_exchange, start};
+/// The attacker's address (honest clients connect from 127.0.0.1).
+const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
-fn relay_addr(relay: &Relay) -> SocketAddr {
-    format!("127.0.0.1:{}", relay.address.port())
-        .parse()
-        .unwrap()
+/// A client endpoint on [`ATTACKER`] that pins `relay`.
+fn attacker_endpoint(relay: &Relay) -> quinn::Endpoint {
+    let config = enlace_quic::client_config(*relay.address().fingerprint()).unwrap();
+    net::endpoint_on(ATTACKER, config)
 }
 
 /// Connects from `endpoint`; `Err(true)` if the relay refused the
@@ -28,8 +30,7 @@ async fn try_connect(
     endpoint: &quinn::Endpoint,
     to: SocketAddr,
 ) -> Result<quinn::Connection, bool> {
-    let connecting = endpoint.connect(to, "enlace-relay").unwrap();
-    match tokio::time::timeout(WAIT, connecting).await {
+    match tokio::time::timeout(WAIT, net::handshake(endpoint, to)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(quinn::ConnectionError::ConnectionClosed(c)))
             if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
@@ -43,20 +44,7 @@ async fn try_connect(
 /// Hello and a mailbox creation (a signature check that passes) on a raw
 /// connection: proves it, and shows it works.
 async fn create_on(conn: &quinn::Connection) {
-    let mut binding = [0u8; 32];
-    conn.export_keying_material(&mut binding, BINDING_EXPORTER_LABEL, b"")
-        .unwrap();
-    let dh = DhKeyPair::generate(&mut rand::rng());
-    let mut bytes = frame(&Request::hello());
-    bytes.extend_from_slice(&frame(&Request::create_mailbox(
-        &key(),
-        *dh.public(),
-        &ConnectionBinding(binding),
-    )));
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    send.write_all(&bytes).await.unwrap();
-    send.finish().unwrap();
-    let answers = read_responses(&mut recv, 2).await;
+    let answers = net::hello_and_create_mailbox(conn, &key()).await;
     assert!(
         matches!(answers.get(1), Some(Response::MailboxCreated { .. })),
         "{answers:?}"
@@ -104,7 +92,7 @@ async fn a_host_out_of_failed_checks_fails_one_per_connection_and_its_neighbours
     let dir = tempfile::tempdir().unwrap();
     // 10 failed checks per host: one unproven connection's 8, then 2 more.
     // One more is earned every 3 s.
-    let relay = start(
+    let mut relay = Relay::start(
         &dir.path().join("relay"),
         &[
             "--failed-checks-per-ip",
@@ -114,19 +102,15 @@ async fn a_host_out_of_failed_checks_fails_one_per_connection_and_its_neighbours
         ],
     )
     .await;
-    let to = relay_addr(&relay);
+    let to = relay.socket_addr();
     // An honest client from 127.0.0.1 with a secured mailbox, the target.
     let honest = relay.connect().await;
-    let (recipient, sender) = (key(), key());
-    let mb = honest.create_mailbox(&recipient).await.unwrap();
-    honest
-        .secure(mb.receive_id, *sender.public(), &recipient)
-        .await
-        .unwrap();
+    let sender = key();
+    let (_, mb) = secured_mailbox(&honest, &sender).await;
     // Envelopes to it signed by someone else: each fails a signature check.
     let bad = frame(&Request::Send(envelope(&key(), mb.send_id)));
 
-    let endpoint = attacker_endpoint(*relay.address.fingerprint());
+    let endpoint = attacker_endpoint(&relay);
     // A neighbour behind the attacker's address, proven before the attack.
     let neighbour = try_connect(&endpoint, to).await.unwrap();
     create_on(&neighbour).await;
@@ -182,14 +166,13 @@ async fn a_host_out_of_failed_checks_fails_one_per_connection_and_its_neighbours
     neighbour.close(0u32.into(), b"");
     endpoint.close(0u32.into(), b"");
     honest.close().await;
-    relay.signal("-TERM");
-    assert!(relay.wait().await.success());
+    relay.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn new_connections_past_a_hosts_burst_are_refused_and_other_hosts_are_not() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = start(
+    let mut relay = Relay::start(
         &dir.path().join("relay"),
         &[
             "--new-connections-per-ip",
@@ -199,8 +182,8 @@ async fn new_connections_past_a_hosts_burst_are_refused_and_other_hosts_are_not(
         ],
     )
     .await;
-    let to = relay_addr(&relay);
-    let endpoint = attacker_endpoint(*relay.address.fingerprint());
+    let to = relay.socket_addr();
+    let endpoint = attacker_endpoint(&relay);
     let started = Instant::now();
     let mut accepted = 0u64;
     let mut held = Vec::new();
@@ -255,8 +238,7 @@ async fn new_connections_past_a_hosts_burst_are_refused_and_other_hosts_are_not(
     );
     again.close(0u32.into(), b"");
     endpoint.close(0u32.into(), b"");
-    relay.signal("-TERM");
-    assert!(relay.wait().await.success());
+    relay.stop().await;
 }
 
 /// Until one of its checks passed, a connection has a small receive window
@@ -266,12 +248,9 @@ async fn new_connections_past_a_hosts_burst_are_refused_and_other_hosts_are_not(
 /// envelope still goes through and a proven connection's window opens.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unproven_connection_gets_a_small_window_until_a_check_passes() {
-    use enlace_protocol::envelope::{CoarseTime, Envelope, MessageId};
-    use enlace_protocol::limits::BODY_LARGE;
-
     let dir = tempfile::tempdir().unwrap();
-    let relay = start(&dir.path().join("relay"), &[]).await;
-    let to = relay_addr(&relay);
+    let mut relay = Relay::start(&dir.path().join("relay"), &[]).await;
+    let to = relay.socket_addr();
     let honest = relay.connect().await;
     let (recipient, sender) = (key(), key());
     let secured = honest.create_mailbox(&recipient).await.unwrap();
@@ -280,7 +259,7 @@ async fn an_unproven_connection_gets_a_small_window_until_a_check_passes() {
         .await
         .unwrap();
     let open = honest.create_mailbox(&key()).await.unwrap();
-    let endpoint = attacker_endpoint(*relay.address.fingerprint());
+    let endpoint = attacker_endpoint(&relay);
 
     // 4 streams of 100 envelopes with a bad signature each (about 900 KiB).
     let bad = frame(&Request::Send(envelope(&key(), secured.send_id)));
@@ -318,14 +297,7 @@ async fn an_unproven_connection_gets_a_small_window_until_a_check_passes() {
 
     // An unproven sender deposits a 64 KiB first-contact envelope.
     let first = try_connect(&endpoint, to).await.unwrap();
-    let big = Envelope::sign(
-        &key(),
-        open.send_id,
-        MessageId(rand::random()),
-        CoarseTime(500_000),
-        &vec![0x5a; BODY_LARGE],
-    )
-    .unwrap();
+    let big = large_envelope(&key(), open.send_id);
     let mut bytes = frame(&Request::hello());
     bytes.extend_from_slice(&frame(&Request::Send(big)));
     let (mut send, mut recv) = first.open_bi().await.unwrap();
@@ -344,14 +316,7 @@ async fn an_unproven_connection_gets_a_small_window_until_a_check_passes() {
     create_on(&proven).await;
     let mut bytes = frame(&Request::hello());
     for _ in 0..8 {
-        let env = Envelope::sign(
-            &sender,
-            secured.send_id,
-            MessageId(rand::random()),
-            CoarseTime(500_000),
-            &vec![0x5a; BODY_LARGE],
-        )
-        .unwrap();
+        let env = large_envelope(&sender, secured.send_id);
         bytes.extend_from_slice(&frame(&Request::Send(env)));
     }
     let updates_before = proven.stats().frame_rx.max_data;
@@ -374,8 +339,7 @@ async fn an_unproven_connection_gets_a_small_window_until_a_check_passes() {
     proven.close(0u32.into(), b"");
     endpoint.close(0u32.into(), b"");
     honest.close().await;
-    relay.signal("-TERM");
-    assert!(relay.wait().await.success());
+    relay.stop().await;
 }
 
 /// An own client's `Forward`s that the destination refuses `Auth` (a
@@ -393,11 +357,11 @@ async fn forwards_the_destination_refuses_auth_close_the_senders_connection() {
     use enlace_quic::ForwardOutcome;
 
     let dir = tempfile::tempdir().unwrap();
-    let dest = start(&dir.path().join("dest"), &[]).await;
+    let dest = Relay::start(&dir.path().join("dest"), &[]).await;
     // A host budget of 8 failed checks: were refused forwards charged to
     // the host, the first connection would close after 8, and the next
     // at its first.
-    let home = start(&dir.path().join("home"), &["--failed-checks-per-ip", "8"]).await;
+    let home = Relay::start(&dir.path().join("home"), &["--failed-checks-per-ip", "8"]).await;
     // An honest forward first: the home relay's connection to the
     // destination is proven there, so the garbage below is answered at
     // once, not in the destination's slow lanes.
@@ -410,20 +374,19 @@ async fn forwards_the_destination_refuses_auth_close_the_senders_connection() {
         .unwrap();
     let honest = home.connect().await;
     honest.create_mailbox(&key()).await.unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let dest_key = honest.fetch_relay_key(&dest.address, now).await.unwrap();
+    let dest_key = honest
+        .fetch_relay_key(dest.address(), unix_now())
+        .await
+        .unwrap();
     let forward_honestly = || async {
         let env = envelope(&sender, mb.send_id);
         let id = ForwardId(rand::random());
-        let outcome = honest.forward(&dest.address, &dest_key, id, &env).await;
+        let outcome = honest.forward(dest.address(), &dest_key, id, &env).await;
         assert_eq!(outcome.unwrap(), ForwardOutcome::Stored);
     };
     forward_honestly().await;
-    let endpoint = attacker_endpoint(*home.address.fingerprint());
-    let conn = try_connect(&endpoint, relay_addr(&home)).await.unwrap();
+    let endpoint = attacker_endpoint(&home);
+    let conn = try_connect(&endpoint, home.socket_addr()).await.unwrap();
     // An own client of the home relay, proven by its mailbox creation.
     create_on(&conn).await;
     // Forwards of garbage of the right length: each is queued, and
@@ -432,7 +395,7 @@ async fn forwards_the_destination_refuses_auth_close_the_senders_connection() {
         (0..n)
             .map(|_| {
                 frame(&Request::Forward(Forward {
-                    destination: dest.address.clone(),
+                    destination: dest.address().clone(),
                     forward_id: ForwardId(rand::random()),
                     sealed: (0..sealed_len(BodySize::Small))
                         .map(|_| rand::random::<u8>())
@@ -451,7 +414,7 @@ async fn forwards_the_destination_refuses_auth_close_the_senders_connection() {
     assert!(code3, "the connection was not closed with code 3");
     // Nothing was charged to the host: a new connection from the same
     // address forwards garbage and is answered, not closed at its first.
-    let again = try_connect(&endpoint, relay_addr(&home)).await.unwrap();
+    let again = try_connect(&endpoint, home.socket_addr()).await.unwrap();
     create_on(&again).await;
     assert_eq!(answer_all(&again, &garbage(4)).await, 4);
     assert!(again.close_reason().is_none());
@@ -460,9 +423,8 @@ async fn forwards_the_destination_refuses_auth_close_the_senders_connection() {
     endpoint.close(0u32.into(), b"");
     honest.close().await;
     dconn.close().await;
-    for relay in [home, dest] {
-        relay.signal("-TERM");
-        assert!(relay.wait().await.success());
+    for mut relay in [home, dest] {
+        relay.stop().await;
     }
 }
 
@@ -474,7 +436,7 @@ async fn forwards_the_destination_refuses_auth_close_the_senders_connection() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sends_a_malicious_mailbox_refuses_do_not_close_an_honest_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = start(&dir.path().join("relay"), &[]).await;
+    let mut relay = Relay::start(&dir.path().join("relay"), &[]).await;
     let infiltrator = relay.connect().await;
     let owner = key();
     let trap = infiltrator.create_mailbox(&owner).await.unwrap();
@@ -485,8 +447,8 @@ async fn sends_a_malicious_mailbox_refuses_do_not_close_an_honest_connection() {
         .unwrap();
     // An honest member, proven by a mailbox of its own, sends to it with
     // the key it was given.
-    let endpoint = attacker_endpoint(*relay.address.fingerprint());
-    let member = try_connect(&endpoint, relay_addr(&relay)).await.unwrap();
+    let endpoint = attacker_endpoint(&relay);
+    let member = try_connect(&endpoint, relay.socket_addr()).await.unwrap();
     create_on(&member).await;
     let given = key();
     let sends: Vec<Vec<u8>> = (0..24)
@@ -496,6 +458,5 @@ async fn sends_a_malicious_mailbox_refuses_do_not_close_an_honest_connection() {
     assert!(member.close_reason().is_none(), "the member was closed");
     endpoint.close(0u32.into(), b"");
     infiltrator.close().await;
-    relay.signal("-TERM");
-    assert!(relay.wait().await.success());
+    relay.stop().await;
 }

@@ -403,6 +403,88 @@ mod tests {
         }
     }
 
+    /// Application message bytes written by the code of commit 5f48a08:
+    /// the layouts of docs/client.md and docs/protocol.md section 13.
+    #[test]
+    fn known_answers() {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let text = AppMessage::Text(TextPart {
+            message_id: [3; 16],
+            sent_at: 1_790_000_000,
+            part: 1,
+            parts: 2,
+            bytes: b"hola".to_vec(),
+        });
+        assert_eq!(
+            hex(&text.encode()),
+            "010103030303030303030303030303030303000000006ab13b80000100020004686f6c61"
+        );
+        let receipt = AppMessage::Receipt(vec![[1; 16], [2; 16]]);
+        assert_eq!(
+            hex(&receipt.encode()),
+            "0102020101010101010101010101010101010102020202020202020202020202020202"
+        );
+        let accept = AcceptPayload {
+            sender_seed: zeroize::Zeroizing::new([4; 32]),
+        };
+        assert_eq!(
+            hex(&accept.encode()),
+            "010404040404040404040404040404040404040404040404040404040404040404"
+        );
+        let parts: Vec<String> = split_text("abcdefghi", [9; 16], 42, 36)
+            .unwrap()
+            .iter()
+            .map(|p| hex(p))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                "010109090909090909090909090909090909000000000000002a00000003000461626364",
+                "010109090909090909090909090909090909000000000000002a00010003000465666768",
+                "010109090909090909090909090909090909000000000000002a00020003000169",
+            ]
+        );
+        // Kinds 3, 4 and 5 (protocol/testdata/group.json: `create`,
+        // `group-text`, `introduction-empty`) decode and re-encode unchanged.
+        for (kind, bytes) in [
+            (
+                3,
+                "01036e6e6e6e6e6e6e6e6e6e6e6e6e6e6e6e000000000000000101af3d20264f9c26ef085b5ce5\
+                 37f417d424037a0963a6386ff6d050e5bf773714af3d20264f9c26ef085b5ce537f417d424037a\
+                 0963a6386ff6d050e5bf773714086173616d626c6561c832ad18e42ad27ee991e9837c6538fcdd\
+                 543691f35832bf295d6af43cf51aae651279c3a1ddaf173b10a74310cd5bbd682e67544f5708d2\
+                 2646054f7e34f600",
+            ),
+            (
+                4,
+                "01046e6e6e6e6e6e6e6e6e6e6e6e6e6e6e6e9f8f0c662f05c6d4d39474410d96e0793544ac5671\
+                 ee0e5d428538c22f56b75e4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d000000006ab13b8000000001\
+                 00126173616d626c656120656c206a7565766573",
+            ),
+            (
+                5,
+                "01056e6e6e6e6e6e6e6e6e6e6e6e6e6e6e6eb5f1e884a45109bffc6dc8639f472f2a65b3341506\
+                 f4c980d5b74265b4c8b78b77777777777777777777777777777777777777777777777777777777\
+                 777777770000cc6c8871746a08e0ba92f3888ac1dde3cb34a77d1523eb4a0552495998e0ce4cb2\
+                 51ea4ced949f0fa6723a244fc68ac8f226fa1653957f8db1674c10a5b1ca02",
+            ),
+        ] {
+            let bytes: Vec<u8> = (0..bytes.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&bytes[i..i + 2], 16).unwrap())
+                .collect();
+            let msg = AppMessage::decode(&bytes).unwrap();
+            let decoded_kind = match &msg {
+                AppMessage::NucleusOp(_) => 3,
+                AppMessage::GroupText(_) => 4,
+                AppMessage::Introduction(_) => 5,
+                _ => 0,
+            };
+            assert_eq!(decoded_kind, kind);
+            assert_eq!(msg.encode(), bytes);
+        }
+    }
+
     #[test]
     fn accept_payload_round_trip() {
         let p = AcceptPayload {

@@ -720,6 +720,26 @@ mod tests {
         ));
     }
 
+    /// A store written by the code of commit 5f48a08 (passphrase
+    /// `correct horse battery staple`, the weakest parameters, the golden
+    /// profile of `profile`'s tests) opens to exactly that profile.
+    #[test]
+    fn golden_store_opens_to_the_golden_profile() {
+        let text = include_str!("../testdata/profile-format-2.hex");
+        let golden = hex::decode(text.split_whitespace().collect::<String>()).unwrap();
+        let file = include_bytes!("../testdata/profile-format-2.enlace");
+        assert_eq!(&file[..8], MAGIC);
+        assert_eq!(&file[8..10], &FORMAT_VERSION.to_be_bytes());
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join(STORE_FILE), file).unwrap();
+        let (_, profile) = Store::open(tmp.path(), &pass("correct horse battery staple")).unwrap();
+        assert_eq!(postcard::to_allocvec(&profile).unwrap(), golden);
+        assert!(matches!(
+            Store::open(tmp.path(), &pass("correct horse battery stapler")),
+            Err(Error::CannotOpen)
+        ));
+    }
+
     const _: () = assert!(KDF_MEMORY_KIB >= 64 * 1024 && KDF_TIME >= 3);
 
     #[test]

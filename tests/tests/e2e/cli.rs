@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use enlace_client::Env;
-use enlace_client::store::{KdfParams, Passphrase};
+use enlace_client::profile::store::{KdfParams, Passphrase};
 
 const PASS: &str = "correct horse battery staple";
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use enlace_client::Env;
-use enlace_client::store::{KdfParams, Passphrase};
+use enlace_client::profile::store::{KdfParams, Passphrase};
 use serde_json::Value;
 
 const PASS: &str = "correct horse battery staple";

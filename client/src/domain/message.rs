@@ -1,67 +1,66 @@
-//! The application messages carried inside the end-to-end session: text
-//! parts and delivery receipts. Layout (big-endian) in `docs/client.md`:
+//! The application messages carried inside the end-to-end session. Layout
+//! (big-endian) in `docs/client.md`:
 //!
 //! ```text
 //! version u8 (1) | kind u8 | fields
 //!   kind 1, text part: message id [16] | sent_at u64 | part u16 | parts u16
 //!                      | len u16 | bytes [len]
 //!   kind 2, receipt:   count u8 (1..=MAX_RECEIPT_IDS) | message id [16] * count
-//!   kind 3, nucleus membership operation ([`crate::nucleus::Op`])
-//!   kind 4, nucleus text part ([`crate::nucleus::GroupText`])
-//!   kind 5, nucleus introduction ([`crate::nucleus::Introduction`])
+//!   kind 3, nucleus membership operation (the protocol's `group::Op`)
+//!   kind 4, nucleus text part (the protocol's `group::GroupText`)
+//!   kind 5, nucleus introduction (the protocol's `group::Introduction`)
 //! ```
 //!
-//! The handshake's own payload (from the accepter, inside the session's
-//! first message) is [`AcceptPayload`].
+//! The text part of kinds 1 and 4 is the protocol's `group::TextPart`. The
+//! handshake's own payload (from the accepter, inside the session's first
+//! message) is [`AcceptPayload`].
 //!
-//! A long text is split into parts that each fit one small envelope and
-//! is put back together by the receiver, whatever order the parts arrive
-//! in. Parts are byte ranges of the UTF-8 text; the whole is decoded once
-//! complete.
+//! A long text is split into parts that each fit one small envelope and is
+//! put back together by the receiver ([`super::parts`]), whatever order
+//! the parts arrive in. Parts are byte ranges of the UTF-8 text; the whole
+//! is decoded once complete.
 
-use crate::profile::{PartialMessage, Profile};
+use enlace_protocol::group::limits::MAX_PARTS;
+use enlace_protocol::group::{GroupText, Introduction, Op, TextPart};
+use zeroize::Zeroizing;
+
+use crate::error::MessageError;
+use crate::profile::MessageId;
 
 /// The format version written in the first byte.
-pub const MESSAGE_VERSION: u8 = 1;
+pub(crate) const MESSAGE_VERSION: u8 = 1;
 const KIND_TEXT: u8 = 1;
 const KIND_RECEIPT: u8 = 2;
 const KIND_NUCLEUS_OP: u8 = 3;
 const KIND_GROUP_TEXT: u8 = 4;
 const KIND_INTRODUCTION: u8 = 5;
 
-/// Bytes of a text part before its text.
-pub const TEXT_PART_OVERHEAD: usize = 1 + 1 + 16 + 8 + 2 + 2 + 2;
+/// Bytes of a text message before its text (version and kind included).
+pub(crate) const TEXT_PART_OVERHEAD: usize = 1 + 1 + TextPart::HEADER_LEN;
 
-/// Most parts in one message: 64 small envelopes (about 120 KB of text).
-/// Bounds what a receiver holds for an incomplete message.
-pub const MAX_PARTS: usize = 64;
-
-/// Most incomplete messages kept per contact; the oldest is dropped beyond
-/// this, so a contact cannot fill the store with never-finished messages.
-pub const MAX_PARTIAL_PER_CONTACT: usize = 8;
-
-/// Most message ids acknowledged in one receipt.
-pub const MAX_RECEIPT_IDS: usize = 32;
+/// Most message ids acknowledged in one receipt: one byte counts them, and
+/// a receipt stays one small envelope.
+pub(crate) const MAX_RECEIPT_IDS: usize = 32;
 
 /// An application message.
 #[derive(Clone, PartialEq, Eq)]
-pub enum AppMessage {
+pub(crate) enum AppMessage {
     /// One part of a text.
     Text(TextPart),
     /// The sender's client received these messages completely.
-    Receipt(Vec<[u8; 16]>),
+    Receipt(Vec<MessageId>),
     /// A signed nucleus membership change.
-    NucleusOp(crate::nucleus::Op),
+    NucleusOp(Op),
     /// One part of a nucleus text.
-    GroupText(crate::nucleus::GroupText),
+    GroupText(GroupText),
     /// A signed introduction of a new nucleus member.
-    Introduction(crate::nucleus::Introduction),
+    Introduction(Introduction),
 }
 
 impl std::fmt::Debug for AppMessage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Text(p) => write!(f, "Text(part {} of {})", p.part + 1, p.parts),
+            Self::Text(p) => write!(f, "Text(part {} of {})", u32::from(p.part()) + 1, p.parts()),
             Self::Receipt(ids) => write!(f, "Receipt({} ids)", ids.len()),
             Self::NucleusOp(op) => write!(f, "NucleusOp({op:?})"),
             Self::GroupText(t) => write!(f, "GroupText({t:?})"),
@@ -70,50 +69,14 @@ impl std::fmt::Debug for AppMessage {
     }
 }
 
-/// One part of a text message.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TextPart {
-    /// The message id, the same in every part.
-    pub message_id: [u8; 16],
-    /// The sender's clock when written (Unix seconds).
-    pub sent_at: u64,
-    /// Index of this part, from 0.
-    pub part: u16,
-    /// How many parts there are.
-    pub parts: u16,
-    /// This part's bytes of the UTF-8 text.
-    pub bytes: Vec<u8>,
-}
-
-/// Why an application message was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum MessageError {
-    /// The bytes are not a message this version understands.
-    #[error("malformed message")]
-    Malformed,
-    /// A signature in the message does not verify.
-    #[error("invalid signature")]
-    BadSignature,
-    /// The text needs more than [`MAX_PARTS`] envelopes.
-    #[error("the message is too long (at most {0} bytes)")]
-    TooLong(usize),
-}
-
-impl std::fmt::Debug for TextPart {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TextPart({} of {})", self.part + 1, self.parts)
-    }
-}
-
 impl AppMessage {
     /// Encodes the message.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = vec![MESSAGE_VERSION];
         match self {
             Self::Text(p) => {
                 out.push(KIND_TEXT);
-                encode_text_part(p, &mut out);
+                p.encode(&mut out);
             }
             Self::NucleusOp(op) => {
                 out.push(KIND_NUCLEUS_OP);
@@ -121,17 +84,20 @@ impl AppMessage {
             }
             Self::GroupText(t) => {
                 out.push(KIND_GROUP_TEXT);
-                t.encode_into(&mut out);
+                t.encode(&mut out);
             }
             Self::Introduction(i) => {
                 out.push(KIND_INTRODUCTION);
                 out.extend_from_slice(i.as_bytes());
             }
             Self::Receipt(ids) => {
+                // Callers split receipts at MAX_RECEIPT_IDS; never write a
+                // count that disagrees with the ids that follow.
+                let ids = ids.get(..MAX_RECEIPT_IDS).unwrap_or(ids);
                 out.push(KIND_RECEIPT);
-                out.push(ids.len() as u8);
+                out.push(u8::try_from(ids.len()).unwrap_or(u8::MAX));
                 for id in ids {
-                    out.extend_from_slice(id);
+                    out.extend_from_slice(&id.0);
                 }
             }
         }
@@ -139,19 +105,17 @@ impl AppMessage {
     }
 
     /// Decodes exactly one message; trailing bytes are refused.
-    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
         let mut r = bytes;
         let [version, kind] = take::<2>(&mut r)?;
         if version != MESSAGE_VERSION {
             return Err(MessageError::Malformed);
         }
-        let msg = match kind {
-            KIND_TEXT => Self::Text(decode_text_part(&mut r)?),
-            KIND_NUCLEUS_OP => Self::NucleusOp(crate::nucleus::Op::decode(std::mem::take(&mut r))?),
-            KIND_GROUP_TEXT => Self::GroupText(crate::nucleus::GroupText::decode_from(&mut r)?),
-            KIND_INTRODUCTION => Self::Introduction(crate::nucleus::Introduction::decode(
-                std::mem::take(&mut r),
-            )?),
+        Ok(match kind {
+            KIND_TEXT => Self::Text(TextPart::decode(r)?),
+            KIND_NUCLEUS_OP => Self::NucleusOp(Op::decode(r)?),
+            KIND_GROUP_TEXT => Self::GroupText(GroupText::decode(r)?),
+            KIND_INTRODUCTION => Self::Introduction(Introduction::decode(r)?),
             KIND_RECEIPT => {
                 let [count] = take::<1>(&mut r)?;
                 let count = usize::from(count);
@@ -160,48 +124,16 @@ impl AppMessage {
                 }
                 let mut ids = Vec::with_capacity(count);
                 for _ in 0..count {
-                    ids.push(take::<16>(&mut r)?);
+                    ids.push(MessageId(take::<16>(&mut r)?));
+                }
+                if !r.is_empty() {
+                    return Err(MessageError::Malformed);
                 }
                 Self::Receipt(ids)
             }
             _ => return Err(MessageError::Malformed),
-        };
-        if !r.is_empty() {
-            return Err(MessageError::Malformed);
-        }
-        Ok(msg)
+        })
     }
-}
-
-/// Appends a text part's fields (after the kind byte).
-pub(crate) fn encode_text_part(p: &TextPart, out: &mut Vec<u8>) {
-    out.extend_from_slice(&p.message_id);
-    out.extend_from_slice(&p.sent_at.to_be_bytes());
-    out.extend_from_slice(&p.part.to_be_bytes());
-    out.extend_from_slice(&p.parts.to_be_bytes());
-    out.extend_from_slice(&(p.bytes.len() as u16).to_be_bytes());
-    out.extend_from_slice(&p.bytes);
-}
-
-/// Reads a text part's fields (after the kind byte).
-pub(crate) fn decode_text_part(r: &mut &[u8]) -> Result<TextPart, MessageError> {
-    let message_id = take::<16>(r)?;
-    let sent_at = u64::from_be_bytes(take(r)?);
-    let part = u16::from_be_bytes(take(r)?);
-    let parts = u16::from_be_bytes(take(r)?);
-    let len = usize::from(u16::from_be_bytes(take(r)?));
-    if parts == 0 || part >= parts || usize::from(parts) > MAX_PARTS {
-        return Err(MessageError::Malformed);
-    }
-    let (text, rest) = r.split_at_checked(len).ok_or(MessageError::Malformed)?;
-    *r = rest;
-    Ok(TextPart {
-        message_id,
-        sent_at,
-        part,
-        parts,
-        bytes: text.to_vec(),
-    })
 }
 
 fn take<const N: usize>(r: &mut &[u8]) -> Result<[u8; N], MessageError> {
@@ -221,9 +153,9 @@ fn take<const N: usize>(r: &mut &[u8]) -> Result<[u8; N], MessageError> {
 /// ```text
 /// version u8 (1) | sender key seed [32]
 /// ```
-pub struct AcceptPayload {
+pub(crate) struct AcceptPayload {
     /// The seed of the inviter's sender key for the accepter's mailbox.
-    pub sender_seed: zeroize::Zeroizing<[u8; 32]>,
+    pub(crate) sender_seed: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for AcceptPayload {
@@ -234,18 +166,18 @@ impl std::fmt::Debug for AcceptPayload {
 
 impl AcceptPayload {
     /// Encodes the payload.
-    pub fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
-        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(33));
+    pub(crate) fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(33));
         out.push(MESSAGE_VERSION);
         out.extend_from_slice(&*self.sender_seed);
         out
     }
 
     /// Decodes exactly one payload.
-    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
         let mut r = bytes;
         let [version] = take::<1>(&mut r)?;
-        let seed = zeroize::Zeroizing::new(take::<32>(&mut r)?);
+        let seed = Zeroizing::new(take::<32>(&mut r)?);
         if version != MESSAGE_VERSION || !r.is_empty() {
             return Err(MessageError::Malformed);
         }
@@ -253,14 +185,14 @@ impl AcceptPayload {
     }
 }
 
-/// Splits `text` into encoded parts of at most `max_plaintext` bytes each
-/// (the session's limit for one small envelope).
-pub fn split_text(
+/// Splits `text` into parts whose text messages (kind 1) are at most
+/// `max_plaintext` bytes each (the session's limit for one small envelope).
+pub(crate) fn split_parts(
     text: &str,
-    message_id: [u8; 16],
+    message_id: MessageId,
     sent_at: u64,
     max_plaintext: usize,
-) -> Result<Vec<Vec<u8>>, MessageError> {
+) -> Result<Vec<TextPart>, MessageError> {
     let room = max_plaintext
         .saturating_sub(TEXT_PART_OVERHEAD)
         .min(usize::from(u16::MAX));
@@ -272,125 +204,48 @@ pub fn split_text(
     } else {
         text.as_bytes().chunks(room).collect()
     };
+    let too_long = MessageError::TooLong(room * MAX_PARTS);
     if chunks.len() > MAX_PARTS {
-        return Err(MessageError::TooLong(room * MAX_PARTS));
+        return Err(too_long);
     }
-    let parts = chunks.len() as u16;
-    Ok(chunks
-        .into_iter()
-        .enumerate()
+    let parts = u16::try_from(chunks.len()).map_err(|_| too_long)?;
+    (0..parts)
+        .zip(chunks)
         .map(|(i, bytes)| {
-            AppMessage::Text(TextPart {
-                message_id,
-                sent_at,
-                part: i as u16,
-                parts,
-                bytes: bytes.to_vec(),
-            })
-            .encode()
+            TextPart::new(message_id.0, sent_at, i, parts, bytes.to_vec()).map_err(|_| too_long)
         })
+        .collect()
+}
+
+/// Splits `text` into encoded text messages of at most `max_plaintext`
+/// bytes each (see [`split_parts`]).
+pub(crate) fn split_text(
+    text: &str,
+    message_id: MessageId,
+    sent_at: u64,
+    max_plaintext: usize,
+) -> Result<Vec<Vec<u8>>, MessageError> {
+    Ok(split_parts(text, message_id, sent_at, max_plaintext)?
+        .into_iter()
+        .map(|part| AppMessage::Text(part).encode())
         .collect())
-}
-
-/// A text message put back together.
-#[derive(Clone, PartialEq, Eq)]
-pub struct CompleteText {
-    /// The message id.
-    pub message_id: [u8; 16],
-    /// The sender's clock when written.
-    pub sent_at: u64,
-    /// The text (invalid UTF-8 replaced, never refused: the sender's
-    /// client splits on bytes, so only a broken sender produces it).
-    pub text: String,
-}
-
-impl std::fmt::Debug for CompleteText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CompleteText(..)")
-    }
-}
-
-/// Adds a received part from `contact` to the profile; returns the whole
-/// text when this part completes it. Repeated parts are ignored, and so are
-/// parts of a message already in the history.
-pub fn add_part(profile: &mut Profile, contact: u64, part: TextPart) -> Option<CompleteText> {
-    if profile
-        .history
-        .iter()
-        .any(|h| h.contact == contact && h.message_id == part.message_id)
-    {
-        return None;
-    }
-    if part.parts == 1 {
-        return Some(CompleteText {
-            message_id: part.message_id,
-            sent_at: part.sent_at,
-            text: String::from_utf8_lossy(&part.bytes).into_owned(),
-        });
-    }
-    let index = match profile
-        .partial
-        .iter()
-        .position(|p| p.contact == contact && p.message_id == part.message_id)
-    {
-        Some(i) => i,
-        None => {
-            let mine: Vec<usize> = profile
-                .partial
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.contact == contact)
-                .map(|(i, _)| i)
-                .collect();
-            if mine.len() >= MAX_PARTIAL_PER_CONTACT
-                && let Some(&oldest) = mine.first()
-            {
-                profile.partial.remove(oldest);
-            }
-            profile.partial.push(PartialMessage {
-                contact,
-                message_id: part.message_id,
-                sent_at: part.sent_at,
-                parts: vec![None; usize::from(part.parts)],
-            });
-            profile.partial.len() - 1
-        }
-    };
-    let partial = profile.partial.get_mut(index)?;
-    if partial.parts.len() != usize::from(part.parts) {
-        return None; // A part that disagrees on the count: ignore it.
-    }
-    let slot = partial.parts.get_mut(usize::from(part.part))?;
-    if slot.is_none() {
-        *slot = Some(part.bytes);
-    }
-    if partial.parts.iter().any(Option::is_none) {
-        return None;
-    }
-    let done = profile.partial.remove(index);
-    let bytes: Vec<u8> = done.parts.iter().flatten().flatten().copied().collect();
-    Some(CompleteText {
-        message_id: done.message_id,
-        sent_at: done.sent_at,
-        text: String::from_utf8_lossy(&bytes).into_owned(),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::parts::{MAX_PARTIAL_PER_CONTACT, add_part};
+    use crate::profile::{ContactId, Profile};
+
+    fn part(message_id: [u8; 16], sent_at: u64, part: u16, parts: u16, bytes: &[u8]) -> TextPart {
+        TextPart::new(message_id, sent_at, part, parts, bytes.to_vec()).unwrap()
+    }
 
     #[test]
     fn round_trip() {
         for msg in [
-            AppMessage::Text(TextPart {
-                message_id: [3; 16],
-                sent_at: 1_790_000_000,
-                part: 1,
-                parts: 2,
-                bytes: b"hola".to_vec(),
-            }),
-            AppMessage::Receipt(vec![[1; 16], [2; 16]]),
+            AppMessage::Text(part([3; 16], 1_790_000_000, 1, 2, b"hola")),
+            AppMessage::Receipt(vec![MessageId([1; 16]), MessageId([2; 16])]),
         ] {
             let bytes = msg.encode();
             assert_eq!(AppMessage::decode(&bytes).unwrap(), msg);
@@ -408,30 +263,24 @@ mod tests {
     #[test]
     fn known_answers() {
         let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-        let text = AppMessage::Text(TextPart {
-            message_id: [3; 16],
-            sent_at: 1_790_000_000,
-            part: 1,
-            parts: 2,
-            bytes: b"hola".to_vec(),
-        });
+        let text = AppMessage::Text(part([3; 16], 1_790_000_000, 1, 2, b"hola"));
         assert_eq!(
             hex(&text.encode()),
             "010103030303030303030303030303030303000000006ab13b80000100020004686f6c61"
         );
-        let receipt = AppMessage::Receipt(vec![[1; 16], [2; 16]]);
+        let receipt = AppMessage::Receipt(vec![MessageId([1; 16]), MessageId([2; 16])]);
         assert_eq!(
             hex(&receipt.encode()),
             "0102020101010101010101010101010101010102020202020202020202020202020202"
         );
         let accept = AcceptPayload {
-            sender_seed: zeroize::Zeroizing::new([4; 32]),
+            sender_seed: Zeroizing::new([4; 32]),
         };
         assert_eq!(
             hex(&accept.encode()),
             "010404040404040404040404040404040404040404040404040404040404040404"
         );
-        let parts: Vec<String> = split_text("abcdefghi", [9; 16], 42, 36)
+        let parts: Vec<String> = split_text("abcdefghi", MessageId([9; 16]), 42, 36)
             .unwrap()
             .iter()
             .map(|p| hex(p))
@@ -488,7 +337,7 @@ mod tests {
     #[test]
     fn accept_payload_round_trip() {
         let p = AcceptPayload {
-            sender_seed: zeroize::Zeroizing::new([4; 32]),
+            sender_seed: Zeroizing::new([4; 32]),
         };
         let bytes = p.encode();
         assert_eq!(*AcceptPayload::decode(&bytes).unwrap().sender_seed, [4; 32]);
@@ -519,7 +368,7 @@ mod tests {
     #[test]
     fn long_text_split_and_reassembled_in_any_order() {
         let text: String = "¡Huelga general! ".repeat(700);
-        let mut parts = split_text(&text, [9; 16], 42, 2000).unwrap();
+        let mut parts = split_text(&text, MessageId([9; 16]), 42, 2000).unwrap();
         assert!(parts.len() > 5);
         assert!(parts.iter().all(|p| p.len() <= 2000));
         parts.reverse();
@@ -530,11 +379,11 @@ mod tests {
             let AppMessage::Text(part) = AppMessage::decode(bytes).unwrap() else {
                 panic!("not text")
             };
-            let result = add_part(&mut profile, 1, part.clone());
+            let result = add_part(&mut profile, ContactId(1), part.clone());
             if i < last {
                 assert!(result.is_none());
                 // A repeated part changes nothing.
-                assert!(add_part(&mut profile, 1, part).is_none());
+                assert!(add_part(&mut profile, ContactId(1), part).is_none());
             } else {
                 assert_eq!(result.unwrap().text, text);
             }
@@ -545,14 +394,14 @@ mod tests {
     #[test]
     fn reassembly_yields_exact_text() {
         let text = "ñ".repeat(3000); // two bytes a character: splits mid-char
-        let parts = split_text(&text, [1; 16], 7, 1000).unwrap();
+        let parts = split_text(&text, MessageId([1; 16]), 7, 1000).unwrap();
         let mut profile = Profile::new(&mut rand::rng(), 0);
         let mut result = None;
         for bytes in parts {
             let AppMessage::Text(part) = AppMessage::decode(&bytes).unwrap() else {
                 panic!()
             };
-            if let Some(done) = add_part(&mut profile, 5, part) {
+            if let Some(done) = add_part(&mut profile, ContactId(5), part) {
                 result = Some(done);
             }
         }
@@ -566,19 +415,13 @@ mod tests {
     fn too_long_and_bounded_partials() {
         let huge = "x".repeat(2000 * (MAX_PARTS + 1));
         assert!(matches!(
-            split_text(&huge, [0; 16], 0, 2000),
+            split_text(&huge, MessageId([0; 16]), 0, 2000),
             Err(MessageError::TooLong(_))
         ));
         let mut profile = Profile::new(&mut rand::rng(), 0);
         for i in 0..(MAX_PARTIAL_PER_CONTACT as u8 + 3) {
-            let part = TextPart {
-                message_id: [i; 16],
-                sent_at: 0,
-                part: 0,
-                parts: 2,
-                bytes: vec![1],
-            };
-            assert!(add_part(&mut profile, 1, part).is_none());
+            let part = part([i; 16], 0, 0, 2, &[1]);
+            assert!(add_part(&mut profile, ContactId(1), part).is_none());
         }
         assert_eq!(profile.partial.len(), MAX_PARTIAL_PER_CONTACT);
     }

@@ -35,8 +35,8 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
+use super::model::{FORMAT_1_TAIL, Profile};
 use crate::error::Error;
-use crate::profile::Profile;
 
 /// The store file inside the profile directory.
 pub const STORE_FILE: &str = "profile.enlace";
@@ -354,7 +354,7 @@ impl Store {
         let plain = if file.get(8..10) == Some(&1u16.to_be_bytes()[..]) {
             // Format 1: the profile without the fields format 2 appended.
             // Copied into a buffer of the final size, never reallocated.
-            let tail = &crate::profile::FORMAT_1_TAIL;
+            let tail = &FORMAT_1_TAIL;
             let mut longer = Zeroizing::new(Vec::with_capacity(plain.len() + tail.len()));
             longer.extend_from_slice(&plain);
             longer.extend_from_slice(tail);
@@ -390,6 +390,19 @@ impl Store {
             .map_err(|_| Error::Encode)?;
         file.extend_from_slice(&ciphertext);
         write_atomically(&self.dir, &file)
+    }
+
+    /// Applies `change` to the profile under the lock and saves it;
+    /// nothing is saved if `change` fails.
+    pub fn update<T>(
+        &self,
+        change: impl FnOnce(&mut Profile) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let _lock = self.lock()?;
+        let mut profile = self.load()?;
+        let result = change(&mut profile)?;
+        self.save(&profile, &mut rand::rng())?;
+        Ok(result)
     }
 }
 
@@ -537,6 +550,7 @@ fn overwrite_and_remove(path: &Path, rng: &mut impl CryptoRng) -> io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::StoredRelay;
 
     /// The weakest parameters a header may carry, to keep tests quick.
     const TEST_PARAMS: KdfParams = KdfParams {
@@ -551,7 +565,7 @@ mod tests {
 
     fn new_store(dir: &Path) -> Store {
         let mut profile = Profile::new(&mut rand::rng(), 1_700_000_000);
-        profile.home_relay = Some("secret-relay-host".into());
+        profile.home_relay = Some(StoredRelay::from_text("secret-relay-host".into()));
         Store::create(
             dir,
             &pass("correct horse"),
@@ -568,10 +582,13 @@ mod tests {
         let dir = tmp.path().join("p");
         let store = new_store(&dir);
         let mut p = store.load().unwrap();
-        p.home_relay = Some("other".into());
+        p.home_relay = Some(StoredRelay::from_text("other".into()));
         store.save(&p, &mut rand::rng()).unwrap();
         let (_, again) = Store::open(&dir, &pass("correct horse")).unwrap();
-        assert_eq!(again.home_relay.as_deref(), Some("other"));
+        assert_eq!(
+            again.home_relay.as_ref().map(StoredRelay::as_str),
+            Some("other")
+        );
         assert!(!dir.join(TEMP_FILE).exists());
         let bytes = fs::read(dir.join(STORE_FILE)).unwrap();
         assert!(!bytes.windows(5).any(|w| w == b"other"));
@@ -634,7 +651,7 @@ mod tests {
         // the fields format 2 appended, under a header saying 1.
         let profile = store.load().unwrap();
         let v2 = postcard::to_allocvec(&profile).unwrap();
-        let v1 = &v2[..v2.len() - crate::profile::FORMAT_1_TAIL.len()];
+        let v1 = &v2[..v2.len() - FORMAT_1_TAIL.len()];
         let mut file = store.header.encode(&[5; NONCE_LEN]);
         file[8..10].copy_from_slice(&1u16.to_be_bytes());
         let cipher = XChaCha20Poly1305::new(&(*store.key).into());
@@ -650,7 +667,10 @@ mod tests {
         file.extend_from_slice(&ct);
         fs::write(dir.join(STORE_FILE), &file).unwrap();
         let (store, back) = Store::open(&dir, &pass("correct horse")).unwrap();
-        assert_eq!(back.home_relay.as_deref(), Some("secret-relay-host"));
+        assert_eq!(
+            back.home_relay.as_ref().map(StoredRelay::as_str),
+            Some("secret-relay-host")
+        );
         assert!(back.nuclei.is_empty());
         store.save(&back, &mut rand::rng()).unwrap();
         let bytes = fs::read(dir.join(STORE_FILE)).unwrap();
@@ -725,9 +745,9 @@ mod tests {
     /// profile of `profile`'s tests) opens to exactly that profile.
     #[test]
     fn golden_store_opens_to_the_golden_profile() {
-        let text = include_str!("../testdata/profile-format-2.hex");
+        let text = include_str!("../../testdata/profile-format-2.hex");
         let golden = hex::decode(text.split_whitespace().collect::<String>()).unwrap();
-        let file = include_bytes!("../testdata/profile-format-2.enlace");
+        let file = include_bytes!("../../testdata/profile-format-2.enlace");
         assert_eq!(&file[..8], MAGIC);
         assert_eq!(&file[8..10], &FORMAT_VERSION.to_be_bytes());
         let tmp = tempfile::tempdir().unwrap();

@@ -171,3 +171,56 @@ pub(crate) fn record_accepted(
         by,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use enlace_protocol::address::RelayAddress;
+    use enlace_protocol::envelope::MailboxId;
+    use enlace_protocol::keys::SigningKeyPair;
+    use enlace_protocol::session::PendingInvitation;
+
+    use super::*;
+
+    const N: NucleusId = NucleusId([7; 16]);
+
+    fn key(seed: u8) -> SigningKeyPair {
+        SigningKeyPair::from_secret_bytes(&[seed; 32])
+    }
+
+    /// An introduction by `from` carrying an invitation made by `maker`.
+    fn introduction(from: u8, maker: u8, nucleus: NucleusId, expires_at: u64) -> Vec<u8> {
+        let relay =
+            RelayAddress::new(key(9).public().relay_fingerprint(), "127.0.0.1", 4433).unwrap();
+        let pending = PendingInvitation::create(
+            &mut rand::rng(),
+            &key(maker),
+            relay,
+            MailboxId([1; 16]),
+            expires_at,
+        );
+        let to = *key(2).public().as_bytes();
+        Introduction::sign(&key(from), nucleus, to, pending.invitation().as_bytes())
+            .unwrap()
+            .as_bytes()
+            .to_vec()
+    }
+
+    /// The invitation must be its author's, unexpired, for this nucleus;
+    /// anything else (or bytes that do not verify) is not kept.
+    #[test]
+    fn only_the_authors_unexpired_invitation_is_readable() {
+        let good = introduction(5, 5, N, 100);
+        let (intro, invitation) = readable(N, &good, 100).unwrap();
+        assert_eq!(intro.from(), key(5).public().as_bytes());
+        assert_eq!(invitation.identity(), key(5).public());
+        // Someone else's invitation, wrapped and signed by 5.
+        assert!(readable(N, &introduction(5, 6, N, 100), 100).is_none());
+        // Expired, or for another nucleus.
+        assert!(readable(N, &good, 101).is_none());
+        assert!(readable(NucleusId([8; 16]), &good, 100).is_none());
+        // Tampered.
+        let mut bad = good.clone();
+        bad[20] ^= 1;
+        assert!(readable(N, &bad, 100).is_none());
+    }
+}

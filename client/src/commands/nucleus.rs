@@ -32,24 +32,10 @@ pub(crate) fn run(
         NucleusCommand::List => list(ctx, out),
         NucleusCommand::Members { name } => members(ctx, out, &name),
         NucleusCommand::Add { name, contact } => {
-            let (store, _) = ctx.open()?;
-            driver::runtime::block_on(change_members(
-                &store,
-                out,
-                &name,
-                &contact,
-                MemberChange::Add,
-            ))
+            change_members(ctx, out, &name, &contact, MemberChange::Add)
         }
         NucleusCommand::Remove { name, contact } => {
-            let (store, _) = ctx.open()?;
-            driver::runtime::block_on(change_members(
-                &store,
-                out,
-                &name,
-                &contact,
-                MemberChange::Remove,
-            ))
+            change_members(ctx, out, &name, &contact, MemberChange::Remove)
         }
         NucleusCommand::Leave { name } => {
             let (store, _) = ctx.open()?;
@@ -168,7 +154,18 @@ enum MemberChange {
 }
 
 /// `enlace nucleus add` and `enlace nucleus remove`.
-async fn change_members(
+fn change_members(
+    ctx: &Ctx<'_>,
+    out: &mut Out<'_>,
+    nucleus: &str,
+    contact: &str,
+    change: MemberChange,
+) -> Result<(), Error> {
+    let (store, _) = ctx.open()?;
+    driver::runtime::block_on(change_members_now(&store, out, nucleus, contact, change))
+}
+
+async fn change_members_now(
     store: &Store,
     out: &mut Out<'_>,
     nucleus: &str,

@@ -334,29 +334,13 @@ mod tests {
     fn changed_identity_refuses_and_changes_nothing() {
         let (mut a, _) = two();
         a.contacts[0].set_identity_key([99; 32]);
-        let err = queue_text(
-            &mut a,
-            ContactId(1),
-            "hola",
-            0,
-            1000,
-            &mut rand::rng(),
-            clear,
-        )
-        .unwrap_err();
+        let hola =
+            |a: &mut Profile| queue_text(a, ContactId(1), "hola", 0, 1000, &mut rand::rng(), clear);
+        let err = hola(&mut a).unwrap_err();
         assert!(matches!(err, Error::IdentityChanged(ref n) if n == "Ben"));
         assert!(a.outbox.is_empty() && a.sent.is_empty() && a.history.is_empty());
         a.contacts[0].confirm_verified();
-        queue_text(
-            &mut a,
-            ContactId(1),
-            "hola",
-            0,
-            1000,
-            &mut rand::rng(),
-            clear,
-        )
-        .unwrap();
+        hola(&mut a).unwrap();
         assert_eq!(a.outbox.len(), 1);
     }
 

@@ -17,6 +17,7 @@ mod messages;
 mod model;
 mod nucleus;
 mod relay;
+mod seen;
 pub mod store;
 #[cfg(test)]
 mod tests;

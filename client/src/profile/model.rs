@@ -12,6 +12,7 @@ use super::ids::{ContactId, EnvelopeId, InvitationId};
 use super::messages::{HistoryEntry, OutboxEntry, PartialMessage, SentMessage};
 use super::nucleus::{IntroducedContact, Nucleus, NucleusTask};
 use super::relay::StoredRelay;
+use super::seen;
 use crate::error::Error;
 use crate::opaque::opaque_debug;
 
@@ -151,15 +152,7 @@ impl Profile {
 
     /// Records a received envelope id; returns false if it was seen before.
     pub fn mark_seen(&mut self, id: EnvelopeId) -> bool {
-        if self.seen.contains(&id) {
-            return false;
-        }
-        if self.seen.len() >= SEEN_IDS_KEPT {
-            let excess = self.seen.len() + 1 - SEEN_IDS_KEPT;
-            self.seen.drain(..excess);
-        }
-        self.seen.push(id);
-        true
+        seen::remember(&mut self.seen, id, SEEN_IDS_KEPT)
     }
 }
 

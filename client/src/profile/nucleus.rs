@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::ids::{ContactId, InvitationId, MessageId};
+use super::seen;
 use crate::opaque::opaque_debug;
 
 /// How many (author, message id) pairs are remembered per nucleus to drop
@@ -63,15 +64,7 @@ impl Nucleus {
     /// Remembers a group message; false if it was seen already. Keeps at
     /// most [`SEEN_GROUP_KEPT`], dropping the oldest.
     pub fn remember(&mut self, seen: SeenGroupMessage) -> bool {
-        if self.seen.contains(&seen) {
-            return false;
-        }
-        if self.seen.len() >= SEEN_GROUP_KEPT {
-            let excess = self.seen.len() + 1 - SEEN_GROUP_KEPT;
-            self.seen.drain(..excess);
-        }
-        self.seen.push(seen);
-        true
+        seen::remember(&mut self.seen, seen, SEEN_GROUP_KEPT)
     }
 }
 

@@ -133,17 +133,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test code
 
     use super::*;
+    use crate::group::testing::{N, key, pk};
     use crate::group::{Action, Op};
-
-    fn key(seed: u8) -> SigningKeyPair {
-        SigningKeyPair::from_secret_bytes(&[seed; 32])
-    }
-
-    fn pk(seed: u8) -> [u8; 32] {
-        *key(seed).public().as_bytes()
-    }
-
-    const N: NucleusId = NucleusId([7; 16]);
 
     #[test]
     fn introduction_round_trip_and_signature() {

@@ -106,27 +106,11 @@ mod tests {
     #![allow(clippy::unwrap_used)] // test code
 
     use super::*;
-    use crate::group::NucleusId;
+    use crate::group::testing::{N, key, pk};
     use crate::keys::SigningKeyPair;
 
-    fn key(seed: u8) -> SigningKeyPair {
-        SigningKeyPair::from_secret_bytes(&[seed; 32])
-    }
-
-    fn pk(seed: u8) -> [u8; 32] {
-        *key(seed).public().as_bytes()
-    }
-
     fn op(seed: u8, lamport: u64, action: Action, target: u8) -> Op {
-        Op::sign(
-            &key(seed),
-            NucleusId([7; 16]),
-            lamport,
-            action,
-            pk(target),
-            "x",
-        )
-        .unwrap()
+        Op::sign(&key(seed), N, lamport, action, pk(target), "x").unwrap()
     }
 
     fn members(ops: &[Op]) -> Vec<[u8; 32]> {
@@ -190,9 +174,7 @@ mod tests {
             let mut seed = [0u8; 32];
             seed[..8].copy_from_slice(&(i + 100).to_be_bytes());
             let target = *SigningKeyPair::from_secret_bytes(&seed).public().as_bytes();
-            ops.push(
-                Op::sign(&key(1), NucleusId([7; 16]), 2 + i, Action::Add, target, "m").unwrap(),
-            );
+            ops.push(Op::sign(&key(1), N, 2 + i, Action::Add, target, "m").unwrap());
         }
         assert_eq!(fold(Some(pk(1)), &ops).len(), MAX_MEMBERS);
     }

@@ -15,14 +15,16 @@
 //! Decoders take `&[u8]`, never panic, check every length against
 //! [`limits`] before allocating, reject trailing bytes, and verify
 //! signatures over the bytes as received. Layouts and rules are in
-//! `docs/protocol.md`, section 13; `protocol/testdata/group.json` and
-//! `fail_group.json` pin them.
+//! `docs/protocol.md`, section 13; the vectors in
+//! `protocol/tests/group_testdata/` pin them.
 
 mod id;
 mod introduction;
 pub mod limits;
 mod membership;
 mod op;
+#[cfg(test)]
+mod testing;
 mod text;
 
 pub use id::{NUCLEUS_ID_LEN, NucleusId};

@@ -243,16 +243,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test code
 
     use super::*;
-
-    fn key(seed: u8) -> SigningKeyPair {
-        SigningKeyPair::from_secret_bytes(&[seed; 32])
-    }
-
-    fn pk(seed: u8) -> [u8; 32] {
-        *key(seed).public().as_bytes()
-    }
-
-    const N: NucleusId = NucleusId([7; 16]);
+    use crate::group::testing::{N, key, pk};
 
     #[test]
     fn op_round_trip_and_tamper() {

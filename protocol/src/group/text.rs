@@ -58,13 +58,24 @@ impl TextPart {
         parts: u16,
         bytes: Vec<u8>,
     ) -> Result<Self, Error> {
-        check_numbering(part, parts)?;
         if bytes.len() > usize::from(u16::MAX) {
             return Err(Error::MessageTooLong {
                 len: bytes.len(),
                 max: usize::from(u16::MAX),
             });
         }
+        Ok(Self::numbered(message_id, sent_at, part, parts, bytes)?)
+    }
+
+    /// A part whose numbering is possible: `part < parts <= MAX_PARTS`.
+    fn numbered(
+        message_id: [u8; 16],
+        sent_at: u64,
+        part: u16,
+        parts: u16,
+        bytes: Vec<u8>,
+    ) -> Result<Self, DecodeError> {
+        check_numbering(part, parts)?;
         Ok(Self {
             message_id,
             sent_at,
@@ -131,15 +142,10 @@ impl TextPart {
         let part = r.u16()?;
         let parts = r.u16()?;
         let len = usize::from(r.u16()?);
+        // Refused before the text is copied.
         check_numbering(part, parts)?;
         let bytes = r.take(len)?.to_vec();
-        Ok(Self {
-            message_id,
-            sent_at,
-            part,
-            parts,
-            bytes,
-        })
+        Self::numbered(message_id, sent_at, part, parts, bytes)
     }
 }
 

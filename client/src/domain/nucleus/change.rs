@@ -3,8 +3,9 @@
 //! members who must hear of it.
 
 use enlace_protocol::group::limits::{MAX_MEMBERS, MAX_OPS, MAX_OPS_PER_AUTHOR};
-use enlace_protocol::group::{Action, NucleusId, Op};
-use enlace_protocol::keys::SigningKeyPair;
+use std::collections::BTreeMap;
+
+use enlace_protocol::group::{Action, Member, NucleusId, Op};
 use rand_core::CryptoRng;
 
 use super::limits::MAX_NUCLEI;
@@ -14,17 +15,9 @@ use crate::domain::outbox::{Seal, check_can_send, queue_control};
 use crate::error::Error;
 use crate::profile::{Contact, ContactId, MessageId, Nucleus, Profile};
 
-/// Signs an operation; the only way it fails is a name too long to carry.
-fn sign(
-    identity: &SigningKeyPair,
-    nucleus: NucleusId,
-    lamport: u64,
-    action: Action,
-    target: [u8; 32],
-    name: &str,
-) -> Result<Op, Error> {
-    Op::sign(identity, nucleus, lamport, action, target, name)
-        .map_err(|_| Error::InvalidName("longer than 64 characters"))
+/// Signing an operation fails only for a name too long to carry.
+fn name_too_long(_: enlace_protocol::Error) -> Error {
+    Error::InvalidName("longer than 64 characters")
 }
 
 /// `nucleus create`: a new nucleus with us as its only member.
@@ -47,7 +40,7 @@ pub(crate) fn create(
     let id = NucleusId(id);
     let identity = p.identity_key_pair();
     let me = *identity.public().as_bytes();
-    let op = sign(&identity, id, 1, Action::Create, me, name)?;
+    let op = Op::sign(&identity, id, 1, Action::Create, me, name).map_err(name_too_long)?;
     p.nuclei.push(Nucleus {
         id,
         name: name.to_owned(),
@@ -90,7 +83,8 @@ fn apply_own_op(
         .lamport
         .checked_add(1)
         .ok_or_else(|| Error::NucleusLimit("its change counter is exhausted".into()))?;
-    let op = sign(&identity, nucleus.id, lamport, action, target, name)?;
+    let op =
+        Op::sign(&identity, nucleus.id, lamport, action, target, name).map_err(name_too_long)?;
     let nucleus = p
         .nuclei
         .get_mut(index)
@@ -145,6 +139,16 @@ fn check_member_contact<'a>(p: &'a Profile, contact: &str) -> Result<&'a Contact
     Ok(c)
 }
 
+/// The members of nucleus `index` and its name, if we are one of them.
+fn as_member(p: &Profile, index: usize) -> Result<(BTreeMap<[u8; 32], Member>, String), Error> {
+    let n = p.nuclei.get(index).ok_or(Error::BrokenState("nucleus"))?;
+    let members = n.members();
+    if !members.contains_key(&p.own_key()) {
+        return Err(Error::NotMember(n.name.clone()));
+    }
+    Ok((members, n.name.clone()))
+}
+
 /// `nucleus add`: adds a contact; it gets the operations so far (never
 /// the messages), the others get the new operation. Returns the nucleus's
 /// and the contact's names.
@@ -156,18 +160,12 @@ pub(crate) fn add(
     mut seal: impl Seal,
 ) -> Result<(String, String), Error> {
     let index = find_index(p, nucleus)?;
-    let me = p.own_key();
     let c = check_member_contact(p, contact)?;
     if c.send_to.is_none() {
         return Err(Error::NoRoute(c.name.clone()));
     }
     let (target, contact_name) = (c.identity_key, c.name.clone());
-    let n = p.nuclei.get(index).ok_or(Error::BrokenState("nucleus"))?;
-    let members = n.members();
-    let nucleus_name = n.name.clone();
-    if !members.contains_key(&me) {
-        return Err(Error::NotMember(nucleus_name));
-    }
+    let (members, nucleus_name) = as_member(p, index)?;
     if members.contains_key(&target) {
         return Err(Error::AlreadyMember(contact_name, nucleus_name));
     }
@@ -200,17 +198,11 @@ pub(crate) fn remove(
     mut seal: impl Seal,
 ) -> Result<(String, String), Error> {
     let index = find_index(p, nucleus)?;
-    let me = p.own_key();
     let c = p
         .contact(contact)
         .ok_or_else(|| Error::UnknownContact(contact.to_owned()))?;
     let (target, contact_name) = (c.identity_key, c.name.clone());
-    let n = p.nuclei.get(index).ok_or(Error::BrokenState("nucleus"))?;
-    let members = n.members();
-    let nucleus_name = n.name.clone();
-    if !members.contains_key(&me) {
-        return Err(Error::NotMember(nucleus_name));
-    }
+    let (members, nucleus_name) = as_member(p, index)?;
     if !members.contains_key(&target) {
         return Err(Error::NotAMember(contact_name, nucleus_name));
     }

@@ -40,7 +40,6 @@ fn fresh_id(rng: &mut impl CryptoRng) -> [u8; 16] {
 
 /// Seals `parts` for one contact: an outbox entry each, and the message's
 /// own status as queued.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn queue_parts(
     profile: &mut Profile,
     contact_id: ContactId,

@@ -41,7 +41,6 @@ pub(crate) fn should_introduce(
 /// the invitation made for it (`make_invitation` gets its id and the name
 /// for the contact it will make), and the introduction's `plaintext`
 /// sealed for our adder `via`.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn record_introduction(
     p: &mut Profile,
     nucleus: NucleusId,

@@ -5,6 +5,15 @@ use enlace_protocol::keys::{Fingerprint, PublicKey};
 use crate::error::Error;
 use crate::profile::{ContactId, Nucleus, Profile};
 
+/// Longest part of a local name that someone else chose (a nucleus's
+/// name, a member's suggested name), in characters: a stranger's choice
+/// stays a short part of what we show.
+const MAX_RECEIVED_NAME_CHARS: usize = 30;
+
+/// Longest base of a name made unique, in characters: room is left for a
+/// `-2`, `-3`... within a contact name's 64.
+const MAX_UNIQUE_BASE_CHARS: usize = 60;
+
 /// The identity fingerprint of an identity key.
 pub(crate) fn fingerprint(key: &[u8; 32]) -> Option<Fingerprint> {
     PublicKey::from_bytes(key)
@@ -60,7 +69,10 @@ pub(crate) fn unique_nucleus_name(p: &Profile, wanted: &str) -> String {
 
 /// A contact name not used yet, for an introduced member.
 fn unique_contact_name(p: &Profile, wanted: &str) -> String {
-    let base = wanted.chars().take(60).collect::<String>();
+    let base = wanted
+        .chars()
+        .take(MAX_UNIQUE_BASE_CHARS)
+        .collect::<String>();
     if p.contact(&base).is_none() {
         return base;
     }
@@ -71,13 +83,13 @@ fn unique_contact_name(p: &Profile, wanted: &str) -> String {
 }
 
 /// A name received from someone else, made fit for a local name: control
-/// characters and slashes replaced, at most 30 characters.
+/// characters and slashes replaced, at most [`MAX_RECEIVED_NAME_CHARS`].
 pub(crate) fn clean_name(name: &str, fallback: &str) -> String {
     let cleaned: String = name
         .chars()
         .filter(|c| !c.is_control())
         .map(|c| if c == '/' { '-' } else { c })
-        .take(30)
+        .take(MAX_RECEIVED_NAME_CHARS)
         .collect();
     let cleaned = cleaned.trim().to_owned();
     if cleaned.is_empty() {

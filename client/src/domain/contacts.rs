@@ -125,7 +125,6 @@ impl Accepted {
 }
 
 /// What one envelope did, decided under the lock.
-#[derive(Debug)]
 pub(crate) enum Outcome {
     /// Already processed: just ack.
     Duplicate,

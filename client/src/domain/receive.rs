@@ -15,7 +15,6 @@ use crate::error::Error;
 use crate::profile::{EnvelopeId, Profile, ReceiveId};
 
 /// What taking one envelope did, for the driver to act on once saved.
-#[derive(Debug)]
 pub(crate) struct Taken {
     /// What the envelope was.
     pub(crate) outcome: Outcome,

@@ -88,7 +88,6 @@ impl FreshInvitation {
 }
 
 /// An invitation made by `enlace invite`, to show.
-#[derive(Debug)]
 pub(crate) struct Made {
     /// The text code.
     pub(crate) code: String,

@@ -8,7 +8,6 @@ use crate::error::Error;
 use crate::profile::Verification;
 
 /// Something that happened while the driver worked.
-#[derive(Debug)]
 pub(crate) enum Event<'a> {
     /// A handshake completed: a new contact, or one that came back (with
     /// a new identity key when `state` says so).

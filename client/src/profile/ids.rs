@@ -13,15 +13,11 @@ use zeroize::Zeroize;
 use crate::opaque::opaque_debug;
 
 /// A contact's local id, stable across renames.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Zeroize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Zeroize)]
 pub struct ContactId(pub u64);
 
 /// An invitation's local id (drawn from the same counter as contacts').
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Zeroize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Zeroize)]
 pub struct InvitationId(pub u64);
 
 /// The send id of a mailbox: what a sender deposits to.
@@ -42,7 +38,14 @@ pub struct EnvelopeId(pub [u8; 16]);
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, Zeroize)]
 pub struct MessageId(pub [u8; 16]);
 
-opaque_debug!(SendId, ReceiveId, EnvelopeId, MessageId);
+opaque_debug!(
+    ContactId,
+    InvitationId,
+    SendId,
+    ReceiveId,
+    EnvelopeId,
+    MessageId
+);
 
 impl SendId {
     /// The id in the protocol's type.

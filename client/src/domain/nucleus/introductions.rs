@@ -123,7 +123,6 @@ pub(crate) fn may_accept(
 }
 
 /// A contact made by accepting an introduction.
-#[derive(Debug)]
 pub(crate) struct Introduced {
     /// The contact's local name (`<nucleus>/<name>`).
     pub(crate) name: String,

@@ -1,7 +1,8 @@
 //! The client's errors. Each says what happened ([`std::fmt::Display`]),
 //! what to do ([`Error::hint`]) and which exit code it maps to
 //! ([`Error::exit_code`]); the CLI prints them as one line,
-//! `error: what happened — what to do`.
+//! `error: what happened — what to do`. Application messages that do not
+//! decode are a [`MessageError`].
 
 use std::io;
 use std::path::PathBuf;
@@ -100,7 +101,10 @@ pub enum Error {
     EmptyMessage,
     /// A message longer than one message may be.
     #[error("{0}")]
-    MessageTooLong(String),
+    MessageTooLong(MessageError),
+    /// An introduction to a nucleus member that does not fit one envelope.
+    #[error("the introduction does not fit one envelope (relay address too long)")]
+    IntroductionTooLong,
     /// No relay of the outbox could be reached.
     #[error("cannot reach the relay{}", outbox_note(*.queued))]
     RelayUnreachable {
@@ -133,6 +137,36 @@ pub enum Error {
         /// The OS error.
         source: io::Error,
     },
+}
+
+/// Why an application message was refused (or cannot be made).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum MessageError {
+    /// The bytes are not a message this version understands.
+    #[error("malformed message")]
+    Malformed,
+    /// A signature in the message does not verify.
+    #[error("invalid signature")]
+    BadSignature,
+    /// The text needs more parts than a message may have.
+    #[error("the message is too long (at most {0} bytes)")]
+    TooLong(usize),
+}
+
+impl From<enlace_protocol::DecodeError> for MessageError {
+    fn from(_: enlace_protocol::DecodeError) -> Self {
+        Self::Malformed
+    }
+}
+
+impl From<enlace_protocol::Error> for MessageError {
+    fn from(e: enlace_protocol::Error) -> Self {
+        match e {
+            enlace_protocol::Error::VerificationFailed => Self::BadSignature,
+            _ => Self::Malformed,
+        }
+    }
 }
 
 fn outbox_note(queued: usize) -> String {
@@ -206,6 +240,7 @@ impl Error {
             Self::NoRoute(_) => "wait until they accept your invitation, then `enlace read`".into(),
             Self::BrokenState(_) => "restore the profile from a backup".into(),
             Self::MessageTooLong(_) => "split it into several messages".into(),
+            Self::IntroductionTooLong => "choose a home relay with a shorter address".into(),
             Self::NotAvailable(_) => "update enlace; nothing was changed".into(),
             Self::Encode => "nothing was changed; report this bug".into(),
             Self::Io { .. } => "check the disk and the permissions of the profile directory".into(),

@@ -2,14 +2,27 @@
 //! built from (so tests can drive every command in-process).
 //!
 //! What it does: keeps one organizer's profile (identity, contacts,
-//! sessions, mailboxes, history, outbox) in an encrypted store
-//! ([`store`]), and runs the commands of [`cli::Command`] against it.
-//! It reaches relays through `enlace-quic`, which pins each relay's key by
-//! fingerprint and carries the mailbox commands (create, secure, send,
+//! sessions, mailboxes, history, outbox, nuclei) in an encrypted store
+//! ([`profile::store`]), and runs the commands of [`cli::Command`] against
+//! it. It reaches relays through `enlace-quic`, which pins each relay's key
+//! by fingerprint and carries the mailbox commands (create, secure, send,
 //! subscribe, ack, delete).
 //!
+//! Layers, each importing only those below it:
+//!
+//! - `commands`: the CLI verbs: open the profile, call the domain and the
+//!   driver, print;
+//! - `driver`: the network (async; the only user of `enlace-quic`);
+//! - `domain`: what messages and nucleus changes do to the profile, with
+//!   no I/O and no clock;
+//! - [`profile`]: the saved model and its encrypted store.
+//!
+//! Beside them, leaves any layer may use: [`cli`] (arguments), [`error`],
+//! `time` (the only place that reads the clock), `display` (text from
+//! contacts made safe for a terminal), `qr`.
+//!
 //! What it does not do: protocol logic (that is `enlace-protocol`), or
-//! relay work. It reads the clock only in [`time`].
+//! relay work.
 //!
 //! The store format, the KDF parameters and what `wipe` can promise are in
 //! `docs/client.md`.
@@ -19,25 +32,23 @@
 
 #![forbid(unsafe_code)]
 
-pub mod app;
 pub mod cli;
+mod commands;
 mod display;
-pub mod engine;
+mod domain;
+mod driver;
 pub mod error;
-pub mod message;
-mod net;
-pub mod nucleus;
+mod opaque;
 pub mod profile;
 mod qr;
-pub mod store;
-pub mod time;
+mod time;
 
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
 
 use clap::Parser;
 
-pub use app::Env;
+pub use commands::context::Env;
 pub use error::Error;
 
 /// Parses `args` (including the program name), runs the command and
@@ -68,7 +79,7 @@ where
             return code;
         }
     };
-    match app::run(cli, env, input, out) {
+    match commands::dispatch::run(cli, env, input, out) {
         Ok(()) => error::exit::OK,
         Err(e) => {
             let _ = writeln!(err, "error: {e} — {}", e.hint());

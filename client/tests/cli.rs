@@ -7,8 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use enlace_client::Env;
-use enlace_client::profile::{Contact, Direction, HistoryEntry};
-use enlace_client::store::{KdfParams, Passphrase, Store};
+use enlace_client::profile::store::{KdfParams, Passphrase, Store};
+use enlace_client::profile::{Contact, Direction, HistoryEntry, MessageId};
 
 const PASS: &str = "correct horse battery staple";
 const RELAY: &str =
@@ -246,7 +246,7 @@ fn nothing_readable_on_disk() {
     {
         let _lock = store.lock().unwrap();
         let mut p = store.load().unwrap();
-        let id = p.allocate_id();
+        let id = p.allocate_contact_id();
         p.contacts.push(Contact {
             id,
             name: name.into(),
@@ -261,7 +261,7 @@ fn nothing_readable_on_disk() {
         p.history.push(HistoryEntry {
             contact: id,
             direction: Direction::Out,
-            message_id: [1; 16],
+            message_id: MessageId([1; 16]),
             sent_at: 1_790_000_000,
             stored_at: 1_790_000_000,
             text: text.into(),

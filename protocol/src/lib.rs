@@ -16,6 +16,8 @@
 //!   key and sends sealed to it;
 //! - [`session`]: end-to-end sessions: invitations, the hybrid
 //!   post-quantum handshake and the Double Ratchet;
+//! - [`group`]: nuclei (groups): membership operations, nucleus texts,
+//!   introductions, and the fold that turns operations into members;
 //! - [`limits`]: every bound, with the reason for it.
 //!
 //! It is *sans-IO*: no sockets, no clock reads, no randomness of its own.
@@ -43,6 +45,7 @@ pub mod envelope;
 mod error;
 pub mod forward;
 pub mod frame;
+pub mod group;
 pub mod keys;
 pub mod limits;
 pub mod session;

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use enlace_client::Env;
-use enlace_client::store::{KdfParams, Passphrase};
+use enlace_client::profile::store::{KdfParams, Passphrase};
 use enlace_protocol::address::RelayAddress;
 use serde_json::Value;
 

@@ -1,0 +1,217 @@
+//! The profile's encoding, pinned: a profile with something in every
+//! field, as the code of commit 5f48a08 wrote it (before the ids and relay
+//! addresses had types of their own), must decode to the same values and
+//! encode to the same bytes.
+
+use enlace_protocol::group::{Action, Introduction, NucleusId, Op};
+
+use super::*;
+
+fn relay(text: &str) -> StoredRelay {
+    StoredRelay::from_text(text.to_owned())
+}
+
+/// The relay addresses in the golden profile (canonical text, as
+/// `RelayAddress`'s `Display` writes it).
+const HOME: &str =
+    "enlace://aaaqeayeaudaocajbifqydiob4ibceqtcqkrmfyydenbwha5dypq@relay.barrio.example:4433";
+const AWAY: &str = "enlace://aeaqcaibaeaqcaibaeaqcaibaeaqcaibaeaqcaibaeaqcaibaeaq@[::1]:7000";
+
+fn key(seed: u8) -> enlace_protocol::keys::SigningKeyPair {
+    enlace_protocol::keys::SigningKeyPair::from_secret_bytes(&[seed; 32])
+}
+
+fn pk(seed: u8) -> [u8; 32] {
+    *key(seed).public().as_bytes()
+}
+
+/// A profile with something in every field: written by the code of
+/// commit 5f48a08 as `client/testdata/profile-format-2.hex`.
+fn golden_profile() -> Profile {
+    let nucleus = NucleusId([0x61; 16]);
+    let create = Op::sign(&key(0x11), nucleus, 1, Action::Create, pk(0x11), "barrio").unwrap();
+    let add = Op::sign(&key(0x11), nucleus, 2, Action::Add, pk(2), "Ana").unwrap();
+    let intro = Introduction::sign(&key(3), nucleus, pk(0x11), b"an invitation").unwrap();
+    let mut p = Profile::new(&mut rand::rng(), 1_790_000_000);
+    p.identity = [0x11; 32];
+    p.home_relay = Some(relay(HOME));
+    p.next_id = 6;
+    p.contacts.push(Contact {
+        id: ContactId(1),
+        name: "Ana".into(),
+        identity_key: pk(2),
+        verified_key: Some(pk(2)),
+        key_changed: false,
+        session: vec![1, 2, 3],
+        send_to: Some(RemoteMailbox {
+            relay: relay(AWAY),
+            send_id: SendId([0x21; 16]),
+            sender_key: [0x22; 32],
+        }),
+        receive_on: Some(LocalMailbox {
+            relay: relay(HOME),
+            receive_id: ReceiveId([0x31; 16]),
+            send_id: SendId([0x32; 16]),
+            recipient_key: [0x33; 32],
+            delivery_key: [0x34; 32],
+            contact_sender_key: Some([0x35; 32]),
+            secured: true,
+        }),
+        added_at: 1_790_000_100,
+    });
+    p.contacts.push(Contact {
+        id: ContactId(2),
+        name: "Ben ñ".into(),
+        identity_key: pk(4),
+        verified_key: None,
+        key_changed: true,
+        session: Vec::new(),
+        send_to: None,
+        receive_on: None,
+        added_at: 1_790_000_200,
+    });
+    p.invitations.push(Invitation {
+        id: InvitationId(3),
+        name: Some("Cai".into()),
+        mailbox: LocalMailbox {
+            relay: relay(HOME),
+            receive_id: ReceiveId([0x36; 16]),
+            send_id: SendId([0x37; 16]),
+            recipient_key: [0x38; 32],
+            delivery_key: [0x39; 32],
+            contact_sender_key: None,
+            secured: false,
+        },
+        secret: vec![9; 5],
+        created_at: 1_790_000_300,
+    });
+    p.history.push(HistoryEntry {
+        contact: ContactId(1),
+        direction: Direction::In,
+        message_id: MessageId([0x41; 16]),
+        sent_at: 1_790_000_400,
+        stored_at: 1_790_000_401,
+        text: "asamblea el jueves".into(),
+        shown: false,
+    });
+    p.history.push(HistoryEntry {
+        contact: ContactId(1),
+        direction: Direction::Out,
+        message_id: MessageId([0x42; 16]),
+        sent_at: 1_790_000_500,
+        stored_at: 1_790_000_500,
+        text: "¡ahí estaré!".into(),
+        shown: true,
+    });
+    p.outbox.push(OutboxEntry {
+        contact: ContactId(1),
+        envelope_id: EnvelopeId([0x43; 16]),
+        message_id: MessageId([0x42; 16]),
+        relay: relay(AWAY),
+        envelope: vec![0xe0; 7],
+        control: false,
+    });
+    p.outbox.push(OutboxEntry {
+        contact: ContactId(1),
+        envelope_id: EnvelopeId([0x44; 16]),
+        message_id: MessageId([0; 16]),
+        relay: relay(AWAY),
+        envelope: vec![0xe1; 3],
+        control: true,
+    });
+    for (id, status) in [
+        ([0x42; 16], Status::QueuedAtHome),
+        ([0x45; 16], Status::Delivered),
+        ([0x46; 16], Status::Stored),
+        ([0x47; 16], Status::Queued),
+    ] {
+        p.sent.push(SentMessage {
+            contact: ContactId(1),
+            message_id: MessageId(id),
+            sent_at: 1_790_000_600,
+            status,
+            parts: 2,
+        });
+    }
+    p.seen.push(EnvelopeId([0x51; 16]));
+    p.seen.push(EnvelopeId([0x52; 16]));
+    p.partial.push(PartialMessage {
+        contact: ContactId(1),
+        message_id: MessageId([0x53; 16]),
+        sent_at: 1_790_000_700,
+        parts: vec![Some(vec![1, 2]), None],
+    });
+    let seen = SeenGroupMessage {
+        author: [0x54; 32],
+        message_id: MessageId([0x55; 16]),
+    };
+    p.nuclei.push(Nucleus {
+        id: nucleus,
+        name: "barrio".into(),
+        creator: Some(pk(0x11)),
+        ops: vec![create.as_bytes().to_vec(), add.as_bytes().to_vec()],
+        lamport: 2,
+        seen: vec![seen.clone()],
+        received: vec![seen],
+    });
+    p.nucleus_tasks.push(NucleusTask::Introduce {
+        nucleus,
+        member: pk(5),
+        via: pk(2),
+    });
+    p.nucleus_tasks.push(NucleusTask::Accept {
+        nucleus,
+        introduction: intro.as_bytes().to_vec(),
+        via: ContactId(1),
+    });
+    p.introduced.push(IntroducedContact {
+        local: 3,
+        pending: true,
+        member: pk(6),
+        by: pk(2),
+        nucleus,
+    });
+    p
+}
+
+fn golden_bytes() -> Vec<u8> {
+    let text = include_str!("../../testdata/profile-format-2.hex");
+    hex::decode(text.split_whitespace().collect::<String>()).unwrap()
+}
+
+/// The postcard encoding of a profile is the store's format: today's
+/// code must encode the golden profile to the golden bytes, and decode
+/// and re-encode them unchanged.
+#[test]
+fn golden_profile_encoding_is_unchanged() {
+    let golden = golden_bytes();
+    assert_eq!(postcard::to_allocvec(&golden_profile()).unwrap(), golden);
+    let back: Profile = postcard::from_bytes(&golden).unwrap();
+    assert_eq!(postcard::to_allocvec(&back).unwrap(), golden);
+    assert_eq!(
+        back.home_relay.as_ref().map(StoredRelay::as_str),
+        Some(HOME)
+    );
+    assert_eq!(back.home().unwrap().to_string(), HOME);
+    assert_eq!(back.contacts.len(), 2);
+    let ana = &back.contacts[0];
+    assert_eq!((ana.id, ana.name.as_str()), (ContactId(1), "Ana"));
+    let remote = ana.send_to.as_ref().unwrap();
+    assert!(remote.send_id == SendId([0x21; 16]));
+    assert_eq!(remote.relay.as_str(), AWAY);
+    assert_eq!(remote.relay.address().unwrap().to_string(), AWAY);
+    let local = ana.receive_on.as_ref().unwrap();
+    assert!(local.receive_id == ReceiveId([0x31; 16]) && local.send_id == SendId([0x32; 16]));
+    assert_eq!(local.relay.as_str(), HOME);
+    assert_eq!(back.contacts[1].verification(), Verification::KeyChanged);
+    assert_eq!(back.invitations[0].id, InvitationId(3));
+    assert!(back.outbox[0].envelope_id == EnvelopeId([0x43; 16]));
+    assert!(back.outbox[0].message_id == MessageId([0x42; 16]));
+    assert_eq!(back.outbox[0].relay.as_str(), AWAY);
+    assert_eq!(back.sent[0].status, Status::QueuedAtHome);
+    assert_eq!(back.nuclei[0].members().len(), 2);
+    assert_eq!(back.nucleus_tasks.len(), 2);
+    assert_eq!(back.introduced[0].local, 3);
+    assert_eq!(back.introduced[0].invitation(), Some(InvitationId(3)));
+    assert!(back.nuclei[0].id == NucleusId([0x61; 16]));
+}

@@ -3,7 +3,6 @@
 import json, pathlib
 
 data = pathlib.Path(__file__).resolve().parent.parent / "protocol" / "testdata"
-group_data = pathlib.Path(__file__).resolve().parent.parent / "protocol" / "tests" / "group_testdata"
 corpus = pathlib.Path(__file__).resolve().parent / "corpus"
 
 def vectors(name, where=data):
@@ -31,7 +30,7 @@ for v in vectors("fail_requests.json") + vectors("fail_responses.json"):
     write("command", f"fail-{v['name']}", v["input"])
 # group: the first byte picks the decoder (see fuzz_targets/group.rs).
 modes = {"op": 0, "group_text": 2, "introduction": 4}
-for v in vectors("group.json", group_data):
+for v in vectors("group.json"):
     if v["kind"] == "fold":
         ops = b"".join(len(bytes.fromhex(o)).to_bytes(2, "big") + bytes.fromhex(o) for o in v["ops"])
         write("group", v["name"], "06" + ops.hex())
@@ -39,8 +38,8 @@ for v in vectors("group.json", group_data):
         write("group", v["name"], "%02x" % modes[v["kind"]] + v["encoding"])
         if v["kind"] == "op":
             write("group", v["name"] + "-stored", "01" + v["encoding"])
-for v in vectors("fail_group.json", group_data):
+for v in vectors("fail_group.json"):
     write("group", "fail-" + v["name"], "%02x" % modes[v["kind"]] + v["input"])
 # Compact folds: create, adds, a remove and a re-add, concurrent clocks.
 write("group", "compact-fold", "05" + "00000000" "00010101" "01020102" "00030203" "01030102" "02040101")
-write("group", "text-part", "03" + next(v for v in vectors("group.json", group_data) if v["name"] == "group-text")["encoding"][96:])
+write("group", "text-part", "03" + next(v for v in vectors("group.json") if v["name"] == "group-text")["encoding"][96:])

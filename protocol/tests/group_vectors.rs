@@ -1,9 +1,7 @@
-//! Runs the nucleus (group) vectors of `protocol/tests/group_testdata/`
-//! (`group.json`, `fail_group.json`) with the public API only, as an
-//! independent implementation would. The vectors were written by the
-//! client's nucleus code before it moved into this crate; they are never
-//! regenerated. (They live beside this file, not in `protocol/testdata/`,
-//! whose files `tests/vectors.rs` requires to be its own.)
+//! Runs the nucleus (group) vectors `protocol/testdata/group.json` and
+//! `fail_group.json` with the public API only, as an independent
+//! implementation would. The vectors were written by the client's nucleus
+//! code before it moved into this crate; they are never regenerated.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code
 
@@ -16,8 +14,7 @@ use serde_json::Value;
 
 fn vectors(name: &str) -> Vec<Value> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("group_testdata")
+        .join("testdata")
         .join(name);
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     doc["vectors"].as_array().unwrap().clone()

@@ -293,7 +293,7 @@ mod tests {
                 "010109090909090909090909090909090909000000000000002a00020003000169",
             ]
         );
-        // Kinds 3, 4 and 5 (protocol/tests/group_testdata/group.json: `create`,
+        // Kinds 3, 4 and 5 (protocol/testdata/group.json: `create`,
         // `group-text`, `introduction-empty`) decode and re-encode unchanged.
         for (kind, bytes) in [
             (

@@ -16,7 +16,7 @@
 //! [`limits`] before allocating, reject trailing bytes, and verify
 //! signatures over the bytes as received. Layouts and rules are in
 //! `docs/protocol.md`, section 13; the vectors in
-//! `protocol/tests/group_testdata/` pin them.
+//! `protocol/testdata/group.json` and `fail_group.json` pin them.
 
 mod id;
 mod introduction;

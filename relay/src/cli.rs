@@ -74,35 +74,25 @@ fn run(cli: Cli) -> Result<(), String> {
 
 async fn serve(config: Config, store: Arc<dyn Store>, identity: Identity) -> Result<(), String> {
     let limits = config.limits;
-    crate::server::run(config, store, identity, shutdown_signal(), |running| {
-        tracing::info!(
-            "enlace relay listening on UDP port {} (quota {} envelopes, ttl {} s)",
-            running.local_addr.port(),
-            limits.quota,
-            limits.ttl_secs
-        );
-        // The one line on standard output: the address to paste.
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", running.address);
-        let _ = out.flush();
-    })
+    crate::server::run(
+        config,
+        store,
+        identity,
+        crate::shutdown::signal(),
+        |running| {
+            tracing::info!(
+                "enlace relay listening on UDP port {} (quota {} envelopes, ttl {} s)",
+                running.local_addr.port(),
+                limits.quota,
+                limits.ttl_secs
+            );
+            // The one line on standard output: the address to paste.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", running.address);
+            let _ = out.flush();
+        },
+    )
     .await
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(e) => {
-            tracing::warn!("no SIGTERM handler ({e}); stopping on SIGINT only");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), String> {

@@ -22,9 +22,7 @@ use enlace_protocol::keys::PublicKey;
 use enlace_protocol::{PROTOCOL_VERSION, command::negotiate_version};
 
 use crate::identity::Identity;
-use crate::store::forward::{
-    Enqueue, ForwardRecord, STATE_EXPIRED, STATE_QUEUED, STATE_REFUSED, STATE_STORED,
-};
+use crate::store::forward::{Enqueue, ForwardRecord, QueueState};
 use crate::store::{MailboxRecord, Store, StoreError, WriteOp, WriteOutcome};
 
 /// Default per-mailbox quota: a week of steady chat for a busy member
@@ -916,11 +914,10 @@ impl<S: Store + ?Sized> Core<S> {
         match record {
             None => ForwardState::Unknown,
             Some(r) => match r.state {
-                STATE_QUEUED => ForwardState::Queued,
-                STATE_STORED => ForwardState::Stored,
-                STATE_EXPIRED => ForwardState::Expired,
-                STATE_REFUSED => ForwardState::Refused(r.code),
-                _ => ForwardState::Unknown,
+                QueueState::Queued => ForwardState::Queued,
+                QueueState::Stored => ForwardState::Stored,
+                QueueState::Expired => ForwardState::Expired,
+                QueueState::Refused(code) => ForwardState::Refused(code),
             },
         }
     }

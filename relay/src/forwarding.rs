@@ -24,10 +24,12 @@ use enlace_quic::config::{SERVER_NAME, relay_dialer_config};
 use enlace_quic::frame::exchange;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
+use crate::clock::Clock;
 use crate::core::{Core, FORWARD_STATUS_KEEP_SECS};
 use crate::metrics::Metrics;
-use crate::server::{Clock, Writer, until_shutdown};
-use crate::store::forward::{QueuedForward, STATE_EXPIRED, STATE_REFUSED, STATE_STORED};
+use crate::shutdown::until_shutdown;
+use crate::store::forward::{QueueState, QueuedForward};
+use crate::store::writer::Writer;
 use crate::store::{Store, WriteOp};
 
 /// How long connecting to another relay may take.
@@ -1008,7 +1010,7 @@ impl Forwarder {
     ) {
         let seq = entry.seq;
         if entry.arrival.saturating_add(self.ttl_secs) <= self.clock.now() {
-            if self.settle(entry.forward_id, STATE_EXPIRED, 0).await {
+            if self.settle(entry.forward_id, QueueState::Expired).await {
                 schedule.entries.remove(&seq);
             } else {
                 Schedule::bump(&mut schedule.entries, seq, Instant::now());
@@ -1070,8 +1072,8 @@ impl Forwarder {
                     };
                     match batch.pop() {
                         Some(entry) if entry.seq == seq => {
-                            let code = RelayError::Unreachable.code();
-                            if self.settle(entry.forward_id, STATE_REFUSED, code).await {
+                            let refused = QueueState::Refused(RelayError::Unreachable.code());
+                            if self.settle(entry.forward_id, refused).await {
                                 report.settled.push(seq);
                             } else {
                                 report.failed.push(seq);
@@ -1171,10 +1173,11 @@ impl Forwarder {
             sealed: entry.sealed,
         };
         let settled = match self.request(conn, &request).await {
-            Ok(Response::Stored) => self.settle(entry.forward_id, STATE_STORED, 0).await,
+            Ok(Response::Stored) => self.settle(entry.forward_id, QueueState::Stored).await,
             Ok(Response::Error(e)) if is_permanent(&e) => {
                 tracing::debug!("relay {} refused a forward: {e}", address.fingerprint());
-                self.settle(entry.forward_id, STATE_REFUSED, e.code()).await
+                self.settle(entry.forward_id, QueueState::Refused(e.code()))
+                    .await
             }
             Ok(Response::Error(e)) => {
                 // Quota, rate limit, full disk: this forward waits, the
@@ -1197,19 +1200,18 @@ impl Forwarder {
     }
 
     /// Records a forward's final state durably, then wakes its waiters.
-    async fn settle(&self, forward_id: ForwardId, state: u8, code: u16) -> bool {
+    async fn settle(&self, forward_id: ForwardId, state: QueueState) -> bool {
         let op = WriteOp::ForwardSettle {
             forward_id,
             state,
-            code,
             keep_until: self.clock.now().saturating_add(FORWARD_STATUS_KEEP_SECS),
         };
         match self.writer.submit(op).await {
             Ok(_) => {
                 let counter = match state {
-                    STATE_STORED => &self.metrics.forwards_stored,
-                    STATE_REFUSED => &self.metrics.forwards_refused,
-                    _ => &self.metrics.forwards_expired,
+                    QueueState::Stored => &self.metrics.forwards_stored,
+                    QueueState::Refused(_) => &self.metrics.forwards_refused,
+                    QueueState::Expired | QueueState::Queued => &self.metrics.forwards_expired,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 if let Some(waiters) = lock(&self.waiters).remove(&forward_id) {

@@ -27,10 +27,12 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod forwarding;
 pub mod identity;
 pub mod metrics;
 pub mod server;
+pub mod shutdown;
 pub mod store;

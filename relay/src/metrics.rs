@@ -185,7 +185,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = crate::server::until_shutdown(&mut shutdown) => return,
+            () = crate::shutdown::until_shutdown(&mut shutdown) => return,
         };
         let metrics = metrics.clone();
         let store = store.clone();

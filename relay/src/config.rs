@@ -7,10 +7,13 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
-use crate::core::{
-    DEFAULT_FORWARD_QUEUE_LIMIT, DEFAULT_HOST_FAILED_CHECK_REFILL_SECS, DEFAULT_HOST_FAILED_CHECKS,
-    DEFAULT_HOST_NEW_CONNECTIONS, DEFAULT_HOST_NEW_CONNECTIONS_PER_SEC, DEFAULT_QUOTA,
-    DEFAULT_TTL_SECS, FIRST_CONTACT_LIMIT, HostPolicy, Limits,
+use crate::logic::Limits;
+use crate::logic::limits::{
+    DEFAULT_FORWARD_QUEUE_LIMIT, DEFAULT_QUOTA, DEFAULT_TTL_SECS, FIRST_CONTACT_LIMIT,
+};
+use crate::policy::hosts::{
+    DEFAULT_HOST_FAILED_CHECK_REFILL_SECS, DEFAULT_HOST_FAILED_CHECKS,
+    DEFAULT_HOST_NEW_CONNECTIONS, DEFAULT_HOST_NEW_CONNECTIONS_PER_SEC, HostPolicy,
 };
 
 /// Default UDP listen address.

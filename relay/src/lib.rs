@@ -29,10 +29,11 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod core;
 pub mod forwarding;
 pub mod identity;
+pub mod logic;
 pub mod metrics;
+pub mod policy;
 pub mod server;
 pub mod shutdown;
 pub mod store;

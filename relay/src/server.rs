@@ -22,13 +22,16 @@ use tokio::sync::{Notify, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::core::{ConnState, Core, HostAdmission, HostLimits, Step, Then, store_error};
 use crate::forwarding::Forwarder;
 use crate::identity::Identity;
+use crate::logic::{ConnState, Core, Effect, Step, Then, store_error};
 use crate::metrics::Metrics;
+use crate::policy::admission::{Admission, admission};
+use crate::policy::hosts::{HostLimits, limit_key};
+use crate::policy::standing::Standing;
 use crate::shutdown::until_shutdown;
-use crate::store::writer::{Committed, Writer};
-use crate::store::{Store, StoreError, WriteOp, WriteOutcome};
+use crate::store::writer::Writer;
+use crate::store::{Committed, Store, WriteOp, WriteOutcome};
 
 /// Deliveries pushed on one subscription and not yet acked: enough to keep
 /// a mobile link busy, small enough that a recipient that never acks holds
@@ -64,22 +67,6 @@ pub const SEND_WINDOW: u64 = 1024 * 1024;
 /// Streams a connection may break (malformed frames) before the relay
 /// closes the whole connection.
 pub const MAX_MALFORMED_STREAMS: u32 = 8;
-/// Signature checks a connection's requests may fail (a signature that does
-/// not verify, a command signed for another connection) before the relay
-/// closes it: each costs a signature check, and an honest client fails one
-/// only by mistake. Other `Auth` refusals (a used-up first-contact
-/// allowance, which anyone knowing a send id can cause) do not count, nor
-/// does the `Send` inside a `RelayDeliver` (a home relay forwards what its
-/// clients sealed, bad or not; closing its connection would delay everyone
-/// else's forwards). Checked before each request's check, so a connection
-/// fails at most this many plus one per stream whose check was already
-/// under way (at most [`MAX_STREAMS`] - 1 more).
-pub const MAX_AUTH_FAILURES: u32 = 16;
-/// The same budget for a connection none of whose checks has passed yet:
-/// an honest client's first requests fail only by a mistake, which a few
-/// cover, while an attacker's connection pays its handshake for this many
-/// checks instead of [`MAX_AUTH_FAILURES`].
-pub const UNPROVEN_MAX_AUTH_FAILURES: u32 = 8;
 /// Envelopes removed per expiry commit.
 const EXPIRY_BATCH: usize = 4096;
 /// Requests of connections not yet proven (see [`ConnState::is_proven`])
@@ -348,7 +335,7 @@ pub async fn run(
     let writer = Writer::spawn(store.clone()).map_err(|e| format!("cannot start writer: {e}"))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let clock = Clock::new(config.clock_offset_secs);
-    let (allow_private, why) = crate::forwarding::private_policy(
+    let (allow_private, why) = crate::policy::destinations::private_policy(
         config.forward_allow_private,
         config.public_host.as_deref(),
         config.listen.ip(),
@@ -471,58 +458,6 @@ pub async fn run(
     Ok(())
 }
 
-/// The address a connection counts against for the per-IP limit: an IPv4
-/// address (also when it arrives IPv4-mapped on a dual-stack socket), or the
-/// /64 of an IPv6 address, since one host is routinely given a whole /64 and
-/// could otherwise take every slot with addresses of its own.
-fn limit_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(
-                v6.to_bits() & !u128::from(u64::MAX),
-            )),
-        },
-    }
-}
-
-/// What to do with a connection attempt.
-#[derive(Debug, PartialEq, Eq)]
-enum Admission {
-    /// Give it a slot.
-    Accept,
-    /// Answer with a QUIC Retry first: the client must prove it receives
-    /// packets at its source address before it may take a slot.
-    Retry,
-    /// Refuse it (`CONNECTION_REFUSED`).
-    Refuse,
-    /// Drop it unanswered (a host refused many times this second).
-    Ignore,
-}
-
-/// Slots are taken before the handshake and held until it times out, so
-/// Initial packets with spoofed source addresses could otherwise fill every
-/// slot (or every slot of a victim's address) without ever answering. Once
-/// a host or the relay is half full, an address not yet validated by a
-/// Retry round trip gets a Retry instead of a slot: spoofed attempts then
-/// hold at most half the slots.
-fn admission(
-    host_count: u32,
-    total: u64,
-    max_per_ip: u32,
-    max_total: u32,
-    validated: bool,
-) -> Admission {
-    if host_count >= max_per_ip || total >= u64::from(max_total) {
-        return Admission::Refuse;
-    }
-    if !validated && (host_count >= max_per_ip / 2 || total >= u64::from(max_total / 2)) {
-        return Admission::Retry;
-    }
-    Admission::Accept
-}
-
 fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
     let ip = limit_key(incoming.remote_address().ip());
     {
@@ -538,10 +473,10 @@ fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
             validated,
         ) {
             Admission::Accept => match shared.hosts.admit(ip, shared.clock.now_ms(), validated) {
-                HostAdmission::Accept => Ok(()),
-                HostAdmission::Retry => Err((Admission::Retry, "")),
-                HostAdmission::Refuse => Err((Admission::Refuse, "connection_rate")),
-                HostAdmission::Ignore => Err((Admission::Ignore, "connection_rate")),
+                Admission::Accept => Ok(()),
+                Admission::Retry => Err((Admission::Retry, "")),
+                Admission::Refuse => Err((Admission::Refuse, "connection_rate")),
+                Admission::Ignore => Err((Admission::Ignore, "connection_rate")),
             },
             // Answered before the host's rates are looked at: a Retry
             // takes no new-connection token.
@@ -586,18 +521,6 @@ fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
             Err(e) => tracing::debug!("handshake failed: {e}"),
         }
     });
-}
-
-/// True once a connection's own failed checks reach [`MAX_AUTH_FAILURES`]
-/// ([`UNPROVEN_MAX_AUTH_FAILURES`] if none of its checks passed), its
-/// host's failed-check budget ran out on one of them, or too many of its
-/// forwards were refused `auth` ([`ConnState::forwards_over_budget`]).
-fn over_budget(state: &ConnState) -> bool {
-    let failed = state.failed_checks();
-    failed >= MAX_AUTH_FAILURES
-        || (failed >= UNPROVEN_MAX_AUTH_FAILURES && !state.has_passed_a_check())
-        || state.host_exhausted()
-        || state.forwards_over_budget()
 }
 
 /// Releases a connection's slot when its task ends.
@@ -670,30 +593,6 @@ async fn serve_connection(shared: Arc<Shared>, conn: quinn::Connection) {
     }
 }
 
-/// Which queue a connection's requests go through (see [`PriorityGate`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Lane {
-    /// Proven ([`ConnState::is_proven`]): no queue.
-    Proven,
-    /// Not proven yet, nothing failed: newcomers, first-contact senders.
-    Unproven,
-    /// None of its checks ever passed, and it failed something
-    /// ([`ConnState::is_suspect`]).
-    Suspect,
-}
-
-impl Lane {
-    fn of(state: &ConnState) -> Self {
-        if state.is_proven() {
-            Self::Proven
-        } else if state.is_suspect() {
-            Self::Suspect
-        } else {
-            Self::Unproven
-        }
-    }
-}
-
 /// The low-priority lanes for connections not proven: their requests' CPU
 /// work (parse, signature check, the core's decision) runs under one of
 /// [`UNPROVEN_PERMITS`] permits of their lane, taken in arrival order and
@@ -729,22 +628,22 @@ impl PriorityGate {
     /// proved the connection runs at once).
     async fn run<T: Send + 'static>(
         &self,
-        lane: impl Fn() -> Lane,
+        lane: impl Fn() -> Standing,
         turn: &tokio::sync::Mutex<()>,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> T {
-        if lane() == Lane::Proven {
+        if lane() == Standing::Proven {
             return work();
         }
         let turn = turn.lock().await;
         // The semaphores are never closed; were one, the work runs ungated.
         let out = match lane() {
-            Lane::Proven => work(),
-            Lane::Unproven => {
+            Standing::Proven => work(),
+            Standing::Unproven => {
                 let _permit = self.unproven.acquire().await.ok();
                 work()
             }
-            Lane::Suspect => {
+            Standing::Suspect => {
                 let _permit = self.suspect.acquire().await.ok();
                 match &self.background {
                     Some(background) => background.run(work).await,
@@ -988,7 +887,7 @@ impl StreamTask {
                 let request = Request::decode(&payload)?;
                 // Checked before the request's signature is: a connection
                 // over its budget gets no further check.
-                if over_budget(&state) {
+                if state.over_budget() {
                     return Ok(None);
                 }
                 let is_ack = matches!(request, Request::Ack(_));
@@ -996,7 +895,7 @@ impl StreamTask {
                 Ok(Some((is_ack, step)))
             }
         };
-        let decided = shared.gate.run(|| Lane::of(&state), &turn, work).await;
+        let decided = shared.gate.run(|| state.standing(), &turn, work).await;
         state.charge_host(shared.clock.now());
         self.raise_window_once_proven();
         let (is_ack, step) = match decided {
@@ -1016,7 +915,7 @@ impl StreamTask {
         let response = match step {
             Step::Reply(r) => r,
             Step::Write { op, then } if is_ack => return self.acks(op, then).await,
-            Step::Write { op, then } => self.commit(op, &then).await,
+            Step::Write { op, then } => self.commit(op, then).await,
             Step::Subscribe {
                 receive_id,
                 delivery_key,
@@ -1060,7 +959,7 @@ impl StreamTask {
             // One signature check per scheduling turn, as between frames,
             // and none once the connection is over its budget.
             tokio::task::yield_now().await;
-            if over_budget(&self.state) {
+            if self.state.over_budget() {
                 break;
             }
             let Some(frame) = self.frames.ready() else {
@@ -1086,7 +985,7 @@ impl StreamTask {
                 let (shared, state) = (shared.clone(), state.clone());
                 move || shared.core.handle(&state, ack, shared.clock.now())
             };
-            let step = shared.gate.run(|| Lane::of(&state), &turn, work).await;
+            let step = shared.gate.run(|| state.standing(), &turn, work).await;
             state.charge_host(shared.clock.now());
             answers.push(match step {
                 Step::Write { op, then } => self.queue(op, then).await,
@@ -1098,7 +997,7 @@ impl StreamTask {
         for answer in answers {
             let response = match answer {
                 Answer::Now(r) => r,
-                Answer::Later(then, done) => self.committed(done.await, &then).await,
+                Answer::Later(then, done) => self.committed(done.await, then).await,
             };
             if let Response::Error(e) = &response {
                 shared.metrics.reject_error(e);
@@ -1127,7 +1026,7 @@ impl StreamTask {
     /// [`MAX_AUTH_FAILURES`] signature checks (counted by the core where
     /// they fail: see [`ConnState::failed_checks`]).
     fn over_auth_budget(&mut self) -> bool {
-        if !over_budget(&self.state) {
+        if !self.state.over_budget() {
             return false;
         }
         if self.state.host_exhausted() {
@@ -1153,52 +1052,37 @@ impl StreamTask {
         }
     }
 
-    async fn commit(&self, op: WriteOp, then: &Then) -> Response {
+    async fn commit(&self, op: WriteOp, then: Then) -> Response {
         let outcome = self.shared.writer.submit(op).await;
         self.committed(outcome, then).await
     }
 
-    /// The answer to a write, and what its commit changes for others.
-    async fn committed(&self, outcome: Result<WriteOutcome, StoreError>, then: &Then) -> Response {
-        Core::<dyn Store>::note_commit(&self.state, then, &outcome);
-        // Queued by this request, not a known forward id repeated.
-        let fresh = matches!(outcome, Ok(WriteOutcome::Stored { .. }));
-        let response = Core::<dyn Store>::finish(then, outcome);
-        if matches!(response, Response::Error(_)) {
-            return response;
-        }
+    /// The answer to a write once committed: what [`Core::finish`] decides,
+    /// with its effect carried out.
+    async fn committed(&self, outcome: Committed, then: Then) -> Response {
+        let finished = self.shared.core.finish(&self.state, then, outcome);
         let registry = &self.shared.registry;
-        match then {
-            Then::Created { .. } => self.state.mark_own(),
-            Then::Forwarded {
-                forward_id,
-                destination,
-            } => {
-                let answer = self
-                    .shared
-                    .forwarder
-                    .answer(*forward_id, *destination)
-                    .await;
-                if fresh {
-                    self.state.forward_answered(&answer);
-                }
-                return answer;
-            }
-            Then::Deposited { receive_id, .. } => {
+        match finished.effect {
+            None => {}
+            Some(Effect::Deposited { receive_id }) => {
                 self.shared.metrics.deposits.fetch_add(1, Ordering::Relaxed);
-                registry.new_envelope(receive_id);
+                registry.new_envelope(&receive_id);
             }
-            Then::Acked {
+            Some(Effect::Acked {
                 receive_id,
                 message_id,
-            } => registry.acked(receive_id, *message_id),
-            Then::Deleted { receive_id } => {
-                self.shared.core.forget(receive_id);
-                registry.deleted(receive_id);
+            }) => registry.acked(&receive_id, message_id),
+            Some(Effect::Deleted { receive_id }) => registry.deleted(&receive_id),
+            Some(Effect::AwaitForward(pending)) => {
+                let record = self
+                    .shared
+                    .forwarder
+                    .await_forward(pending.forward_id, pending.destination)
+                    .await;
+                return pending.answered(&self.state, record);
             }
-            _ => {}
         }
-        response
+        finished.response
     }
 
     /// Pushes deliveries until the subscription ends. Returns true if the
@@ -1328,7 +1212,7 @@ async fn sweep(shared: Arc<Shared>, interval_secs: u64) {
         let now = shared.clock.now();
         let op = WriteOp::ForwardExpire {
             now,
-            keep_until: now.saturating_add(crate::core::FORWARD_STATUS_KEEP_SECS),
+            keep_until: now.saturating_add(crate::logic::limits::FORWARD_STATUS_KEEP_SECS),
             limit: EXPIRY_BATCH,
         };
         match shared.writer.submit(op).await {
@@ -1347,10 +1231,7 @@ async fn sweep(shared: Arc<Shared>, interval_secs: u64) {
 
 #[cfg(test)]
 mod tests {
-    use enlace_protocol::envelope::MailboxId;
-
     use super::*;
-    use crate::store::{MailboxRecord, Stats, StoredEnvelope};
 
     #[tokio::test]
     async fn unproven_requests_wait_for_the_gate_and_proven_ones_do_not() {
@@ -1363,7 +1244,7 @@ mod tests {
             let (gate, ran, turn) = (gate.clone(), ran.clone(), turn.clone());
             async move {
                 gate.run(
-                    || Lane::Unproven,
+                    || Standing::Unproven,
                     &turn,
                     move || ran.fetch_add(1, Ordering::SeqCst),
                 )
@@ -1375,7 +1256,7 @@ mod tests {
         }
         assert_eq!(ran.load(Ordering::SeqCst), 0, "ran without the permit");
         // A proven connection's request runs at once.
-        assert_eq!(gate.run(|| Lane::Proven, &turn, || 7).await, 7);
+        assert_eq!(gate.run(|| Standing::Proven, &turn, || 7).await, 7);
         drop(held);
         tokio::time::timeout(Duration::from_secs(60), unproven)
             .await
@@ -1383,7 +1264,7 @@ mod tests {
             .unwrap();
         assert_eq!(ran.load(Ordering::SeqCst), 1);
         // The permit is back: the next unproven request runs.
-        assert_eq!(gate.run(|| Lane::Unproven, &turn, || 8).await, 8);
+        assert_eq!(gate.run(|| Standing::Unproven, &turn, || 8).await, 8);
     }
 
     /// One unproven connection queues one request at a time: however many
@@ -1403,7 +1284,7 @@ mod tests {
             let (gate, busy, order) = (gate.clone(), busy.clone(), order.clone());
             tasks.spawn(async move {
                 gate.run(
-                    || Lane::Unproven,
+                    || Standing::Unproven,
                     &busy,
                     move || order.lock().unwrap().push(i),
                 )
@@ -1418,7 +1299,7 @@ mod tests {
             let (gate, newcomer, order) = (gate.clone(), newcomer.clone(), order.clone());
             async move {
                 gate.run(
-                    || Lane::Unproven,
+                    || Standing::Unproven,
                     &newcomer,
                     move || order.lock().unwrap().push(99),
                 )
@@ -1450,7 +1331,7 @@ mod tests {
         let here = std::thread::current().id();
         let (thread, nice) = gate
             .run(
-                || Lane::Suspect,
+                || Standing::Suspect,
                 &turn,
                 || {
                     let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid()));
@@ -1460,7 +1341,7 @@ mod tests {
             .await;
         assert_ne!(thread, here);
         assert_eq!(nice, BACKGROUND_NICE);
-        for lane in [Lane::Proven, Lane::Unproven] {
+        for lane in [Standing::Proven, Standing::Unproven] {
             let ran = gate
                 .run(|| lane, &turn, || std::thread::current().id())
                 .await;
@@ -1470,14 +1351,14 @@ mod tests {
             let gate = gate.clone();
             async move {
                 let turn = tokio::sync::Mutex::new(());
-                gate.run(|| Lane::Suspect, &turn, || panic!("a bad job"))
+                gate.run(|| Standing::Suspect, &turn, || panic!("a bad job"))
                     .await
             }
         })
         .await;
         assert!(panicked.unwrap_err().is_panic());
         let after = gate
-            .run(|| Lane::Suspect, &turn, || std::thread::current().id())
+            .run(|| Standing::Suspect, &turn, || std::thread::current().id())
             .await;
         assert_eq!(after, thread, "the same thread goes on");
     }
@@ -1490,7 +1371,7 @@ mod tests {
         let gate = Arc::new(PriorityGate::new(1, None));
         let suspect = gate.suspect.acquire().await.unwrap();
         let turn = Arc::new(tokio::sync::Mutex::new(()));
-        let newcomer = gate.run(|| Lane::Unproven, &turn, || 1);
+        let newcomer = gate.run(|| Standing::Unproven, &turn, || 1);
         let newcomer = tokio::time::timeout(Duration::from_secs(60), newcomer).await;
         assert_eq!(
             newcomer.ok(),
@@ -1506,9 +1387,9 @@ mod tests {
             async move {
                 let lane = || {
                     if proven.load(Ordering::SeqCst) {
-                        Lane::Proven
+                        Standing::Proven
                     } else {
-                        Lane::Unproven
+                        Standing::Unproven
                     }
                 };
                 gate.run(lane, &turn, || 2).await
@@ -1526,80 +1407,5 @@ mod tests {
             "it waited for the unproven permit"
         );
         drop(unproven);
-    }
-
-    #[test]
-    fn connection_limits_count_ipv6_per_64_and_mapped_ipv4_as_ipv4() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
-        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(limit_key(a), limit_key(b));
-        assert_ne!(limit_key(a), limit_key(other));
-        let v4: IpAddr = "192.0.2.7".parse().unwrap();
-        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        let mapped_other: IpAddr = "::ffff:192.0.2.8".parse().unwrap();
-        assert_eq!(limit_key(mapped), v4);
-        assert_ne!(limit_key(mapped), limit_key(mapped_other));
-    }
-
-    #[test]
-    fn unvalidated_addresses_get_a_retry_once_half_the_slots_are_taken() {
-        use Admission::*;
-        // (host count, total, validated)
-        assert_eq!(admission(0, 0, 64, 10_000, false), Accept);
-        assert_eq!(admission(31, 0, 64, 10_000, false), Accept);
-        assert_eq!(admission(32, 0, 64, 10_000, false), Retry);
-        assert_eq!(admission(32, 0, 64, 10_000, true), Accept);
-        assert_eq!(admission(0, 5_000, 64, 10_000, false), Retry);
-        assert_eq!(admission(0, 5_000, 64, 10_000, true), Accept);
-        assert_eq!(admission(64, 0, 64, 10_000, true), Refuse);
-        assert_eq!(admission(0, 10_000, 64, 10_000, true), Refuse);
-    }
-
-    #[tokio::test]
-    async fn a_failed_commit_fails_every_waiter() {
-        struct Broken;
-        impl Store for Broken {
-            fn apply(&self, _: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
-                Err(StoreError::Full)
-            }
-            fn mailbox(&self, _: &MailboxId) -> Result<Option<MailboxRecord>, StoreError> {
-                Ok(None)
-            }
-            fn mailbox_by_send_id(
-                &self,
-                _: &MailboxId,
-            ) -> Result<Option<(MailboxId, MailboxRecord)>, StoreError> {
-                Ok(None)
-            }
-            fn pending(
-                &self,
-                _: &MailboxId,
-                _: Option<u64>,
-                _: u64,
-                _: usize,
-            ) -> Result<Vec<StoredEnvelope>, StoreError> {
-                Ok(Vec::new())
-            }
-            fn stats(&self) -> Result<Stats, StoreError> {
-                Ok(Stats::default())
-            }
-        }
-        let writer = Writer::spawn(Arc::new(Broken)).unwrap();
-        let then = Then::Deposited {
-            receive_id: MailboxId([1; 16]),
-            relayed_signed: false,
-        };
-        let out = writer
-            .submit(WriteOp::Delete {
-                receive_id: MailboxId([1; 16]),
-            })
-            .await;
-        assert!(matches!(out, Err(StoreError::Full)));
-        assert_eq!(
-            Core::<dyn Store>::finish(&then, out),
-            Response::Error(RelayError::StorageFull)
-        );
-        writer.stop().await;
     }
 }

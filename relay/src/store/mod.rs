@@ -40,5 +40,5 @@ pub mod writer;
 pub use self::api::Store;
 pub use self::error::StoreError;
 pub use self::ops::WriteOp;
-pub use self::outcome::WriteOutcome;
+pub use self::outcome::{Committed, WriteOutcome};
 pub use self::record::{MailboxRecord, Stats, StoredEnvelope};

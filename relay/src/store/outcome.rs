@@ -1,5 +1,11 @@
 //! The result of one write operation in a committed batch.
 
+use super::error::StoreError;
+
+/// What an operation's commit came to: its outcome once its batch is
+/// durable, or why the batch failed (then nothing of it is done).
+pub type Committed = Result<WriteOutcome, StoreError>;
+
 /// The result of one [`super::WriteOp`] in a committed batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

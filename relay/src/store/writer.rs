@@ -11,14 +11,11 @@ use tokio::sync::{mpsc, oneshot};
 use super::api::Store;
 use super::error::StoreError;
 use super::ops::WriteOp;
-use super::outcome::WriteOutcome;
+use super::outcome::{Committed, WriteOutcome};
 
 /// Operations committed in one write transaction at most: bounds commit
 /// latency when thousands are queued.
 pub const MAX_BATCH: usize = 1024;
-
-/// A commit's outcome.
-pub type Committed = Result<WriteOutcome, StoreError>;
 
 struct Job {
     op: WriteOp,

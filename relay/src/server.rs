@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::forwarding::Forwarder;
 use crate::identity::Identity;
 use crate::logic::{ConnState, Core, Effect, Step, Then, store_error};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Refusal};
 use crate::policy::admission::{Admission, admission};
 use crate::policy::hosts::{HostLimits, limit_key};
 use crate::policy::standing::Standing;
@@ -474,13 +474,13 @@ fn accept(shared: &Arc<Shared>, incoming: quinn::Incoming) {
         ) {
             Admission::Accept => match shared.hosts.admit(ip, shared.clock.now_ms(), validated) {
                 Admission::Accept => Ok(()),
-                Admission::Retry => Err((Admission::Retry, "")),
-                Admission::Refuse => Err((Admission::Refuse, "connection_rate")),
-                Admission::Ignore => Err((Admission::Ignore, "connection_rate")),
+                Admission::Retry => Err((Admission::Retry, Refusal::ConnectionRate)),
+                Admission::Refuse => Err((Admission::Refuse, Refusal::ConnectionRate)),
+                Admission::Ignore => Err((Admission::Ignore, Refusal::ConnectionRate)),
             },
             // Answered before the host's rates are looked at: a Retry
             // takes no new-connection token.
-            other => Err((other, "connection_limit")),
+            other => Err((other, Refusal::ConnectionLimit)),
         };
         if let Err((decision, reason)) = decision {
             if *count == 0 {
@@ -1030,7 +1030,7 @@ impl StreamTask {
             return false;
         }
         if self.state.host_exhausted() {
-            self.shared.metrics.reject("host_failed_checks");
+            self.shared.metrics.reject(Refusal::HostFailedChecks);
         }
         let _ = self.send.finish();
         self.conn.close(

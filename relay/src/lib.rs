@@ -29,11 +29,13 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod forwarding;
+pub mod forward;
 pub mod identity;
 pub mod logic;
 pub mod metrics;
 pub mod policy;
+pub mod relays;
+pub mod run;
 pub mod server;
 pub mod shutdown;
 pub mod store;

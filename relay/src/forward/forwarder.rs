@@ -1,5 +1,5 @@
 //! The forwarding half of a relay: one worker per destination with
-//! forwards queued ([`super::worker`]), started when a forward is queued
+//! forwards queued (`super::worker`), started when a forward is queued
 //! and again after a restart; the wait for a client's forward; other
 //! relays' keys for clients.
 

@@ -12,10 +12,10 @@
 //! destination sees this relay's address and port, never a client's.
 //!
 //! Files, from the top: [`forwarder`] (what the rest of the relay calls),
-//! [`worker`] (one destination's queue), [`lane`] (one address's
-//! deliveries), [`schedule`] (retry times and lanes), [`keys`] (other
+//! `worker` (one destination's queue), `lane` (one address's
+//! deliveries), [`schedule`] (retry times and lanes), `keys` (other
 //! relays' key bundles), [`dialer`] and [`peers`] (connections), and
-//! [`shared`] (what workers and lanes share). The destination policy is
+//! `shared` (what workers and lanes share). The destination policy is
 //! in [`crate::policy::destinations`].
 
 pub mod dialer;

@@ -14,7 +14,7 @@ use crate::store::WriteOp;
 use crate::store::forward::{Enqueue, ForwardRecord, QueueState};
 
 /// What a forward's record says to its client.
-pub fn forward_state(record: Option<ForwardRecord>) -> ForwardState {
+pub(crate) fn forward_state(record: Option<ForwardRecord>) -> ForwardState {
     match record {
         None => ForwardState::Unknown,
         Some(r) => match r.state {
@@ -26,8 +26,19 @@ pub fn forward_state(record: Option<ForwardRecord>) -> ForwardState {
     }
 }
 
-fn rate_limited(retry_after_secs: u32) -> RelayError {
-    RelayError::RateLimited { retry_after_secs }
+/// Notes that `conn` names `destination` (see
+/// [`crate::policy::allowance::Allowances::note_destination`]), returning
+/// the address encoded.
+fn name_destination(
+    conn: &ConnState,
+    destination: &RelayAddress,
+    now: u64,
+) -> Result<Vec<u8>, RelayError> {
+    let mut address = Vec::new();
+    destination.encode(&mut address);
+    conn.note_destination(&address, now)
+        .map_err(|retry_after_secs| RelayError::RateLimited { retry_after_secs })?;
+    Ok(address)
 }
 
 /// This relay's own key to anyone; another relay's, fetched by the
@@ -44,9 +55,7 @@ pub(super) fn fetch_relay_key<S: Store + ?Sized>(
             core.relay_key(now)?,
         ))))
     } else if conn.is_own() {
-        let mut address = Vec::new();
-        destination.encode(&mut address);
-        conn.note_destination(&address, now).map_err(rate_limited)?;
+        name_destination(conn, &destination, now)?;
         Ok(Step::FetchRelayKey { destination })
     } else {
         Err(RelayError::NotOwnClient)
@@ -69,9 +78,7 @@ pub(super) fn forward<S: Store + ?Sized>(
         return Err(RelayError::Malformed);
     }
     let destination = forward.destination.fingerprint().0;
-    let mut address = Vec::new();
-    forward.destination.encode(&mut address);
-    conn.note_destination(&address, now).map_err(rate_limited)?;
+    let address = name_destination(conn, &forward.destination, now)?;
     Ok(Step::Write {
         op: WriteOp::ForwardEnqueue(Box::new(Enqueue {
             forward_id: forward.forward_id,

@@ -12,7 +12,7 @@
 //!
 //! Files: [`limits`], [`caches`], [`conn`] (a connection's state),
 //! [`core`] (the state and shared checks), [`step`]; one file per group of
-//! commands ([`mailbox`], [`send`], [`forward`]) under [`handle`]; then
+//! commands (`mailbox`, `send`, `forward`) under `handle`; then
 //! [`finish`] and [`delivery`].
 
 pub mod caches;
@@ -20,11 +20,11 @@ pub mod conn;
 pub mod core;
 pub mod delivery;
 pub mod finish;
-pub mod forward;
-pub mod handle;
+pub(crate) mod forward;
+mod handle;
 pub mod limits;
-pub mod mailbox;
-pub mod send;
+mod mailbox;
+mod send;
 pub mod step;
 #[cfg(test)]
 mod tests;

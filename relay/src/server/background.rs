@@ -5,7 +5,7 @@ use tokio::sync::oneshot;
 /// A job for the [`Background`] thread.
 type BackgroundJob = Box<dyn FnOnce() + Send>;
 
-/// Niceness of the [`Background`] thread: the kernel gives it CPU time
+/// Niceness of the `Background` thread: the kernel gives it CPU time
 /// only when the relay's other threads leave some (about 1.5 % of a core
 /// against one busy thread at the default 0), so under a flood the checks
 /// of suspect connections (an attacker's garbage: X25519

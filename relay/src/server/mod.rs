@@ -2,11 +2,11 @@
 //! (docs/protocol.md section 7).
 //!
 //! Files, from the top: [`serve`] (the accept loop and the shutdown
-//! drain), [`admission`] (slots and rates for new connections),
-//! [`connection`] (one connection), [`stream`] (one stream: requests,
-//! commits and their effects, subscriptions), [`registry`] (who holds each
-//! mailbox's subscription), [`gate`] and [`background`] (the priority
-//! lanes), [`sweep`], [`flight`] (what shutdown waits for), [`shared`] and
+//! drain), `admission` (slots and rates for new connections),
+//! `connection` (one connection), `stream` (one stream: requests,
+//! commits and their effects, subscriptions), `registry` (who holds each
+//! mailbox's subscription), `gate` and `background` (the priority
+//! lanes), `sweep`, `flight` (what shutdown waits for), `shared` and
 //! [`transport`] (QUIC limits, codes, configuration).
 //!
 //! The server does not import the forwarding half: it reaches other

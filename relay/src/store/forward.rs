@@ -1,8 +1,8 @@
 //! The durable forward queue: sealed sends waiting for another relay, and
 //! what became of each (docs/storage.md, "Forward queue").
 //!
-//! Written once over [`KvTxn`]/[`KvRead`] like the mailbox logic, so every
-//! backend has it. Keys (built in [`super::layout`]):
+//! Written once over `KvTxn`/`KvRead` like the mailbox logic, so every
+//! backend has it. Keys (built in `super::layout`):
 //!
 //! - `Q | destination fingerprint (32) | seq (8)` -> queued forward
 //! - `F | forward id (16)` -> its status record

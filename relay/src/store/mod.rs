@@ -7,15 +7,15 @@
 //! fsync to the next one. Reads go straight to the backend and never wait
 //! for a commit.
 //!
-//! The mailbox logic ([`mailbox`]: quota, duplicates, first contact,
+//! The mailbox logic (`mailbox`: quota, duplicates, first contact,
 //! expiry) and the forward queue ([`forward`]) are written once, over
-//! [`kv`]'s tiny ordered key-value transaction; each backend file only maps
-//! that onto its engine. The key layout ([`layout`]: one keyspace, a prefix
+//! `kv`'s tiny ordered key-value transaction; each backend file only maps
+//! that onto its engine. The key layout (`layout`: one keyspace, a prefix
 //! byte per kind of record) is in `docs/storage.md`.
 //!
-//! Files, from the bottom: [`error`], [`kv`], [`layout`], [`record`],
-//! [`outcome`]; [`mailbox`] and [`forward`] (the logic); [`ops`] (the
-//! mutations), [`batch`] (one batch over one transaction), [`api`] (the
+//! Files, from the bottom: [`error`], `kv`, `layout`, [`record`],
+//! [`outcome`]; `mailbox` and [`forward`] (the logic); [`ops`] (the
+//! mutations), `batch` (one batch over one transaction), [`api`] (the
 //! trait); the backends [`redb`] and `sled`; [`writer`] on top.
 
 pub mod api;

@@ -1,4 +1,4 @@
-//! The records stored under the keys of [`super::layout`]: the mailbox
+//! The records stored under the keys of `super::layout`: the mailbox
 //! record, envelope records with their checksum, and the counters.
 
 use std::fmt;

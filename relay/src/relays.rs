@@ -8,6 +8,7 @@ use std::pin::Pin;
 
 use enlace_protocol::address::RelayAddress;
 use enlace_protocol::command::{ForwardId, Response};
+use enlace_protocol::keys::Fingerprint;
 
 use crate::store::StoreError;
 use crate::store::forward::ForwardRecord;
@@ -27,6 +28,6 @@ pub trait OtherRelays: Send + Sync {
     fn await_forward(
         &self,
         forward_id: ForwardId,
-        destination: [u8; 32],
+        destination: Fingerprint,
     ) -> Pending<'_, Result<Option<ForwardRecord>, StoreError>>;
 }

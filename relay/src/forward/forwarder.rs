@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use enlace_protocol::address::RelayAddress;
 use enlace_protocol::command::{ForwardId, Response};
+use enlace_protocol::keys::Fingerprint;
 use tokio::sync::{Notify, oneshot, watch};
 
 use super::dialer::Dialer;
@@ -117,7 +118,7 @@ impl Forwarder {
 
     /// Makes sure a worker drains `destination`'s queue, and wakes it if it
     /// is already running.
-    pub fn kick(&self, destination: [u8; 32]) {
+    pub fn kick(&self, destination: Fingerprint) {
         let mut workers = lock(&self.shared.workers);
         match workers.entry(destination) {
             std::collections::hash_map::Entry::Occupied(worker) => worker.get().notify_one(),
@@ -135,7 +136,7 @@ impl Forwarder {
     pub async fn await_forward(
         &self,
         forward_id: ForwardId,
-        destination: [u8; 32],
+        destination: Fingerprint,
     ) -> Result<Option<ForwardRecord>, StoreError> {
         let shared = &self.shared;
         let (tx, rx) = oneshot::channel();
@@ -173,7 +174,7 @@ impl OtherRelays for Forwarder {
     fn await_forward(
         &self,
         forward_id: ForwardId,
-        destination: [u8; 32],
+        destination: Fingerprint,
     ) -> Pending<'_, Result<Option<ForwardRecord>, StoreError>> {
         Box::pin(Forwarder::await_forward(self, forward_id, destination))
     }

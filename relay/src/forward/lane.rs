@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use enlace_protocol::address::RelayAddress;
 use enlace_protocol::command::{RelayError, Request, Response};
+use enlace_protocol::keys::Fingerprint;
 use tokio::sync::mpsc;
 
 use super::dialer::ConnectError;
@@ -65,7 +66,7 @@ fn is_permanent(e: &RelayError) -> bool {
 /// queue order, and reports what happened through `guard`.
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    destination: [u8; 32],
+    destination: Fingerprint,
     run: Run,
     in_flight: Arc<tokio::sync::Semaphore>,
     mut guard: ReportOnDrop,

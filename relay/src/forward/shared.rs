@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use enlace_protocol::command::ForwardId;
+use enlace_protocol::keys::Fingerprint;
 use tokio::sync::{Notify, oneshot, watch};
 
 use super::dialer::Dialer;
@@ -29,7 +30,7 @@ pub(crate) struct Shared {
     /// Running workers by destination fingerprint, each with the signal
     /// that wakes it when a forward is queued (a stored permit, so a kick
     /// that comes while the worker is busy is never lost).
-    pub(crate) workers: Mutex<HashMap<[u8; 32], Arc<Notify>>>,
+    pub(crate) workers: Mutex<HashMap<Fingerprint, Arc<Notify>>>,
     /// Clients' forwards waiting for the destination's answer.
     pub(crate) waiters: Mutex<HashMap<ForwardId, Vec<oneshot::Sender<()>>>>,
 }

@@ -74,7 +74,7 @@ impl Store for Unreadable {
     }
     fn forward_queue_from(
         &self,
-        _destination: &[u8; 32],
+        _destination: &Fingerprint,
         _from_seq: u64,
         _limit: usize,
     ) -> Result<Vec<QueuedForward>, crate::store::StoreError> {
@@ -95,7 +95,7 @@ async fn a_failing_queue_read_backs_off_instead_of_spinning() {
         Clock::new(0),
         false,
     );
-    forwarder.kick([7; 32]);
+    forwarder.kick(Fingerprint([7; 32]));
     // A blocking sleep: a spinning worker that never yields must not
     // keep this check from running.
     std::thread::sleep(Duration::from_millis(400));
@@ -196,7 +196,7 @@ async fn enqueue(writer: &Writer, clock: Clock, id: u8, to: &RelayAddress) -> Fo
         .submit(WriteOp::ForwardEnqueue(Box::new(
             crate::store::forward::Enqueue {
                 forward_id,
-                destination_fp: to.fingerprint().0,
+                destination_fp: *to.fingerprint(),
                 destination: address_key(to),
                 sealed: vec![id; 100],
                 arrival: clock.now(),
@@ -232,7 +232,7 @@ async fn a_dead_address_does_not_delay_a_live_one() {
     let clock = Clock::new(0);
     let (forwarder, stop) = test_forwarder(writer.clone(), store, clock, true);
     let forwarder = forwarder.with_connect_timeout(Duration::from_secs(120));
-    let fp = live.fingerprint().0;
+    let fp = *live.fingerprint();
     let stuck = enqueue(&writer, clock, 1, &dead).await;
     forwarder.kick(fp);
     // The worker is connecting to the dead address.
@@ -273,7 +273,7 @@ async fn a_lane_has_several_deliveries_under_way() {
     for id in 1..=8 {
         ids.push(enqueue(&writer, clock, id, &destination).await);
     }
-    forwarder.kick(destination.fingerprint().0);
+    forwarder.kick(*destination.fingerprint());
     let deadline = Instant::now() + Duration::from_secs(60);
     while !ids
         .iter()
@@ -339,7 +339,7 @@ impl Store for Counting {
     }
     fn forward_queue(
         &self,
-        destination: &[u8; 32],
+        destination: &Fingerprint,
         limit: usize,
     ) -> Result<Vec<QueuedForward>, crate::store::StoreError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
@@ -347,7 +347,7 @@ impl Store for Counting {
     }
     fn forward_queue_from(
         &self,
-        destination: &[u8; 32],
+        destination: &Fingerprint,
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<QueuedForward>, crate::store::StoreError> {
@@ -357,7 +357,7 @@ impl Store for Counting {
     fn forward_destinations(
         &self,
         limit: usize,
-    ) -> Result<Vec<[u8; 32]>, crate::store::StoreError> {
+    ) -> Result<Vec<Fingerprint>, crate::store::StoreError> {
         self.inner.forward_destinations(limit)
     }
 }
@@ -385,7 +385,7 @@ async fn a_stuck_lane_does_not_make_the_worker_reread_its_queue() {
     let (forwarder, stop) = test_forwarder(writer.clone(), dyn_store, clock, true);
     let forwarder = forwarder.with_connect_timeout(Duration::from_secs(1));
     enqueue(&writer, clock, 1, &dead).await;
-    forwarder.kick(dead.fingerprint().0);
+    forwarder.kick(*dead.fingerprint());
     // The first connect fails after 1 s; the second starts 0.5 to 1 s
     // later on an address whose backoff is due, and is stuck for 1 s;
     // the third starts 1 to 2 s after that.
@@ -413,7 +413,7 @@ async fn a_private_destination_is_refused_without_a_packet() {
     let clock = Clock::new(0);
     let (forwarder, stop) = test_forwarder(writer.clone(), store, clock, false);
     let id = enqueue(&writer, clock, 3, &private).await;
-    forwarder.kick(private.fingerprint().0);
+    forwarder.kick(*private.fingerprint());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match forwarder.state(&id) {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use enlace_protocol::address::RelayAddress;
+use enlace_protocol::keys::Fingerprint;
 use tokio::sync::{Notify, mpsc};
 
 use super::lane::{self, ReportOnDrop};
@@ -38,7 +39,7 @@ const DESTINATION_IN_FLIGHT: usize = MAX_LANES;
 /// fails (its address does not answer, or the destination defers it)
 /// waits for its own retry time, and a slow address holds only its own
 /// lane, so one bad forward or address delays nothing else.
-pub(crate) async fn run(shared: Arc<Shared>, destination: [u8; 32], kicked: Arc<Notify>) {
+pub(crate) async fn run(shared: Arc<Shared>, destination: Fingerprint, kicked: Arc<Notify>) {
     let mut shutdown = shared.shutdown.clone();
     let mut schedule = Schedule::default();
     let mut lanes = Lanes::default();
@@ -108,7 +109,7 @@ pub(crate) async fn run(shared: Arc<Shared>, destination: [u8; 32], kicked: Arc<
 /// knows exactly what this pass saw as due.
 async fn pass(
     shared: &Arc<Shared>,
-    destination: &[u8; 32],
+    destination: &Fingerprint,
     now: Instant,
     schedule: &mut Schedule,
     lanes: &mut Lanes,

@@ -11,6 +11,7 @@
 
 use enlace_protocol::command::{ForwardId, ForwardState, RelayError, Response};
 use enlace_protocol::envelope::{MailboxId, MessageId};
+use enlace_protocol::keys::Fingerprint;
 
 use super::conn::ConnState;
 use super::core::{Core, store_error};
@@ -63,7 +64,7 @@ pub struct AwaitForward {
     /// The client's id for it.
     pub forward_id: ForwardId,
     /// The destination's fingerprint.
-    pub destination: [u8; 32],
+    pub destination: Fingerprint,
     /// Queued by this request, not a known forward id repeated: only then
     /// does the destination's answer count for the connection.
     fresh: bool,

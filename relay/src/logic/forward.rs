@@ -77,7 +77,7 @@ pub(super) fn forward<S: Store + ?Sized>(
         // A mailbox here is reached with a plain send.
         return Err(RelayError::Malformed);
     }
-    let destination = forward.destination.fingerprint().0;
+    let destination = *forward.destination.fingerprint();
     let address = name_destination(conn, &forward.destination, now)?;
     Ok(Step::Write {
         op: WriteOp::ForwardEnqueue(Box::new(Enqueue {

@@ -5,6 +5,7 @@ use enlace_protocol::address::RelayAddress;
 use enlace_protocol::command::{ForwardId, Response};
 use enlace_protocol::delivery::DeliveryKey;
 use enlace_protocol::envelope::{MailboxId, MessageId};
+use enlace_protocol::keys::Fingerprint;
 
 use crate::store::WriteOp;
 
@@ -76,6 +77,6 @@ pub enum Then {
         /// The client's id for it.
         forward_id: ForwardId,
         /// The destination's fingerprint.
-        destination: [u8; 32],
+        destination: Fingerprint,
     },
 }

@@ -2,6 +2,7 @@
 
 use enlace_protocol::command::ForwardId;
 use enlace_protocol::envelope::MailboxId;
+use enlace_protocol::keys::Fingerprint;
 
 use super::error::StoreError;
 use super::forward::{ForwardRecord, QueuedForward};
@@ -44,7 +45,7 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` queued forwards to `destination`, in queue order.
     fn forward_queue(
         &self,
-        _destination: &[u8; 32],
+        _destination: &Fingerprint,
         _limit: usize,
     ) -> Result<Vec<QueuedForward>, StoreError> {
         Err(no_forwarding())
@@ -53,14 +54,14 @@ pub trait Store: Send + Sync + 'static {
     /// `from_seq` on, in queue order.
     fn forward_queue_from(
         &self,
-        _destination: &[u8; 32],
+        _destination: &Fingerprint,
         _from_seq: u64,
         _limit: usize,
     ) -> Result<Vec<QueuedForward>, StoreError> {
         Err(no_forwarding())
     }
     /// Fingerprints of destinations with forwards queued.
-    fn forward_destinations(&self, _limit: usize) -> Result<Vec<[u8; 32]>, StoreError> {
+    fn forward_destinations(&self, _limit: usize) -> Result<Vec<Fingerprint>, StoreError> {
         Err(no_forwarding())
     }
 }
@@ -117,7 +118,7 @@ macro_rules! kv_reads {
 
         fn forward_queue(
             &self,
-            destination: &[u8; 32],
+            destination: &enlace_protocol::keys::Fingerprint,
             limit: usize,
         ) -> Result<Vec<$crate::store::forward::QueuedForward>, $crate::store::StoreError> {
             $crate::store::forward::read_queue(self, destination, 0, limit)
@@ -125,7 +126,7 @@ macro_rules! kv_reads {
 
         fn forward_queue_from(
             &self,
-            destination: &[u8; 32],
+            destination: &enlace_protocol::keys::Fingerprint,
             from_seq: u64,
             limit: usize,
         ) -> Result<Vec<$crate::store::forward::QueuedForward>, $crate::store::StoreError> {
@@ -135,7 +136,7 @@ macro_rules! kv_reads {
         fn forward_destinations(
             &self,
             limit: usize,
-        ) -> Result<Vec<[u8; 32]>, $crate::store::StoreError> {
+        ) -> Result<Vec<enlace_protocol::keys::Fingerprint>, $crate::store::StoreError> {
             $crate::store::forward::read_destinations(self, limit)
         }
     };

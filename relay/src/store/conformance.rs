@@ -2,6 +2,7 @@
 
 use enlace_protocol::command::ForwardId;
 use enlace_protocol::envelope::{MailboxId, MessageId};
+use enlace_protocol::keys::Fingerprint;
 
 use super::forward::{Enqueue, QueueState};
 use super::{MailboxRecord, Stats, Store, WriteOp, WriteOutcome};
@@ -164,7 +165,7 @@ pub(crate) fn run(store: &dyn Store) {
 fn enqueue(id: u8, dest: u8, arrival: u64) -> WriteOp {
     WriteOp::ForwardEnqueue(Box::new(Enqueue {
         forward_id: ForwardId([id; 16]),
-        destination_fp: [dest; 32],
+        destination_fp: Fingerprint([dest; 32]),
         destination: vec![dest; 40],
         sealed: vec![id; 300],
         arrival,
@@ -205,35 +206,40 @@ pub(crate) fn forwards(store: &dyn Store) {
             WriteOutcome::Quota,
         ]
     );
-    let q = store.forward_queue(&[0xd1; 32], 10).unwrap();
+    let q = store.forward_queue(&Fingerprint([0xd1; 32]), 10).unwrap();
     assert_eq!(q.len(), 2);
     assert_eq!(q[0].forward_id, ForwardId([1; 16]));
     assert_eq!(q[0].destination, vec![0xd1; 40]);
     assert_eq!(q[0].sealed, vec![1; 300]);
     assert_eq!(q[1].seq, 1);
     // Reading on from a position skips what is before it.
-    let rest = store.forward_queue_from(&[0xd1; 32], 1, 10).unwrap();
+    let rest = store
+        .forward_queue_from(&Fingerprint([0xd1; 32]), 1, 10)
+        .unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].forward_id, ForwardId([2; 16]));
     assert!(
         store
-            .forward_queue_from(&[0xd1; 32], 2, 10)
+            .forward_queue_from(&Fingerprint([0xd1; 32]), 2, 10)
             .unwrap()
             .is_empty()
     );
     assert!(
         store
-            .forward_queue_from(&[0xd2; 32], 1, 10)
+            .forward_queue_from(&Fingerprint([0xd2; 32]), 1, 10)
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        store.forward_queue_from(&[0xd2; 32], 0, 10).unwrap().len(),
+        store
+            .forward_queue_from(&Fingerprint([0xd2; 32]), 0, 10)
+            .unwrap()
+            .len(),
         1
     );
     assert_eq!(
         store.forward_destinations(10).unwrap(),
-        vec![[0xd1; 32], [0xd2; 32]]
+        vec![Fingerprint([0xd1; 32]), Fingerprint([0xd2; 32])]
     );
     assert!(
         store
@@ -263,7 +269,13 @@ pub(crate) fn forwards(store: &dyn Store) {
     );
     let s2 = store.forward_status(&ForwardId([2; 16])).unwrap().unwrap();
     assert_eq!(s2.state, QueueState::Refused(4));
-    assert_eq!(store.forward_queue(&[0xd1; 32], 10).unwrap().len(), 1);
+    assert_eq!(
+        store
+            .forward_queue(&Fingerprint([0xd1; 32]), 10)
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Forward 4 (deadline 113) expires; 3 (deadline 120) does not yet.
     assert_eq!(
@@ -278,8 +290,16 @@ pub(crate) fn forwards(store: &dyn Store) {
     );
     let s4 = store.forward_status(&ForwardId([4; 16])).unwrap().unwrap();
     assert_eq!(s4.state, QueueState::Expired);
-    assert!(store.forward_queue(&[0xd2; 32], 10).unwrap().is_empty());
-    assert_eq!(store.forward_destinations(10).unwrap(), vec![[0xd1; 32]]);
+    assert!(
+        store
+            .forward_queue(&Fingerprint([0xd2; 32]), 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.forward_destinations(10).unwrap(),
+        vec![Fingerprint([0xd1; 32])]
+    );
     // Past every deadline and keep time: everything is forgotten.
     store
         .apply(&[WriteOp::ForwardExpire {

@@ -14,6 +14,7 @@
 use std::fmt;
 
 use enlace_protocol::command::ForwardId;
+use enlace_protocol::keys::Fingerprint;
 
 use super::error::StoreError;
 use super::kv::{Cursor, Entries, KvRead, KvTxn};
@@ -92,7 +93,7 @@ impl fmt::Debug for QueuedForward {
 pub struct ForwardRecord {
     /// Where it stands.
     pub state: QueueState,
-    destination: [u8; 32],
+    destination: Fingerprint,
     seq: u64,
     deadline: u64,
 }
@@ -105,7 +106,7 @@ impl ForwardRecord {
         let mut v = Vec::with_capacity(Self::LEN);
         v.push(state);
         v.extend_from_slice(&code.to_be_bytes());
-        v.extend_from_slice(&self.destination);
+        v.extend_from_slice(&self.destination.0);
         v.extend_from_slice(&self.seq.to_be_bytes());
         v.extend_from_slice(&self.deadline.to_be_bytes());
         v
@@ -120,7 +121,7 @@ impl ForwardRecord {
         let code = u16::from_be_bytes(r.array()?);
         Ok(Self {
             state: QueueState::from_parts(state, code)?,
-            destination: r.array()?,
+            destination: Fingerprint(r.array()?),
             seq: u64::from_be_bytes(r.array()?),
             deadline: u64::from_be_bytes(r.array()?),
         })
@@ -140,7 +141,7 @@ fn read_u64(v: Option<Vec<u8>>) -> Result<u64, StoreError> {
 }
 
 /// Next sequence number and queued count of one destination.
-fn read_dest(txn: &mut impl KvTxn, dest: &[u8; 32]) -> Result<(u64, u32), StoreError> {
+fn read_dest(txn: &mut impl KvTxn, dest: &Fingerprint) -> Result<(u64, u32), StoreError> {
     match txn.get(&dest_key(dest))? {
         None => Ok((0, 0)),
         Some(v) => {
@@ -155,7 +156,7 @@ fn read_dest(txn: &mut impl KvTxn, dest: &[u8; 32]) -> Result<(u64, u32), StoreE
 
 fn write_dest(
     txn: &mut impl KvTxn,
-    dest: &[u8; 32],
+    dest: &Fingerprint,
     next: u64,
     count: u32,
 ) -> Result<(), StoreError> {
@@ -180,7 +181,7 @@ pub struct Enqueue {
     /// The client's id.
     pub forward_id: ForwardId,
     /// Destination fingerprint.
-    pub destination_fp: [u8; 32],
+    pub destination_fp: Fingerprint,
     /// Destination address, encoded.
     pub destination: Vec<u8>,
     /// The sealed send.
@@ -323,7 +324,7 @@ pub(crate) fn read_status(
 
 pub(crate) fn read_queue(
     kv: &impl KvRead,
-    dest: &[u8; 32],
+    dest: &Fingerprint,
     from_seq: u64,
     limit: usize,
 ) -> Result<Vec<QueuedForward>, StoreError> {
@@ -358,12 +359,13 @@ pub(crate) fn read_queue(
 pub(crate) fn read_destinations(
     kv: &impl KvRead,
     limit: usize,
-) -> Result<Vec<[u8; 32]>, StoreError> {
+) -> Result<Vec<Fingerprint>, StoreError> {
     kv.scan_from(&[P_DEST], &[P_DEST], limit)?
         .into_iter()
         .map(|(k, _)| {
             k.get(1..)
                 .and_then(|t| <[u8; 32]>::try_from(t).ok())
+                .map(Fingerprint)
                 .ok_or(StoreError::Corrupt("forward destination key"))
         })
         .collect()
@@ -385,7 +387,7 @@ mod tests {
         ] {
             let record = ForwardRecord {
                 state,
-                destination: [7; 32],
+                destination: Fingerprint([7; 32]),
                 seq: 5,
                 deadline: 9,
             };
@@ -400,7 +402,7 @@ mod tests {
         }
         let mut unknown = ForwardRecord {
             state: QueueState::Queued,
-            destination: [0; 32],
+            destination: Fingerprint([0; 32]),
             seq: 0,
             deadline: 0,
         }

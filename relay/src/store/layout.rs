@@ -4,6 +4,7 @@
 
 use enlace_protocol::command::ForwardId;
 use enlace_protocol::envelope::{MAILBOX_ID_LEN, MailboxId, MessageId};
+use enlace_protocol::keys::Fingerprint;
 
 use super::error::StoreError;
 
@@ -75,21 +76,21 @@ pub(crate) fn seq_from_envelope_key(k: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(tail))
 }
 
-pub(crate) fn queue_key(dest: &[u8; 32], seq: u64) -> Vec<u8> {
-    key(P_QUEUE, &[dest, &seq.to_be_bytes()])
+pub(crate) fn queue_key(dest: &Fingerprint, seq: u64) -> Vec<u8> {
+    key(P_QUEUE, &[&dest.0, &seq.to_be_bytes()])
 }
 
 /// The prefix of every queue key of one destination.
-pub(crate) fn queue_prefix(dest: &[u8; 32]) -> Vec<u8> {
-    key(P_QUEUE, &[dest])
+pub(crate) fn queue_prefix(dest: &Fingerprint) -> Vec<u8> {
+    key(P_QUEUE, &[&dest.0])
 }
 
 pub(crate) fn status_key(id: &ForwardId) -> Vec<u8> {
     key(P_STATUS, &[&id.0])
 }
 
-pub(crate) fn dest_key(dest: &[u8; 32]) -> Vec<u8> {
-    key(P_DEST, &[dest])
+pub(crate) fn dest_key(dest: &Fingerprint) -> Vec<u8> {
+    key(P_DEST, &[&dest.0])
 }
 
 pub(crate) fn deadline_key(deadline: u64, id: &ForwardId) -> Vec<u8> {

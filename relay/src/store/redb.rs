@@ -441,13 +441,14 @@ mod tests {
     #[test]
     fn low_space_refuses_forward_enqueues_like_deposits() {
         use enlace_protocol::command::ForwardId;
+        use enlace_protocol::keys::Fingerprint;
 
         use crate::store::forward::Enqueue;
 
         let store = RedbStore::in_memory().unwrap();
         let enqueue = WriteOp::ForwardEnqueue(Box::new(Enqueue {
             forward_id: ForwardId([9; 16]),
-            destination_fp: [5; 32],
+            destination_fp: Fingerprint([5; 32]),
             destination: vec![5; 40],
             sealed: vec![1; 300],
             arrival: 1_000,
@@ -466,13 +467,19 @@ mod tests {
         assert!(matches!(out[0], WriteOutcome::Full), "{:?}", out[0]);
         assert!(!matches!(out[1], WriteOutcome::Full), "{:?}", out[1]);
         drop(guard);
-        assert!(store.forward_queue(&[5; 32], 10).unwrap().is_empty());
+        assert!(
+            store
+                .forward_queue(&Fingerprint([5; 32]), 10)
+                .unwrap()
+                .is_empty()
+        );
         assert!(store.forward_status(&ForwardId([9; 16])).unwrap().is_none());
     }
 
     #[test]
     fn an_expired_forward_can_be_queued_again() {
         use enlace_protocol::command::ForwardId;
+        use enlace_protocol::keys::Fingerprint;
 
         use crate::store::forward::{Enqueue, QueueState};
 
@@ -481,7 +488,7 @@ mod tests {
         let enqueue = |arrival: u64| {
             WriteOp::ForwardEnqueue(Box::new(Enqueue {
                 forward_id: id,
-                destination_fp: [6; 32],
+                destination_fp: Fingerprint([6; 32]),
                 destination: vec![6; 40],
                 sealed: vec![1; 300],
                 arrival,
@@ -499,7 +506,12 @@ mod tests {
         store.apply(&[expire(1_200)]).unwrap();
         let state = |s: &RedbStore| s.forward_status(&id).unwrap().map(|r| r.state);
         assert_eq!(state(&store), Some(QueueState::Expired));
-        assert!(store.forward_queue(&[6; 32], 10).unwrap().is_empty());
+        assert!(
+            store
+                .forward_queue(&Fingerprint([6; 32]), 10)
+                .unwrap()
+                .is_empty()
+        );
         // Sent again: queued again, not answered as a duplicate.
         let out = store.apply(&[enqueue(1_300)]).unwrap();
         assert!(
@@ -508,7 +520,13 @@ mod tests {
             out[0]
         );
         assert_eq!(state(&store), Some(QueueState::Queued));
-        assert_eq!(store.forward_queue(&[6; 32], 10).unwrap().len(), 1);
+        assert_eq!(
+            store
+                .forward_queue(&Fingerprint([6; 32]), 10)
+                .unwrap()
+                .len(),
+            1
+        );
         // A queued one is still a duplicate.
         let again = store.apply(&[enqueue(1_300)]).unwrap();
         assert!(

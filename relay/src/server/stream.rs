@@ -1,8 +1,9 @@
 //! One client stream (docs/protocol.md 7.3, 7.4): read a frame, pass the
 //! request through the priority gate to the core, commit what it asks and
-//! answer what [`crate::logic::Core::finish`] says, in request order; a run of pipelined
-//! acks shares one commit; a subscription turns the stream into the
-//! mailbox's delivery stream.
+//! answer what [`crate::logic::Core::finish`] says, in request order. A
+//! run of pipelined acks shares one commit; a subscription turns the
+//! stream into the mailbox's delivery stream (it is a mode of the stream:
+//! acks pipelined on it are handled by the same code as any request).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -30,6 +31,9 @@ pub const DELIVERY_WINDOW: usize = 32;
 /// Acks already received on a stream that are queued for one commit at
 /// most (see `StreamTask::acks`).
 const ACK_RUN: usize = DELIVERY_WINDOW;
+
+/// One stream's task: what it reads from and writes to, and what it owes
+/// the shutdown accounting.
 pub(crate) struct StreamTask {
     pub(crate) shared: Arc<Shared>,
     pub(crate) state: Arc<ConnState>,
@@ -344,8 +348,8 @@ impl StreamTask {
         self.committed(outcome, then).await
     }
 
-    /// The answer to a write once committed: what [`crate::logic::Core::finish`] decides,
-    /// with its effect carried out.
+    /// The answer to a write once committed: what
+    /// [`crate::logic::Core::finish`] decides, with its effect carried out.
     async fn committed(&self, outcome: Committed, then: Then) -> Response {
         let finished = self.shared.core.finish(&self.state, then, outcome);
         let registry = &self.shared.registry;

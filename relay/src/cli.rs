@@ -4,17 +4,17 @@
 use std::fs::DirBuilder;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use enlace_protocol::address::RelayAddress;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Backend, Cli, Command, Config};
-use crate::identity::Identity;
-use crate::store::Store;
+use crate::config::{Backend, Cli, Command, Config, ConfigError};
+use crate::identity::{Identity, IdentityError};
+use crate::run::RunError;
+use crate::store::{Store, StoreError};
 
 /// Database file (redb) or directory (sled) inside the data directory.
 pub const DB_NAME: &str = "mailboxes.redb";
@@ -46,89 +46,134 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
-    let config = cli.settings.resolve().map_err(|e| e.to_string())?;
+/// Why the relay did not run, as the operator reads it: one line saying
+/// what went wrong and, where it helps, what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// The settings are wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `address` found no identity to print.
+    #[error("{0} (is --data-dir right? the relay creates its identity on first start)")]
+    NoIdentity(#[source] IdentityError),
+    /// The identity could not be loaded or made.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The data directory could not be made.
+    #[error("cannot create data directory {dir}: {source}")]
+    DataDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database failed its integrity check.
+    #[error(
+        "cannot open {path}: {source}; restore it from a backup, or move it aside to start with an empty store"
+    )]
+    CorruptStore {
+        /// The database.
+        path: PathBuf,
+        /// What failed.
+        source: StoreError,
+    },
+    /// The database could not be opened.
+    #[error("cannot open {path}: {source}")]
+    OpenStore {
+        /// The database.
+        path: PathBuf,
+        /// Why.
+        source: StoreError,
+    },
+    /// The database could not be made private to the owner.
+    #[error("cannot restrict {path}: {source}")]
+    Restrict {
+        /// The database.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `--backend sled` in a build without it.
+    #[error("this build has no sled backend")]
+    NoSled,
+    /// The async runtime could not be started.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The relay could not start.
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let config = cli.settings.resolve()?;
     if let Some(Command::Address) = cli.command {
-        let identity = Identity::load(&config.data_dir).map_err(|e| {
-            format!("{e} (is --data-dir right? the relay creates its identity on first start)")
-        })?;
-        let port = config.public_port.unwrap_or(config.listen.port());
-        let address = RelayAddress::new(
-            identity.fingerprint(),
-            &config.address_host(&config.listen),
-            port,
-        )
-        .map_err(|e| format!("{e} (check --public-host)"))?;
+        let identity = Identity::load(&config.data_dir).map_err(CliError::NoIdentity)?;
+        let address = config.relay_address(identity.fingerprint(), &config.listen)?;
         println!("{address}");
         return Ok(());
     }
     create_private_dir(&config.data_dir)?;
-    let identity = Identity::load_or_create(&config.data_dir).map_err(|e| e.to_string())?;
+    let identity = Identity::load_or_create(&config.data_dir)?;
     let store = open_store(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        .map_err(CliError::Runtime)?;
     runtime.block_on(serve(config, store, identity))
 }
 
-async fn serve(config: Config, store: Arc<dyn Store>, identity: Identity) -> Result<(), String> {
+async fn serve(config: Config, store: Arc<dyn Store>, identity: Identity) -> Result<(), CliError> {
     let limits = config.limits;
-    crate::server::run(config, store, identity, shutdown_signal(), |running| {
-        tracing::info!(
-            "enlace relay listening on UDP port {} (quota {} envelopes, ttl {} s)",
-            running.local_addr.port(),
-            limits.quota,
-            limits.ttl_secs
-        );
-        // The one line on standard output: the address to paste.
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", running.address);
-        let _ = out.flush();
-    })
-    .await
+    crate::run::run(
+        config,
+        store,
+        identity,
+        crate::shutdown::signal(),
+        |running| {
+            tracing::info!(
+                "enlace relay listening on UDP port {} (quota {} envelopes, ttl {} s)",
+                running.local_addr.port(),
+                limits.quota,
+                limits.ttl_secs
+            );
+            // The one line on standard output: the address to paste.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", running.address);
+            let _ = out.flush();
+        },
+    )
+    .await?;
+    Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(e) => {
-            tracing::warn!("no SIGTERM handler ({e}); stopping on SIGINT only");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), String> {
+fn create_private_dir(dir: &Path) -> Result<(), CliError> {
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))
+        .map_err(|source| CliError::DataDir {
+            dir: dir.to_owned(),
+            source,
+        })
 }
 
-fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
+fn open_store(config: &Config) -> Result<Arc<dyn Store>, CliError> {
     let dir = &config.data_dir;
     match config.backend {
         Backend::Redb => {
             let path = dir.join(DB_NAME);
-            let store = crate::store::redb::RedbStore::open(&path).map_err(|e| match e {
-                crate::store::StoreError::Corrupt(_) => format!(
-                    "cannot open {}: {e}; restore it from a backup, or move it aside to start with an empty store",
-                    path.display()
-                ),
-                _ => format!("cannot open {}: {e}", path.display()),
+            let store = crate::store::redb::RedbStore::open(&path).map_err(|source| {
+                let path = path.clone();
+                match source {
+                    StoreError::Corrupt(_) => CliError::CorruptStore { path, source },
+                    _ => CliError::OpenStore { path, source },
+                }
             })?;
             // Mailbox ids, recipient and delivery keys live here: owner only,
             // even in a data directory that others may enter.
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
+                .map_err(|source| CliError::Restrict { path, source })?;
             Ok(Arc::new(store))
         }
         #[cfg(feature = "sled")]
@@ -136,11 +181,11 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
             let path = dir.join(SLED_DB_NAME);
             tracing::warn!("sled backend: stored envelopes may be lost on power failure");
             let store = crate::store::sled::SledStore::open(&path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+                .map_err(|source| CliError::OpenStore { path, source })?;
             Ok(Arc::new(store))
         }
         #[cfg(not(feature = "sled"))]
-        Backend::Sled => Err("this build has no sled backend".into()),
+        Backend::Sled => Err(CliError::NoSled),
     }
 }
 

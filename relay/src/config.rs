@@ -5,12 +5,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
+use enlace_protocol::address::RelayAddress;
+use enlace_protocol::keys::Fingerprint;
 use serde::Deserialize;
 
-use crate::core::{
-    DEFAULT_FORWARD_QUEUE_LIMIT, DEFAULT_HOST_FAILED_CHECK_REFILL_SECS, DEFAULT_HOST_FAILED_CHECKS,
-    DEFAULT_HOST_NEW_CONNECTIONS, DEFAULT_HOST_NEW_CONNECTIONS_PER_SEC, DEFAULT_QUOTA,
-    DEFAULT_TTL_SECS, FIRST_CONTACT_LIMIT, HostPolicy, Limits,
+use crate::logic::Limits;
+use crate::logic::limits::{
+    DEFAULT_FORWARD_QUEUE_LIMIT, DEFAULT_QUOTA, DEFAULT_TTL_SECS, FIRST_CONTACT_LIMIT,
+};
+use crate::policy::hosts::{
+    DEFAULT_HOST_FAILED_CHECK_REFILL_SECS, DEFAULT_HOST_FAILED_CHECKS,
+    DEFAULT_HOST_NEW_CONNECTIONS, DEFAULT_HOST_NEW_CONNECTIONS_PER_SEC, HostPolicy,
 };
 
 /// Default UDP listen address.
@@ -191,19 +196,52 @@ pub struct Config {
     pub forward_allow_private: bool,
 }
 
-/// A settings error.
+/// A settings error: one line saying which setting is wrong and how.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// Reading the file failed.
-    #[error("cannot read {0}: {1}")]
-    Read(PathBuf, std::io::Error),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The file is not valid TOML or has unknown keys.
-    #[error("{0}: {1}")]
-    Parse(PathBuf, String),
-    /// A value is out of range.
-    #[error("{0}")]
-    Invalid(String),
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and why.
+        source: toml::de::Error,
+    },
+    /// [`DEFAULT_LISTEN`] does not parse.
+    #[error("bad default listen address")]
+    DefaultListen,
+    /// `--backend sled` in a build without it.
+    #[error("backend `sled` needs a build with `--features sled`")]
+    NoSled,
+    /// A backend name that is neither `redb` nor `sled`.
+    #[error("unknown backend `{0}`: use `redb` or `sled`")]
+    UnknownBackend(String),
+    /// A metrics address that is not loopback.
+    #[error(
+        "metrics address {0} is not loopback: metrics reveal activity and are served on 127.0.0.1 or ::1 only"
+    )]
+    MetricsNotLoopback(SocketAddr),
+    /// A quota, TTL or forward queue limit of 0.
+    #[error("quota, ttl-secs and forward-queue-limit must be at least 1")]
+    ZeroLimit,
+    /// Per-host limits out of range.
+    #[error(
+        "failed-checks-per-ip and failed-check-refill-secs must be at least 1, new-connections-per-ip at least 2 (half is kept for validated addresses), new-connections-per-ip-per-sec 1 to 1000"
+    )]
+    HostLimits,
+    /// The public host (or the listen address) does not make a relay
+    /// address.
+    #[error("{0} (check --public-host)")]
+    PublicAddress(#[source] enlace_protocol::Error),
 }
 
 fn default_data_dir() -> PathBuf {
@@ -221,10 +259,14 @@ impl Settings {
     pub fn resolve(self) -> Result<Config, ConfigError> {
         let file = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError::Read(path.clone(), e))?;
-                toml::from_str::<Settings>(&text)
-                    .map_err(|e| ConfigError::Parse(path.clone(), e.to_string()))?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str::<Settings>(&text).map_err(|source| ConfigError::Parse {
+                    path: path.clone(),
+                    source,
+                })?
             }
             None => Settings::default(),
         };
@@ -237,29 +279,19 @@ impl Settings {
             Some(l) => l,
             None => DEFAULT_LISTEN
                 .parse()
-                .map_err(|_| ConfigError::Invalid("bad default listen address".into()))?,
+                .map_err(|_| ConfigError::DefaultListen)?,
         };
         let backend = match pick!(backend).as_deref() {
             None | Some("redb") => Backend::Redb,
             Some("sled") if cfg!(feature = "sled") => Backend::Sled,
-            Some("sled") => {
-                return Err(ConfigError::Invalid(
-                    "backend `sled` needs a build with `--features sled`".into(),
-                ));
-            }
-            Some(other) => {
-                return Err(ConfigError::Invalid(format!(
-                    "unknown backend `{other}`: use `redb` or `sled`"
-                )));
-            }
+            Some("sled") => return Err(ConfigError::NoSled),
+            Some(other) => return Err(ConfigError::UnknownBackend(other.to_owned())),
         };
         let metrics = pick!(metrics);
         if let Some(m) = metrics
             && !m.ip().is_loopback()
         {
-            return Err(ConfigError::Invalid(format!(
-                "metrics address {m} is not loopback: metrics reveal activity and are served on 127.0.0.1 or ::1 only"
-            )));
+            return Err(ConfigError::MetricsNotLoopback(m));
         }
         let limits = Limits {
             quota: pick!(quota).unwrap_or(DEFAULT_QUOTA),
@@ -268,9 +300,7 @@ impl Settings {
             forward_queue_limit: pick!(forward_queue_limit).unwrap_or(DEFAULT_FORWARD_QUEUE_LIMIT),
         };
         if limits.quota == 0 || limits.ttl_secs == 0 || limits.forward_queue_limit == 0 {
-            return Err(ConfigError::Invalid(
-                "quota, ttl-secs and forward-queue-limit must be at least 1".into(),
-            ));
+            return Err(ConfigError::ZeroLimit);
         }
         let max_connections_per_ip =
             pick!(max_connections_per_ip).unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP);
@@ -292,9 +322,7 @@ impl Settings {
             || per_sec == 0
             || per_sec > 1000
         {
-            return Err(ConfigError::Invalid(
-                "failed-checks-per-ip and failed-check-refill-secs must be at least 1, new-connections-per-ip at least 2 (half is kept for validated addresses), new-connections-per-ip-per-sec 1 to 1000".into(),
-            ));
+            return Err(ConfigError::HostLimits);
         }
         let config = Config {
             data_dir: pick!(data_dir).unwrap_or_else(default_data_dir),
@@ -321,6 +349,18 @@ impl Settings {
 }
 
 impl Config {
+    /// The address clients paste for a relay with `fingerprint` bound to
+    /// `bound`: the public host and port if set.
+    pub fn relay_address(
+        &self,
+        fingerprint: Fingerprint,
+        bound: &SocketAddr,
+    ) -> Result<RelayAddress, ConfigError> {
+        let port = self.public_port.unwrap_or(bound.port());
+        RelayAddress::new(fingerprint, &self.address_host(bound), port)
+            .map_err(ConfigError::PublicAddress)
+    }
+
     /// The host printed in the address for a relay bound to `bound`.
     pub fn address_host(&self, bound: &SocketAddr) -> String {
         if let Some(h) = &self.public_host {

@@ -64,7 +64,7 @@ pub enum IdentityError {
     CertMismatch(PathBuf),
     /// Certificate generation failed.
     #[error("could not make the certificate: {0}")]
-    Cert(String),
+    Cert(#[source] rcgen::Error),
 }
 
 /// The loaded identity.
@@ -229,14 +229,12 @@ fn make_cert(key: &SigningKeyPair) -> Result<CertificateDer<'static>, IdentityEr
         &PrivatePkcs8KeyDer::from(der.as_slice()),
         &rcgen::PKCS_ED25519,
     )
-    .map_err(|e| IdentityError::Cert(e.to_string()))?;
+    .map_err(IdentityError::Cert)?;
     // The name is not checked by clients (they pin the key); it is fixed so
     // that certificates say nothing about the relay's host.
     let params = rcgen::CertificateParams::new(vec!["enlace-relay".to_owned()])
-        .map_err(|e| IdentityError::Cert(e.to_string()))?;
-    let cert = params
-        .self_signed(&pair)
-        .map_err(|e| IdentityError::Cert(e.to_string()))?;
+        .map_err(IdentityError::Cert)?;
+    let cert = params.self_signed(&pair).map_err(IdentityError::Cert)?;
     Ok(cert.der().clone())
 }
 

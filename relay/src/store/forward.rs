@@ -1,8 +1,8 @@
 //! The durable forward queue: sealed sends waiting for another relay, and
 //! what became of each (docs/storage.md, "Forward queue").
 //!
-//! Written once over [`KvTxn`]/[`KvRead`] like the mailbox logic, so every
-//! backend has it. Keys:
+//! Written once over `KvTxn`/`KvRead` like the mailbox logic, so every
+//! backend has it. Keys (built in `super::layout`):
 //!
 //! - `Q | destination fingerprint (32) | seq (8)` -> queued forward
 //! - `F | forward id (16)` -> its status record
@@ -14,23 +14,56 @@
 use std::fmt;
 
 use enlace_protocol::command::ForwardId;
+use enlace_protocol::keys::Fingerprint;
 
-use super::{Cursor, Entries, KvRead, KvTxn, StoreError, WriteOutcome, key};
+use super::error::StoreError;
+use super::kv::{Cursor, Entries, KvRead, KvTxn};
+use super::layout::{
+    K_TOTAL, P_DEADLINE, P_DEST, deadline_key, dest_key, queue_key, queue_prefix, status_key,
+};
+use super::outcome::WriteOutcome;
 
-const P_QUEUE: u8 = b'Q';
-const P_STATUS: u8 = b'F';
-const P_DEST: u8 = b'D';
-const P_DEADLINE: u8 = b'Y';
-const K_TOTAL: &[u8] = b"q";
+/// Where a forward stands in the home relay's records. Stored as a state
+/// byte and an error code, whose values are part of the on-disk format
+/// (docs/storage.md, "Layout").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueState {
+    /// Waiting in the queue (byte 1).
+    Queued,
+    /// Delivered: the destination answered stored (byte 2).
+    Stored,
+    /// Expired before the destination accepted it (byte 3).
+    Expired,
+    /// The destination refused it with this error code (byte 4).
+    Refused(u16),
+}
 
-/// Status codes in a status record.
-pub(crate) const STATE_QUEUED: u8 = 1;
-/// Delivered: the destination answered stored.
-pub const STATE_STORED: u8 = 2;
-/// Expired before the destination accepted it.
-pub const STATE_EXPIRED: u8 = 3;
-/// The destination refused it (the code says why).
-pub const STATE_REFUSED: u8 = 4;
+impl QueueState {
+    const QUEUED: u8 = 1;
+    const STORED: u8 = 2;
+    const EXPIRED: u8 = 3;
+    const REFUSED: u8 = 4;
+
+    /// The state byte and error code stored for it.
+    fn to_parts(self) -> (u8, u16) {
+        match self {
+            Self::Queued => (Self::QUEUED, 0),
+            Self::Stored => (Self::STORED, 0),
+            Self::Expired => (Self::EXPIRED, 0),
+            Self::Refused(code) => (Self::REFUSED, code),
+        }
+    }
+
+    fn from_parts(state: u8, code: u16) -> Result<Self, StoreError> {
+        match state {
+            Self::QUEUED => Ok(Self::Queued),
+            Self::STORED => Ok(Self::Stored),
+            Self::EXPIRED => Ok(Self::Expired),
+            Self::REFUSED => Ok(Self::Refused(code)),
+            _ => Err(StoreError::Corrupt("forward status")),
+        }
+    }
+}
 
 /// A forward waiting in the queue.
 #[derive(Clone, PartialEq, Eq)]
@@ -58,11 +91,9 @@ impl fmt::Debug for QueuedForward {
 /// What the home relay knows about one forward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ForwardRecord {
-    /// One of the `STATE_*` codes.
-    pub state: u8,
-    /// The destination's error code when refused, else 0.
-    pub code: u16,
-    destination: [u8; 32],
+    /// Where it stands.
+    pub state: QueueState,
+    destination: Fingerprint,
     seq: u64,
     deadline: u64,
 }
@@ -71,10 +102,11 @@ impl ForwardRecord {
     const LEN: usize = 1 + 2 + 32 + 8 + 8;
 
     fn encode(&self) -> Vec<u8> {
+        let (state, code) = self.state.to_parts();
         let mut v = Vec::with_capacity(Self::LEN);
-        v.push(self.state);
-        v.extend_from_slice(&self.code.to_be_bytes());
-        v.extend_from_slice(&self.destination);
+        v.push(state);
+        v.extend_from_slice(&code.to_be_bytes());
+        v.extend_from_slice(&self.destination.0);
         v.extend_from_slice(&self.seq.to_be_bytes());
         v.extend_from_slice(&self.deadline.to_be_bytes());
         v
@@ -86,13 +118,10 @@ impl ForwardRecord {
         }
         let mut r = Cursor(bytes);
         let [state] = r.array::<1>()?;
-        if !(STATE_QUEUED..=STATE_REFUSED).contains(&state) {
-            return Err(StoreError::Corrupt("forward status"));
-        }
+        let code = u16::from_be_bytes(r.array()?);
         Ok(Self {
-            state,
-            code: u16::from_be_bytes(r.array()?),
-            destination: r.array()?,
+            state: QueueState::from_parts(state, code)?,
+            destination: Fingerprint(r.array()?),
             seq: u64::from_be_bytes(r.array()?),
             deadline: u64::from_be_bytes(r.array()?),
         })
@@ -100,24 +129,8 @@ impl ForwardRecord {
 
     /// True while it waits in the queue.
     pub fn is_queued(&self) -> bool {
-        self.state == STATE_QUEUED
+        self.state == QueueState::Queued
     }
-}
-
-fn queue_key(dest: &[u8; 32], seq: u64) -> Vec<u8> {
-    key(P_QUEUE, &[dest, &seq.to_be_bytes()])
-}
-
-fn status_key(id: &ForwardId) -> Vec<u8> {
-    key(P_STATUS, &[&id.0])
-}
-
-fn dest_key(dest: &[u8; 32]) -> Vec<u8> {
-    key(P_DEST, &[dest])
-}
-
-fn deadline_key(deadline: u64, id: &ForwardId) -> Vec<u8> {
-    key(P_DEADLINE, &[&deadline.to_be_bytes(), &id.0])
 }
 
 fn read_u64(v: Option<Vec<u8>>) -> Result<u64, StoreError> {
@@ -128,7 +141,7 @@ fn read_u64(v: Option<Vec<u8>>) -> Result<u64, StoreError> {
 }
 
 /// Next sequence number and queued count of one destination.
-fn read_dest(txn: &mut impl KvTxn, dest: &[u8; 32]) -> Result<(u64, u32), StoreError> {
+fn read_dest(txn: &mut impl KvTxn, dest: &Fingerprint) -> Result<(u64, u32), StoreError> {
     match txn.get(&dest_key(dest))? {
         None => Ok((0, 0)),
         Some(v) => {
@@ -143,7 +156,7 @@ fn read_dest(txn: &mut impl KvTxn, dest: &[u8; 32]) -> Result<(u64, u32), StoreE
 
 fn write_dest(
     txn: &mut impl KvTxn,
-    dest: &[u8; 32],
+    dest: &Fingerprint,
     next: u64,
     count: u32,
 ) -> Result<(), StoreError> {
@@ -168,7 +181,7 @@ pub struct Enqueue {
     /// The client's id.
     pub forward_id: ForwardId,
     /// Destination fingerprint.
-    pub destination_fp: [u8; 32],
+    pub destination_fp: Fingerprint,
     /// Destination address, encoded.
     pub destination: Vec<u8>,
     /// The sealed send.
@@ -195,7 +208,7 @@ pub(crate) fn enqueue(txn: &mut impl KvTxn, op: &Enqueue) -> Result<WriteOutcome
     let expired = match txn.get(&status_key(&op.forward_id))? {
         None => None,
         Some(v) => match ForwardRecord::decode(&v)? {
-            r if r.state == STATE_EXPIRED => Some(r),
+            r if r.state == QueueState::Expired => Some(r),
             _ => return Ok(WriteOutcome::Duplicate),
         },
     };
@@ -217,8 +230,7 @@ pub(crate) fn enqueue(txn: &mut impl KvTxn, op: &Enqueue) -> Result<WriteOutcome
     value.extend_from_slice(&op.sealed);
     txn.put(&queue_key(&op.destination_fp, next), &value)?;
     let record = ForwardRecord {
-        state: STATE_QUEUED,
-        code: 0,
+        state: QueueState::Queued,
         destination: op.destination_fp,
         seq: next,
         deadline: op.deadline,
@@ -236,8 +248,7 @@ fn settle_record(
     txn: &mut impl KvTxn,
     id: &ForwardId,
     mut record: ForwardRecord,
-    state: u8,
-    code: u16,
+    state: QueueState,
     keep_until: u64,
 ) -> Result<(), StoreError> {
     txn.del(&queue_key(&record.destination, record.seq))?;
@@ -246,7 +257,6 @@ fn settle_record(
     add_total(txn, -1)?;
     txn.del(&deadline_key(record.deadline, id))?;
     record.state = state;
-    record.code = code;
     record.deadline = keep_until;
     txn.put(&status_key(id), &record.encode())?;
     txn.put(&deadline_key(keep_until, id), &[])
@@ -255,8 +265,7 @@ fn settle_record(
 pub(crate) fn settle(
     txn: &mut impl KvTxn,
     id: &ForwardId,
-    state: u8,
-    code: u16,
+    state: QueueState,
     keep_until: u64,
 ) -> Result<WriteOutcome, StoreError> {
     let Some(v) = txn.get(&status_key(id))? else {
@@ -266,7 +275,7 @@ pub(crate) fn settle(
     if !record.is_queued() {
         return Ok(WriteOutcome::NotFound);
     }
-    settle_record(txn, id, record, state, code, keep_until)?;
+    settle_record(txn, id, record, state, keep_until)?;
     Ok(WriteOutcome::Done)
 }
 
@@ -291,7 +300,7 @@ pub(crate) fn expire(
             Some(v) => {
                 let record = ForwardRecord::decode(&v)?;
                 if record.is_queued() {
-                    settle_record(txn, &id, record, STATE_EXPIRED, 0, keep_until)?;
+                    settle_record(txn, &id, record, QueueState::Expired, keep_until)?;
                     count += 1;
                 } else {
                     txn.del(&status_key(&id))?;
@@ -315,12 +324,11 @@ pub(crate) fn read_status(
 
 pub(crate) fn read_queue(
     kv: &impl KvRead,
-    dest: &[u8; 32],
+    dest: &Fingerprint,
     from_seq: u64,
     limit: usize,
 ) -> Result<Vec<QueuedForward>, StoreError> {
-    let prefix = key(P_QUEUE, &[dest]);
-    let entries: Entries = kv.scan_from(&prefix, &queue_key(dest, from_seq), limit)?;
+    let entries: Entries = kv.scan_from(&queue_prefix(dest), &queue_key(dest, from_seq), limit)?;
     entries
         .into_iter()
         .map(|(k, v)| {
@@ -351,13 +359,55 @@ pub(crate) fn read_queue(
 pub(crate) fn read_destinations(
     kv: &impl KvRead,
     limit: usize,
-) -> Result<Vec<[u8; 32]>, StoreError> {
+) -> Result<Vec<Fingerprint>, StoreError> {
     kv.scan_from(&[P_DEST], &[P_DEST], limit)?
         .into_iter()
         .map(|(k, _)| {
             k.get(1..)
                 .and_then(|t| <[u8; 32]>::try_from(t).ok())
+                .map(Fingerprint)
                 .ok_or(StoreError::Corrupt("forward destination key"))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The state byte and code each state is stored as (docs/storage.md,
+    /// "Layout"): part of the file format, so fixed.
+    #[test]
+    fn queue_states_keep_their_bytes_on_disk() {
+        for (state, byte, code) in [
+            (QueueState::Queued, 1, 0),
+            (QueueState::Stored, 2, 0),
+            (QueueState::Expired, 3, 0),
+            (QueueState::Refused(13), 4, 13),
+        ] {
+            let record = ForwardRecord {
+                state,
+                destination: Fingerprint([7; 32]),
+                seq: 5,
+                deadline: 9,
+            };
+            let bytes = record.encode();
+            let mut expected = vec![byte];
+            expected.extend_from_slice(&u16::to_be_bytes(code));
+            expected.extend_from_slice(&[7; 32]);
+            expected.extend_from_slice(&5u64.to_be_bytes());
+            expected.extend_from_slice(&9u64.to_be_bytes());
+            assert_eq!(bytes, expected, "{state:?}");
+            assert_eq!(ForwardRecord::decode(&bytes).unwrap(), record);
+        }
+        let mut unknown = ForwardRecord {
+            state: QueueState::Queued,
+            destination: Fingerprint([0; 32]),
+            seq: 0,
+            deadline: 0,
+        }
+        .encode();
+        unknown[0] = 5;
+        assert!(ForwardRecord::decode(&unknown).is_err());
+    }
 }

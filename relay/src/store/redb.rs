@@ -19,16 +19,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use enlace_protocol::envelope::MailboxId;
 use redb::{
     BackendError, Database, Durability, ReadableDatabase, ReadableTable, StorageBackend,
     TableDefinition, WriteTransaction,
 };
 
-use super::{
-    Entries, KvRead, KvTxn, MailboxRecord, Stats, Store, StoreError, StoredEnvelope, WriteOp,
-    WriteOutcome, apply_ops, read_by_send_id, read_mailbox, read_pending, read_stats,
-};
+use super::api::{Store, kv_reads};
+use super::batch::apply_ops;
+use super::error::StoreError;
+use super::kv::{Entries, KvRead, KvTxn};
+use super::ops::WriteOp;
+use super::outcome::WriteOutcome;
 
 const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> =
     TableDefinition::new("enlace-v1");
@@ -392,32 +393,7 @@ impl Store for RedbStore {
         result
     }
 
-    fn mailbox(&self, receive_id: &MailboxId) -> Result<Option<MailboxRecord>, StoreError> {
-        read_mailbox(self, receive_id)
-    }
-
-    fn mailbox_by_send_id(
-        &self,
-        send_id: &MailboxId,
-    ) -> Result<Option<(MailboxId, MailboxRecord)>, StoreError> {
-        read_by_send_id(self, send_id)
-    }
-
-    fn pending(
-        &self,
-        receive_id: &MailboxId,
-        after: Option<u64>,
-        not_before: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredEnvelope>, StoreError> {
-        read_pending(self, receive_id, after, not_before, limit)
-    }
-
-    fn stats(&self) -> Result<Stats, StoreError> {
-        read_stats(self)
-    }
-
-    super::forward_reads!();
+    kv_reads!();
 }
 
 impl KvRead for RedbStore {
@@ -458,20 +434,21 @@ mod tests {
 
     #[test]
     fn conformance_in_memory() {
-        super::super::conformance::run(&RedbStore::in_memory().unwrap());
-        super::super::conformance::forwards(&RedbStore::in_memory().unwrap());
+        crate::store::conformance::run(&RedbStore::in_memory().unwrap());
+        crate::store::conformance::forwards(&RedbStore::in_memory().unwrap());
     }
 
     #[test]
     fn low_space_refuses_forward_enqueues_like_deposits() {
         use enlace_protocol::command::ForwardId;
+        use enlace_protocol::keys::Fingerprint;
 
-        use super::super::forward::Enqueue;
+        use crate::store::forward::Enqueue;
 
         let store = RedbStore::in_memory().unwrap();
         let enqueue = WriteOp::ForwardEnqueue(Box::new(Enqueue {
             forward_id: ForwardId([9; 16]),
-            destination_fp: [5; 32],
+            destination_fp: Fingerprint([5; 32]),
             destination: vec![5; 40],
             sealed: vec![1; 300],
             arrival: 1_000,
@@ -490,22 +467,28 @@ mod tests {
         assert!(matches!(out[0], WriteOutcome::Full), "{:?}", out[0]);
         assert!(!matches!(out[1], WriteOutcome::Full), "{:?}", out[1]);
         drop(guard);
-        assert!(store.forward_queue(&[5; 32], 10).unwrap().is_empty());
+        assert!(
+            store
+                .forward_queue(&Fingerprint([5; 32]), 10)
+                .unwrap()
+                .is_empty()
+        );
         assert!(store.forward_status(&ForwardId([9; 16])).unwrap().is_none());
     }
 
     #[test]
     fn an_expired_forward_can_be_queued_again() {
         use enlace_protocol::command::ForwardId;
+        use enlace_protocol::keys::Fingerprint;
 
-        use super::super::forward::{Enqueue, STATE_EXPIRED, STATE_QUEUED};
+        use crate::store::forward::{Enqueue, QueueState};
 
         let store = RedbStore::in_memory().unwrap();
         let id = ForwardId([4; 16]);
         let enqueue = |arrival: u64| {
             WriteOp::ForwardEnqueue(Box::new(Enqueue {
                 forward_id: id,
-                destination_fp: [6; 32],
+                destination_fp: Fingerprint([6; 32]),
                 destination: vec![6; 40],
                 sealed: vec![1; 300],
                 arrival,
@@ -522,8 +505,13 @@ mod tests {
         store.apply(&[enqueue(1_000)]).unwrap();
         store.apply(&[expire(1_200)]).unwrap();
         let state = |s: &RedbStore| s.forward_status(&id).unwrap().map(|r| r.state);
-        assert_eq!(state(&store), Some(STATE_EXPIRED));
-        assert!(store.forward_queue(&[6; 32], 10).unwrap().is_empty());
+        assert_eq!(state(&store), Some(QueueState::Expired));
+        assert!(
+            store
+                .forward_queue(&Fingerprint([6; 32]), 10)
+                .unwrap()
+                .is_empty()
+        );
         // Sent again: queued again, not answered as a duplicate.
         let out = store.apply(&[enqueue(1_300)]).unwrap();
         assert!(
@@ -531,8 +519,14 @@ mod tests {
             "{:?}",
             out[0]
         );
-        assert_eq!(state(&store), Some(STATE_QUEUED));
-        assert_eq!(store.forward_queue(&[6; 32], 10).unwrap().len(), 1);
+        assert_eq!(state(&store), Some(QueueState::Queued));
+        assert_eq!(
+            store
+                .forward_queue(&Fingerprint([6; 32]), 10)
+                .unwrap()
+                .len(),
+            1
+        );
         // A queued one is still a duplicate.
         let again = store.apply(&[enqueue(1_300)]).unwrap();
         assert!(
@@ -549,15 +543,15 @@ mod tests {
                 limit: 100,
             }])
             .unwrap();
-        assert_eq!(state(&store), Some(STATE_EXPIRED));
+        assert_eq!(state(&store), Some(QueueState::Expired));
     }
 
     #[test]
     fn conformance_on_disk_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        super::super::conformance::run(&RedbStore::open(&path).unwrap());
+        crate::store::conformance::run(&RedbStore::open(&path).unwrap());
         let path2 = dir.path().join("db2");
-        super::super::conformance::persists(&|| Box::new(RedbStore::open(&path2).unwrap()));
+        crate::store::conformance::persists(&|| Box::new(RedbStore::open(&path2).unwrap()));
     }
 }

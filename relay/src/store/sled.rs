@@ -12,12 +12,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use enlace_protocol::envelope::MailboxId;
-
-use super::{
-    Entries, KvRead, KvTxn, MailboxRecord, Stats, Store, StoreError, StoredEnvelope, WriteOp,
-    WriteOutcome, apply_ops, read_by_send_id, read_mailbox, read_pending, read_stats,
-};
+use super::api::{Store, kv_reads};
+use super::batch::apply_ops;
+use super::error::StoreError;
+use super::kv::{Entries, KvRead, KvTxn};
+use super::ops::WriteOp;
+use super::outcome::WriteOutcome;
 
 /// A sled database directory.
 #[derive(Debug)]
@@ -109,32 +109,7 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn mailbox(&self, receive_id: &MailboxId) -> Result<Option<MailboxRecord>, StoreError> {
-        read_mailbox(self, receive_id)
-    }
-
-    fn mailbox_by_send_id(
-        &self,
-        send_id: &MailboxId,
-    ) -> Result<Option<(MailboxId, MailboxRecord)>, StoreError> {
-        read_by_send_id(self, send_id)
-    }
-
-    fn pending(
-        &self,
-        receive_id: &MailboxId,
-        after: Option<u64>,
-        not_before: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredEnvelope>, StoreError> {
-        read_pending(self, receive_id, after, not_before, limit)
-    }
-
-    fn stats(&self) -> Result<Stats, StoreError> {
-        read_stats(self)
-    }
-
-    super::forward_reads!();
+    kv_reads!();
 }
 
 impl KvRead for SledStore {
@@ -162,9 +137,9 @@ mod tests {
     #[test]
     fn conformance() {
         let dir = tempfile::tempdir().unwrap();
-        super::super::conformance::run(&SledStore::open(&dir.path().join("db")).unwrap());
-        super::super::conformance::forwards(&SledStore::open(&dir.path().join("fwd")).unwrap());
+        crate::store::conformance::run(&SledStore::open(&dir.path().join("db")).unwrap());
+        crate::store::conformance::forwards(&SledStore::open(&dir.path().join("fwd")).unwrap());
         let path = dir.path().join("db2");
-        super::super::conformance::persists(&|| Box::new(SledStore::open(&path).unwrap()));
+        crate::store::conformance::persists(&|| Box::new(SledStore::open(&path).unwrap()));
     }
 }

@@ -1,6 +1,12 @@
-//! Wall-clock helpers: the client reads the clock here and nowhere else.
+//! The client reads the clock here and nowhere else: wall-clock seconds for
+//! messages and expiries, a monotonic instant for waits.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// A monotonic instant, for deadlines of waits.
+pub(crate) fn instant() -> Instant {
+    Instant::now()
+}
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub(crate) fn now() -> u64 {

@@ -538,3 +538,97 @@ fn nothing_refers_to_a_file_outside_the_repository() {
         found.join("\n")
     );
 }
+
+/// Paths written in each non-test file of the crates, as written (`use`
+/// items and paths in code), whose start matches one of `forbidden`, for
+/// the files `applies` picks (paths relative to the repository root).
+fn forbidden_uses(applies: impl Fn(&str) -> bool, forbidden: &[&[&str]]) -> Vec<String> {
+    let base = root().canonicalize().unwrap();
+    let mut found = Vec::new();
+    for src in CRATES {
+        let krate = Crate::read(&base.join(src));
+        for (file, _, written) in &krate.refs {
+            let shown = file
+                .strip_prefix(&base)
+                .unwrap_or(file)
+                .display()
+                .to_string();
+            if !applies(&shown) {
+                continue;
+            }
+            // `std::time::Instant::now` and `Instant::now` alike: match
+            // each pattern at any position of the path.
+            let hit = forbidden.iter().any(|pattern| {
+                written
+                    .windows(pattern.len())
+                    .enumerate()
+                    .any(|(at, w)| w == *pattern && (at == 0 || pattern.len() > 1))
+            });
+            if hit {
+                found.push(format!("{shown}: {}", written.join("::")));
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+const CLOCK_READS: [&[&str]; 3] = [&["Instant", "now"], &["SystemTime", "now"], &["Utc", "now"]];
+
+#[test]
+fn sans_io_code_does_no_io() {
+    // The protocol crate: no network, files, runtime, clock or randomness
+    // of its own.
+    let mut found = forbidden_uses(
+        |f| f.starts_with("protocol/src/"),
+        &[
+            &["tokio"],
+            &["quinn"],
+            &["std", "fs"],
+            &["std", "net", "UdpSocket"],
+            &["std", "net", "TcpStream"],
+            &["std", "net", "TcpListener"],
+            &["std", "thread"],
+            &["OsRng"],
+            &["rngs", "OsRng"],
+            &["rand", "rng"],
+            &["getrandom"],
+            CLOCK_READS[0],
+            CLOCK_READS[1],
+        ],
+    );
+    // The relay's request logic and policy, the client's domain and saved
+    // model: no runtime, no QUIC.
+    found.extend(forbidden_uses(
+        |f| {
+            [
+                "relay/src/logic/",
+                "relay/src/policy/",
+                "client/src/domain/",
+                "client/src/profile/",
+            ]
+            .iter()
+            .any(|p| f.starts_with(p))
+        },
+        &[&["tokio"], &["quinn"], &["enlace_quic"]],
+    ));
+    assert!(
+        found.is_empty(),
+        "sans-IO code must not do I/O (ARCHITECTURE.md, Invariants):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn only_the_clock_reads_time() {
+    let found = forbidden_uses(
+        |f| f != "relay/src/clock.rs" && f != "client/src/time.rs",
+        &CLOCK_READS,
+    );
+    assert!(
+        found.is_empty(),
+        "only relay/src/clock.rs and client/src/time.rs read the clock:\n{}",
+        found.join("\n")
+    );
+}

@@ -514,11 +514,11 @@ fn lock_for_wipe(dir: &Path) -> Option<File> {
         .write(true)
         .open(dir.join(LOCK_FILE))
         .ok()?;
-    let deadline = std::time::Instant::now() + WIPE_LOCK_WAIT;
+    let deadline = crate::time::instant() + WIPE_LOCK_WAIT;
     loop {
         match file.try_lock() {
             Ok(()) => return Some(file),
-            Err(_) if std::time::Instant::now() < deadline => {
+            Err(_) if crate::time::instant() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
             Err(_) => return None,

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use redb::{
-    BackendError, Database, Durability, ReadableDatabase, ReadableTable, StorageBackend,
-    TableDefinition, WriteTransaction,
+    BackendError, Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable,
+    StorageBackend, TableDefinition, WriteTransaction,
 };
 
 use super::api::{Store, kv_reads};
@@ -396,26 +396,28 @@ impl Store for RedbStore {
     kv_reads!();
 }
 
-impl KvRead for RedbStore {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+impl RedbStore {
+    /// The table in a fresh read transaction (a snapshot of the last
+    /// commit).
+    fn read_table(&self) -> Result<ReadOnlyTable<&'static [u8], &'static [u8]>, StoreError> {
         let guard = self.read_db();
         let txn = guard
             .as_ref()
             .ok_or_else(|| self.unavailable())?
             .begin_read()
             .map_err(err)?;
-        let table = txn.open_table(TABLE).map_err(err)?;
+        txn.open_table(TABLE).map_err(err)
+    }
+}
+
+impl KvRead for RedbStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let table = self.read_table()?;
         Ok(table.get(key).map_err(err)?.map(|v| v.value().to_vec()))
     }
 
     fn scan_from(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Entries, StoreError> {
-        let guard = self.read_db();
-        let txn = guard
-            .as_ref()
-            .ok_or_else(|| self.unavailable())?
-            .begin_read()
-            .map_err(err)?;
-        let table = txn.open_table(TABLE).map_err(err)?;
+        let table = self.read_table()?;
         let mut out = Vec::new();
         for entry in table.range::<&[u8]>(from..).map_err(err)? {
             let (k, v) = entry.map_err(err)?;

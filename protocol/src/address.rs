@@ -23,6 +23,16 @@ pub struct RelayAddress {
     port: u16,
 }
 
+/// Wiping an address (a host a client talks to says whom it talks to) leaves
+/// it invalid: do it only to values about to be dropped.
+impl zeroize::Zeroize for RelayAddress {
+    fn zeroize(&mut self) {
+        self.fingerprint.0.zeroize();
+        self.host.zeroize();
+        self.port.zeroize();
+    }
+}
+
 impl RelayAddress {
     /// Builds an address, validating the host.
     pub fn new(fingerprint: Fingerprint, host: &str, port: u16) -> Result<Self, Error> {

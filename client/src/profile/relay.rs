@@ -64,10 +64,13 @@ impl<'de> Deserialize<'de> for StoredRelay {
 }
 
 impl Zeroize for StoredRelay {
-    /// Wipes the text. The parsed form is the protocol's `RelayAddress`,
-    /// which cannot be wiped: its host is freed without being overwritten.
+    /// Wipes the text and the parsed address (the profile types that hold
+    /// a relay zeroize on drop).
     fn zeroize(&mut self) {
         self.text.zeroize();
+        if let Ok(address) = &mut self.parsed {
+            address.zeroize();
+        }
     }
 }
 
@@ -98,5 +101,16 @@ mod tests {
         let bytes = postcard::to_allocvec(&junk).unwrap();
         let back: StoredRelay = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back.as_str(), "relay");
+    }
+
+    #[test]
+    fn zeroize_wipes_the_text_and_the_parsed_host() {
+        let mut relay = StoredRelay::from_text(format!("enlace://{FP}@relay.example.org:4433"));
+        relay.zeroize();
+        assert_eq!(relay.as_str(), "");
+        let address = relay.address().unwrap();
+        assert_eq!(address.host(), "");
+        assert_eq!(address.port(), 0);
+        assert_eq!(address.fingerprint().0, [0; 32]);
     }
 }

@@ -397,36 +397,40 @@ impl Store for RedbStore {
 }
 
 impl RedbStore {
-    /// The table in a fresh read transaction (a snapshot of the last
-    /// commit).
-    fn read_table(&self) -> Result<ReadOnlyTable<&'static [u8], &'static [u8]>, StoreError> {
+    /// Runs `read` on the table in a fresh read transaction (a snapshot of
+    /// the last commit), holding the database lock throughout, so a
+    /// reopen after a failed commit waits for the read to finish.
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let guard = self.read_db();
         let txn = guard
             .as_ref()
             .ok_or_else(|| self.unavailable())?
             .begin_read()
             .map_err(err)?;
-        txn.open_table(TABLE).map_err(err)
+        read(&txn.open_table(TABLE).map_err(err)?)
     }
 }
 
 impl KvRead for RedbStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let table = self.read_table()?;
-        Ok(table.get(key).map_err(err)?.map(|v| v.value().to_vec()))
+        self.read(|table| Ok(table.get(key).map_err(err)?.map(|v| v.value().to_vec())))
     }
 
     fn scan_from(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Entries, StoreError> {
-        let table = self.read_table()?;
-        let mut out = Vec::new();
-        for entry in table.range::<&[u8]>(from..).map_err(err)? {
-            let (k, v) = entry.map_err(err)?;
-            if !k.value().starts_with(prefix) || out.len() == limit {
-                break;
+        self.read(|table| {
+            let mut out = Vec::new();
+            for entry in table.range::<&[u8]>(from..).map_err(err)? {
+                let (k, v) = entry.map_err(err)?;
+                if !k.value().starts_with(prefix) || out.len() == limit {
+                    break;
+                }
+                out.push((k.value().to_vec(), v.value().to_vec()));
             }
-            out.push((k.value().to_vec(), v.value().to_vec()));
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 

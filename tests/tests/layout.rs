@@ -488,17 +488,42 @@ fn finds_a_cycle_through_a_re_export() {
     assert!(!krate.lines.contains_key(&src.join("t.rs")));
 }
 
-/// Files of the repository as a fresh clone has them (without build output
-/// and version-control data), with their paths relative to the root.
+/// Files of the repository as a fresh clone has them: what git tracks (and
+/// what it would add: untracked files it does not ignore), or, where git
+/// cannot tell, every file but build output and version-control data.
 fn repository_files(base: &Path) -> Vec<PathBuf> {
+    let listed = std::process::Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(base)
+        .output();
+    if let Ok(out) = listed
+        && out.status.success()
+    {
+        return out
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| base.join(String::from_utf8_lossy(p).as_ref()))
+            .filter(|p| p.is_file())
+            .collect();
+    }
     let mut out = Vec::new();
     let mut dirs = vec![base.to_owned()];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name == ".git" {
+                continue;
+            }
             if path.is_dir() {
-                if !matches!(name.as_str(), "target" | ".git" | "corpus" | "artifacts") {
+                if !matches!(name.as_str(), "target" | "corpus" | "artifacts") {
                     dirs.push(path);
                 }
             } else {

@@ -134,7 +134,7 @@ mod tests {
 
     use super::*;
     use crate::group::testing::{N, key, pk};
-    use crate::group::{Action, Op};
+    use crate::group::{Action, ActionV1, Op, OpV1};
 
     #[test]
     fn introduction_round_trip_and_signature() {
@@ -145,7 +145,9 @@ mod tests {
         assert_eq!(Introduction::decode(&b), Err(Error::VerificationFailed));
         assert!(Introduction::decode(&i.as_bytes()[..40]).is_err());
         // An op signature does not verify as an introduction.
-        let o = Op::sign(&key(3), N, 1, Action::Add, pk(4), "x").unwrap();
+        let o = OpV1::sign(&key(3), N, 1, ActionV1::Add, pk(4), "x").unwrap();
+        assert!(Introduction::decode(o.as_bytes()).is_err());
+        let o = Op::sign(&key(3), N, Action::Add, pk(4), &[o.hash()], "x").unwrap();
         assert!(Introduction::decode(o.as_bytes()).is_err());
     }
 

@@ -3,7 +3,7 @@
 //! them, and written with the names and verification states of the
 //! moment they are shown.
 
-use enlace_protocol::group::{Action, Fold, Op, Refusal, Role};
+use enlace_protocol::group::{Action, ActionV1, Fold, Op, Refusal, Role};
 
 use super::limits::MAX_NOTICES;
 use crate::opaque::opaque_debug;
@@ -151,11 +151,27 @@ pub(crate) fn party(p: &Profile, n: &Nucleus, key: &[u8; 32]) -> Party {
             state: c.verification().as_str(),
         };
     }
-    let suggested = n
-        .members()
-        .get(key)
-        .map(|m| super::names::clean_name(&m.suggested_name, "a member"))
-        .unwrap_or_else(|| "someone you do not know".into());
+    // The name its adder gave it, from the last `add` naming it that
+    // counts (a member who left or was removed is still named).
+    let verdicts = n.fold().verdicts;
+    let added = n
+        .v2_ops()
+        .into_iter()
+        .filter(|o| o.action() == Action::Add && o.target() == key)
+        .filter(|o| verdicts.get(&o.hash()) == Some(&enlace_protocol::group::Verdict::Counts))
+        .map(|o| o.name().to_owned())
+        .chain(
+            n.v1_ops()
+                .into_iter()
+                .filter(|o| o.action() == ActionV1::Add && o.target() == key)
+                .map(|o| o.name().to_owned()),
+        )
+        .last();
+    let suggested = match added {
+        Some(name) => super::names::clean_name(&name, "a member"),
+        None if n.members().get(key).is_some_and(|m| &m.added_by == key) => "the founder".into(),
+        None => "someone you do not know".into(),
+    };
     Party {
         name: suggested,
         state: "no-session",

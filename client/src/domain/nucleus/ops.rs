@@ -4,10 +4,11 @@
 //! passing new ones on.
 //!
 //! Who may hand us operations: for a nucleus we joined, its members; for
-//! one we are invited to, only the contact whose `add` invited us (its
-//! welcome), and version-1 operations only then; for an unknown one (or
-//! one we left), only an `add` naming us, signed by the contact it came
-//! from, within the bounds on invitations.
+//! one we are invited to, the contact whose `add` invited us (its welcome;
+//! version-1 operations only then) and, once that arrived, its joined
+//! members (who may withdraw the invitation); for an unknown one (or one
+//! we were removed from), only an `add` naming us, signed by the contact
+//! it came from, within the bounds on invitations.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -103,7 +104,12 @@ pub(crate) fn handle_op(
     let was = standing(n, &before, &me);
     let from_ok = match was {
         Standing::Joined(_) => before.members.contains_key(&peer_key),
-        Standing::Invited | Standing::Welcoming => n.invited_by == Some(peer_key),
+        // A joined member may withdraw the invitation (its removal of us).
+        Standing::Invited => {
+            n.invited_by == Some(peer_key)
+                || before.members.get(&peer_key).is_some_and(|m| m.joined)
+        }
+        Standing::Welcoming => n.invited_by == Some(peer_key),
         Standing::Out => reinvited && room,
     };
     if !from_ok {
@@ -113,7 +119,10 @@ pub(crate) fn handle_op(
         n.invited_by = Some(peer_key);
     }
     let arrived = match incoming {
-        Incoming::V1(op) if matches!(was, Standing::Invited | Standing::Welcoming) => {
+        Incoming::V1(op)
+            if matches!(was, Standing::Invited | Standing::Welcoming)
+                && n.invited_by == Some(peer_key) =>
+        {
             keep_v1(n, op);
             None
         }

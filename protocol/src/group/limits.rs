@@ -1,5 +1,5 @@
 //! Every bound of nuclei, with the reason for it (`docs/protocol.md`,
-//! section 13.6).
+//! section 13.9).
 
 /// Most members of one nucleus (invited ones included): fan-out costs one
 /// envelope per member and every member holds a session with every other

@@ -215,7 +215,14 @@ fn describe(p: &Profile, n: &Nucleus, notice: &Notice) -> ShownChange {
                 .members()
                 .iter()
                 .filter(|(k, _)| **k != notice.member)
-                .map(|(k, mem)| format!("{}, {}", with_state(&party(p, n, k)), mem.role.as_str()))
+                .map(|(k, mem)| {
+                    let role = if mem.joined {
+                        mem.role.as_str()
+                    } else {
+                        "invited"
+                    };
+                    format!("{}, {role}", with_state(&party(p, n, k)))
+                })
                 .collect();
             let text = format!(
                 "{b} invited you to #{nucleus}; its members: {}. Nothing is sent or made for it \

@@ -326,7 +326,7 @@ fn invitations_are_bounded() {
         invite(&mut b, 3, i);
     }
     assert_eq!(b.nuclei.len(), 2 * MAX_INVITATIONS_PER_CONTACT);
-    assert!(2 * MAX_INVITATIONS_PER_CONTACT <= MAX_INVITATIONS);
+    const { assert!(2 * MAX_INVITATIONS_PER_CONTACT <= MAX_INVITATIONS) };
     // Declining makes room again.
     let name = b.nuclei[0].name.clone();
     decline(&mut b, &name, &mut rand::rng(), clear).unwrap();

@@ -35,6 +35,15 @@ fn table_rows(doc: &str, heading: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The number in the second column of the row named `name`.
+fn table_value(rows: &[Vec<String>], name: &str) -> usize {
+    let row = rows
+        .iter()
+        .find(|r| r[0] == name)
+        .unwrap_or_else(|| panic!("{name} not documented"));
+    row[1].replace(',', "").parse().unwrap()
+}
+
 fn vectors(name: &str) -> Vec<Value> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("testdata")
@@ -125,13 +134,7 @@ fn error_code_table_is_the_code() {
 #[test]
 fn limits_table() {
     let rows = table_rows(&doc(), "## 8. Limits");
-    let value = |name: &str| -> usize {
-        let row = rows
-            .iter()
-            .find(|r| r[0] == name)
-            .unwrap_or_else(|| panic!("{name} not documented"));
-        row[1].replace(',', "").parse().unwrap()
-    };
+    let value = |name: &str| table_value(&rows, name);
     assert_eq!(value("BODY_SMALL"), limits::BODY_SMALL);
     assert_eq!(value("BODY_MEDIUM"), limits::BODY_MEDIUM);
     assert_eq!(value("BODY_LARGE"), limits::BODY_LARGE);
@@ -198,13 +201,7 @@ fn labels_are_documented_and_distinct() {
 fn nucleus_limits_table() {
     use enlace_protocol::group::limits;
     let rows = table_rows(&doc(), "### 13.9 Limits");
-    let value = |name: &str| -> usize {
-        let row = rows
-            .iter()
-            .find(|r| r[0] == name)
-            .unwrap_or_else(|| panic!("{name} not documented"));
-        row[1].replace(',', "").parse().unwrap()
-    };
+    let value = |name: &str| table_value(&rows, name);
     assert_eq!(value("MAX_MEMBERS"), limits::MAX_MEMBERS);
     assert_eq!(value("MAX_OPS"), limits::MAX_OPS);
     assert_eq!(value("MAX_OPS_PER_AUTHOR"), limits::MAX_OPS_PER_AUTHOR);

@@ -4,9 +4,9 @@
 //! and outbox, so the receivers cannot tell them from the real client's;
 //! the next `enlace read` of that home sends them.
 
-use enlace_client::profile::{EnvelopeId, OutboxEntry};
+use enlace_client::profile::{EnvelopeId, Nucleus, OutboxEntry};
 use enlace_protocol::envelope::{CoarseTime, Envelope};
-use enlace_protocol::group::{Action, History, NucleusId, Op, OpHash, OpV1};
+use enlace_protocol::group::{Action, NucleusId, Op, OpHash, Verdict};
 use enlace_protocol::keys::SigningKeyPair;
 use enlace_protocol::session::Session;
 
@@ -15,24 +15,23 @@ use crate::home::Home;
 /// The heads of `nucleus` as `home` holds it: what its next operation
 /// would name as parents.
 pub fn heads(home: &Home, nucleus: &str) -> Vec<OpHash> {
+    with_nucleus(home, nucleus, |n| n.fold().heads)
+}
+
+/// `home`'s id of `nucleus`.
+pub fn nucleus_id(home: &Home, nucleus: &str) -> NucleusId {
+    with_nucleus(home, nucleus, |n| n.id)
+}
+
+/// `f` of `home`'s nucleus `nucleus`.
+fn with_nucleus<T>(home: &Home, nucleus: &str, f: impl FnOnce(&Nucleus) -> T) -> T {
     let profile = home.profile();
     let n = profile
         .nuclei
         .iter()
         .find(|n| n.name == nucleus)
         .expect("no such nucleus");
-    n.fold().heads
-}
-
-/// `home`'s id of `nucleus`.
-pub fn nucleus_id(home: &Home, nucleus: &str) -> NucleusId {
-    let profile = home.profile();
-    profile
-        .nuclei
-        .iter()
-        .find(|n| n.name == nucleus)
-        .expect("no such nucleus")
-        .id
+    f(n)
 }
 
 /// Signs, with `home`'s identity key, an operation in `nucleus` naming
@@ -112,19 +111,7 @@ pub fn op_message(op: &Op) -> Vec<u8> {
 
 /// Whether `op` counts in the nucleus `home` holds.
 pub fn counts(home: &Home, nucleus: &str, op: &Op) -> bool {
-    let profile = home.profile();
-    let n = profile
-        .nuclei
-        .iter()
-        .find(|n| n.name == nucleus)
-        .expect("no such nucleus");
-    let v1: Vec<OpV1> = n.v1_ops();
-    let ops = n.v2_ops();
-    let history = History {
-        creator: n.creator,
-        root: n.root.map(OpHash),
-        v1: &v1,
-        ops: &ops,
-    };
-    history.fold().verdicts.get(&op.hash()) == Some(&enlace_protocol::group::Verdict::Counts)
+    with_nucleus(home, nucleus, |n| {
+        n.fold().verdicts.get(&op.hash()) == Some(&Verdict::Counts)
+    })
 }

@@ -53,7 +53,7 @@ const MAGIC: &[u8; 8] = b"ENLACEPF";
 /// The store format this client writes: header layout and the postcard
 /// shape of [`Profile`]. Format 2 added nuclei at the end of the profile,
 /// format 3 roles, consent and causal order to nuclei; format 1 and 2
-/// stores are still read ([`super::legacy`]) and written back as format 3.
+/// stores are still read (`profile/legacy.rs`) and written back as format 3.
 pub const FORMAT_VERSION: u16 = 3;
 /// The oldest store format this client reads.
 const OLDEST_FORMAT: u16 = 1;

@@ -14,8 +14,9 @@ use std::fmt;
 
 use super::id::{NUCLEUS_ID_LEN, NucleusId};
 use super::limits::MAX_INVITATION_BYTES;
+use super::signed;
 use crate::codec::Reader;
-use crate::keys::{NucleusStatement, PublicKey, SIGNATURE_LEN, Signature, SigningKeyPair};
+use crate::keys::{NucleusStatement, SIGNATURE_LEN, Signature, SigningKeyPair};
 use crate::{DecodeError, Error};
 
 /// A signed introduction. Made by [`Introduction::sign`] or decoded by
@@ -87,12 +88,7 @@ impl Introduction {
         let invitation = r.take(len)?;
         let signature = Signature(r.array()?);
         r.finish()?;
-        let signed = bytes
-            .get(..bytes.len().saturating_sub(SIGNATURE_LEN))
-            .ok_or(DecodeError::Truncated)?;
-        let key = PublicKey::from_bytes(&from).map_err(|_| Error::VerificationFailed)?;
-        key.verify_nucleus(NucleusStatement::Introduction, signed, &signature)
-            .map_err(|_| Error::VerificationFailed)?;
+        signed::verify(NucleusStatement::Introduction, &from, bytes, &signature)?;
         Ok(Self {
             nucleus,
             from,

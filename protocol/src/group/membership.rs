@@ -341,24 +341,23 @@ fn pass(
 }
 
 /// Operations by the target of a counted removal or demotion, concurrent
-/// with it, that counted (and needed the role, for a demotion).
+/// with it, that counted (and needed the role, for a demotion). `by_author`
+/// lists each author's version-2 positions, so the work is bounded by one
+/// author's share, not the whole history.
 fn superseded(
     graph: &Graph<'_>,
+    by_author: &BTreeMap<[u8; 32], Vec<usize>>,
     refused: &[Option<Refusal>],
     demotions: &[Demotion],
 ) -> Vec<usize> {
     let mut out = Vec::new();
-    for &(at, target, removal) in demotions {
-        for (x, node) in graph.nodes.iter().enumerate() {
-            let Node::V2(op) = node else {
+    for (at, target, removal) in demotions {
+        for &x in by_author.get(target).map(Vec::as_slice).unwrap_or_default() {
+            let Some(Node::V2(op)) = graph.nodes.get(x) else {
                 continue;
             };
             let counted = matches!(refused.get(x), Some(None));
-            if counted
-                && op.author() == &target
-                && graph.concurrent(at, x)
-                && (removal || needs_role(op))
-            {
+            if counted && graph.concurrent(*at, x) && (*removal || needs_role(op)) {
                 out.push(x);
             }
         }
@@ -370,10 +369,16 @@ impl History<'_> {
     /// Folds the operations (see the module's documentation).
     pub fn fold(&self) -> Fold {
         let graph = Graph::new(self.v1, self.ops);
+        let mut by_author: BTreeMap<[u8; 32], Vec<usize>> = BTreeMap::new();
+        for (x, node) in graph.nodes.iter().enumerate() {
+            if let Node::V2(op) = node {
+                by_author.entry(*op.author()).or_default().push(x);
+            }
+        }
         let mut excluded = Bits::with_len(graph.nodes.len());
         let (state, refused) = loop {
             let (state, refused, demotions) = pass(&graph, self, &excluded);
-            let more: Vec<usize> = superseded(&graph, &refused, &demotions)
+            let more: Vec<usize> = superseded(&graph, &by_author, &refused, &demotions)
                 .into_iter()
                 .filter(|&x| !excluded.contains(x))
                 .collect();

@@ -29,6 +29,7 @@ mod membership;
 mod op;
 mod op_v1;
 mod role;
+mod signed;
 #[cfg(test)]
 mod testing;
 mod text;

@@ -20,8 +20,9 @@ use sha2::{Digest, Sha256};
 use super::id::{NUCLEUS_ID_LEN, NucleusId};
 use super::limits::{MAX_NAME_BYTES, MAX_PARENTS};
 use super::role::Role;
+use super::signed;
 use crate::codec::{Reader, domain_separated};
-use crate::keys::{NucleusStatement, PublicKey, SIGNATURE_LEN, Signature, SigningKeyPair, labels};
+use crate::keys::{NucleusStatement, SIGNATURE_LEN, Signature, SigningKeyPair, labels};
 use crate::{DecodeError, Error};
 
 /// Bytes of an operation hash.
@@ -202,12 +203,7 @@ impl Op {
     /// verification.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         let (op, signature) = Self::parse(bytes)?;
-        let signed = bytes
-            .get(..bytes.len().saturating_sub(SIGNATURE_LEN))
-            .ok_or(DecodeError::Truncated)?;
-        let key = PublicKey::from_bytes(&op.author).map_err(|_| Error::VerificationFailed)?;
-        key.verify_nucleus(NucleusStatement::OpV2, signed, &signature)
-            .map_err(|_| Error::VerificationFailed)?;
+        signed::verify(NucleusStatement::OpV2, &op.author, bytes, &signature)?;
         Ok(op)
     }
 

@@ -15,8 +15,9 @@ use std::fmt;
 use super::id::{NUCLEUS_ID_LEN, NucleusId};
 use super::limits::MAX_NAME_BYTES;
 use super::op::OpHash;
+use super::signed;
 use crate::codec::Reader;
-use crate::keys::{NucleusStatement, PublicKey, SIGNATURE_LEN, Signature, SigningKeyPair};
+use crate::keys::{NucleusStatement, SIGNATURE_LEN, Signature, SigningKeyPair};
 use crate::{DecodeError, Error};
 
 /// Bytes of an operation besides its name and signature.
@@ -144,12 +145,7 @@ impl OpV1 {
     /// malformed; an author that is not a valid key fails verification.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         let (op, signature) = Self::parse(bytes)?;
-        let signed = bytes
-            .get(..bytes.len().saturating_sub(SIGNATURE_LEN))
-            .ok_or(DecodeError::Truncated)?;
-        let key = PublicKey::from_bytes(&op.author).map_err(|_| Error::VerificationFailed)?;
-        key.verify_nucleus(NucleusStatement::Op, signed, &signature)
-            .map_err(|_| Error::VerificationFailed)?;
+        signed::verify(NucleusStatement::Op, &op.author, bytes, &signature)?;
         Ok(op)
     }
 

@@ -52,6 +52,27 @@ fn sorted(mut v: Vec<(String, String, String)>) -> Vec<(String, String, String)>
     v
 }
 
+/// `owner` creates `nucleus` and invites each member (by its contact name
+/// there); each sees the invitation in a `read` and joins.
+fn found(owner: &Home, nucleus: &str, members: &[(&Home, &str)]) {
+    owner.ok(&["nucleus", "create", nucleus]);
+    for (_, name) in members {
+        owner.ok(&["nucleus", "add", nucleus, name]);
+    }
+    let homes: Vec<&Home> = members.iter().map(|(h, _)| *h).collect();
+    for events in read_each(&homes) {
+        assert!(
+            events
+                .iter()
+                .any(|v| v["event"] == "nucleus-change" && v["change"] == "invited"),
+            "{events:?}"
+        );
+    }
+    for home in homes {
+        home.ok(&["nucleus", "join", nucleus]);
+    }
+}
+
 /// `nucleus send` with the text on standard input; must succeed.
 fn send(home: &Home, nucleus: &str, text: &str) -> Vec<Value> {
     let (lines, code) = home.nucleus_send(nucleus, text);
@@ -144,22 +165,12 @@ fn nucleus_on_two_relays_add_remove_and_introductions() {
     connect(&ana, "Cai", &cai, "Ana");
     connect(&ana, "Dia", &dia, "Ana");
 
-    ana.ok(&["nucleus", "create", "barrio"]);
-    for who in ["Ben", "Cai", "Dia"] {
-        ana.ok(&["nucleus", "add", "barrio", who]);
-    }
     // Each sees the invitation and accepts it.
-    for events in read_each(&[&ben, &cai, &dia]) {
-        assert!(
-            events
-                .iter()
-                .any(|v| v["event"] == "nucleus-change" && v["change"] == "invited"),
-            "{events:?}"
-        );
-    }
-    for home in [&ben, &cai, &dia] {
-        home.ok(&["nucleus", "join", "barrio"]);
-    }
+    found(
+        &ana,
+        "barrio",
+        &[(&ben, "Ben"), (&cai, "Cai"), (&dia, "Dia")],
+    );
 
     // Joins reach Ana, introductions through her, handshakes.
     settle_members(&[&ben, &cai, &dia, &ana], "barrio", 4, 12);

@@ -11,7 +11,7 @@ use enlace_tests::hostile;
 use enlace_tests::relay::BlockingRelay;
 use serde_json::Value;
 
-use super::{members_of, read_each, read_group, send, settle_members};
+use super::{found, members_of, read_each, read_group, send, settle_members};
 
 /// How a key that is neither a contact nor a member is shown.
 const STRANGER: &str = "someone you do not know";
@@ -43,10 +43,7 @@ fn an_invited_contact_receives_nothing_and_makes_nothing_until_it_joins() {
     let cai = Home::new(tmp.path(), "cai", relay.address());
     connect(&ana, "Ben", &ben, "Ana");
     connect(&ana, "Cai", &cai, "Ana");
-    ana.ok(&["nucleus", "create", "barrio"]);
-    ana.ok(&["nucleus", "add", "barrio", "Cai"]);
-    read_each(&[&cai]);
-    cai.ok(&["nucleus", "join", "barrio"]);
+    found(&ana, "barrio", &[(&cai, "Cai")]);
     assert!(has(&ana.read(), "joined", "you", "Cai"));
 
     let before = ben.profile();
@@ -101,12 +98,7 @@ fn roles_refuse_members_and_every_member_refuses_a_backdated_change() {
     connect(&ana, "Ben", &ben, "Ana");
     connect(&ana, "Cai", &cai, "Ana");
     connect(&ben, "Eve", &eve, "Ben");
-    ana.ok(&["nucleus", "create", "barrio"]);
-    ana.ok(&["nucleus", "add", "barrio", "Ben"]);
-    ana.ok(&["nucleus", "add", "barrio", "Cai"]);
-    read_each(&[&ben, &cai]);
-    ben.ok(&["nucleus", "join", "barrio"]);
-    cai.ok(&["nucleus", "join", "barrio"]);
+    found(&ana, "barrio", &[(&ben, "Ben"), (&cai, "Cai")]);
     settle_members(&[&ana, &ben, &cai], "barrio", 3, 8);
     let roles: Vec<(String, String)> = ana
         .json(&["nucleus", "members", "barrio"])
@@ -193,12 +185,7 @@ fn receipts_leave_a_down_members_copy_queued_until_its_relay_returns() {
     let cai = Home::new(tmp.path(), "cai", relay2.address());
     connect(&ana, "Ben", &ben, "Ana");
     connect(&ana, "Cai", &cai, "Ana");
-    ana.ok(&["nucleus", "create", "barrio"]);
-    ana.ok(&["nucleus", "add", "barrio", "Ben"]);
-    ana.ok(&["nucleus", "add", "barrio", "Cai"]);
-    read_each(&[&ben, &cai]);
-    ben.ok(&["nucleus", "join", "barrio"]);
-    cai.ok(&["nucleus", "join", "barrio"]);
+    found(&ana, "barrio", &[(&ben, "Ben"), (&cai, "Cai")]);
     ana.read();
 
     // Cai's relay goes down; Ana's relay restarts, forgetting the key it

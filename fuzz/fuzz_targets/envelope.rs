@@ -13,28 +13,12 @@ fuzz_target!(|data: &[u8]| {
         // Random bytes never carry a valid signature by this key unless the
         // fuzzer found a forgery; re-signing the same fields must verify.
         if env.verify(key.public()).is_ok() {
-            let again = Envelope::sign(
-                &key,
-                env.send_id(),
-                env.message_id(),
-                env.timestamp(),
-                env.body(),
-            )
-            .expect("decoded body has a valid size");
-            assert_eq!(
-                again.as_bytes(),
-                data,
-                "verified envelope differs from its deterministic signature"
-            );
+            let again = Envelope::sign(&key, env.send_id(), env.message_id(), env.timestamp(), env.body())
+                .expect("decoded body has a valid size");
+            assert_eq!(again.as_bytes(), data, "verified envelope differs from its deterministic signature");
         }
-        let resigned = Envelope::sign(
-            &key,
-            env.send_id(),
-            env.message_id(),
-            env.timestamp(),
-            env.body(),
-        )
-        .expect("decoded body has a valid size");
+        let resigned = Envelope::sign(&key, env.send_id(), env.message_id(), env.timestamp(), env.body())
+            .expect("decoded body has a valid size");
         assert!(resigned.verify(key.public()).is_ok());
         let decoded = Envelope::decode(resigned.as_bytes()).expect("signed envelope decodes");
         assert_eq!(decoded, resigned);

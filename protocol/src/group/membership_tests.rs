@@ -346,3 +346,32 @@ fn only_the_pinned_create_counts_and_members_are_bounded() {
     assert_eq!(f.members.len(), MAX_MEMBERS);
     assert_eq!(f.verdicts[&head.hash()], Verdict::Refused(Refusal::Full));
 }
+
+/// A removed member's operations replayed after its removal change
+/// nothing: those its removal descends from stay where they were, and
+/// one its remover never saw (replayed late, to members who never had
+/// it) is voided by the removal.
+#[test]
+fn replay_after_removal_changes_nothing() {
+    let ops = base();
+    let add5 = sign(2, Action::Add, 5, &[&ops[3]]);
+    let add6 = sign(2, Action::Add, 6, &[&ops[3]]);
+    // 1 saw the add of 5, not the add of 6, when it removed 2.
+    let rm2 = sign(1, Action::Remove, 2, &[&add5]);
+    let mut held = ops.clone();
+    held.extend([add5.clone(), rm2.clone()]);
+    let before = history(&ops[0], &held).fold();
+    assert!(before.members.contains_key(&pk(5)));
+    // Replayed: the add of 5 again, and the add of 6 for the first time.
+    let mut replayed = held.clone();
+    replayed.extend([add5, add6.clone()]);
+    let after = history(&ops[0], &replayed).fold();
+    assert_eq!(after.members, before.members);
+    assert_eq!(
+        after.verdicts[&add6.hash()],
+        Verdict::Refused(Refusal::Superseded)
+    );
+    // Arriving after the removal, the add of 6 still counts in its own
+    // past (it is kept), but nowhere else.
+    assert_eq!(history(&ops[0], &held).admit(&add6), Verdict::Counts);
+}

@@ -139,11 +139,28 @@ pub(crate) fn remove(
     let (nucleus_name, _) = as_joined(p, index)?;
     let (target, contact_name) = member(p, index, contact)?;
     let mut to = others(p, index);
-    to.push(target);
-    to.sort_unstable();
-    to.dedup();
+    to.retain(|k| *k != target);
     let op = sign_own(p, index, Action::Remove, target, "")?;
     send_op(p, &op, &to, rng, &mut seal)?;
+    // The removed member gets what it lacks for the removal to be placed
+    // (everything after the last operation by it or naming it that we
+    // hold), the removal last; an invited one would otherwise never see
+    // its invitation withdrawn.
+    let n = p.nuclei.get(index).ok_or(Error::BrokenState("nucleus"))?;
+    let fold = n.fold();
+    let known = n
+        .v2_ops()
+        .into_iter()
+        .filter(|o| o.author() == &target || (o.action() == Action::Add && o.target() == &target))
+        .filter(|o| o.hash() != op.hash())
+        .max_by_key(|o| fold.order.iter().position(|h| *h == o.hash()));
+    let seen = known
+        .and_then(|o| n.with_history(|h| h.past_of(&o)))
+        .unwrap_or_default();
+    let missing = history_for(n, None, &seen);
+    if let Some(contact) = contact_for(p, &target) {
+        send_all(p, contact, &missing, rng, &mut seal)?;
+    }
     Ok((nucleus_name, contact_name))
 }
 

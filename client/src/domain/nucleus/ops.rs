@@ -126,15 +126,23 @@ pub(crate) fn handle_op(
             keep_v1(n, op);
             None
         }
-        Incoming::V2(op) if keep_v2(n, &op, was == Standing::Welcoming) => Some(op.hash()),
+        Incoming::V2(op)
+            if keep_v2(
+                n,
+                &op,
+                matches!(was, Standing::Welcoming | Standing::Invited),
+            ) =>
+        {
+            Some(op.hash())
+        }
         _ => return Vec::new(),
     };
     pin(n, &me);
     let (placed, refused) = place(n);
     let after = n.fold();
     let now = standing(n, &after, &me);
-    if matches!(was, Standing::Joined(_)) || matches!(now, Standing::Joined(_) | Standing::Invited)
-    {
+    let involved = |s: Standing| matches!(s, Standing::Joined(_) | Standing::Invited);
+    if involved(was) || involved(now) {
         let mut notices: Vec<Notice> = refused.iter().map(|(op, why)| refusal(op, *why)).collect();
         let mut changed = changes(&before, &after, &me);
         if now == Standing::Invited && was != Standing::Invited {
@@ -178,9 +186,10 @@ fn keep_v1(n: &mut Nucleus, op: OpV1) {
 }
 
 /// Keeps a version-2 operation among those waiting, unless it is held
-/// already or its author has used up its share. While a welcome arrives,
-/// up to [`MAX_OPS`] wait; otherwise [`MAX_WAITING_OPS`], the oldest
-/// dropped for a new one. Returns whether it was kept.
+/// already or its author has used up its share. While we are invited (a
+/// welcome, or the history before a withdrawal), up to [`MAX_OPS`] wait;
+/// otherwise [`MAX_WAITING_OPS`], the oldest dropped for a new one.
+/// Returns whether it was kept.
 fn keep_v2(n: &mut Nucleus, op: &Op, welcoming: bool) -> bool {
     let held: Vec<Op> = n.v2_ops().into_iter().chain(n.waiting_ops()).collect();
     if held.iter().any(|o| o.hash() == op.hash())

@@ -24,13 +24,27 @@ pub(crate) enum Standing {
     Out,
 }
 
-/// Where `me` stands in `n`, whose fold is `fold`.
+/// Where `me` stands in `n`, whose fold is `fold`. An invitation is still
+/// arriving while the `add` naming us waits for its parents (or, the first
+/// time, while nothing removed us); one withdrawn is `Out`.
 pub(crate) fn standing(n: &Nucleus, fold: &Fold, me: &[u8; 32]) -> Standing {
     match fold.members.get(me) {
         Some(m) if m.joined => Standing::Joined(m.role),
         Some(_) => Standing::Invited,
-        None if n.invited_by.is_some() => Standing::Welcoming,
-        None => Standing::Out,
+        None => {
+            let Some(inviter) = n.invited_by else {
+                return Standing::Out;
+            };
+            let arriving = !fold.gone.contains_key(me)
+                || n.waiting_ops().iter().any(|o| {
+                    o.action() == Action::Add && o.target() == me && o.author() == &inviter
+                });
+            if arriving {
+                Standing::Welcoming
+            } else {
+                Standing::Out
+            }
+        }
     }
 }
 

@@ -595,3 +595,43 @@ fn unverified_members_are_named_once_or_refused() {
         vec![(2, Role::Owner, true), (3, Role::Member, true)]
     );
 }
+
+/// A withdrawn invitation is shown, and the nucleus is out: it takes an
+/// invitation's place until forgotten; a new invitation brings it back.
+#[test]
+fn withdrawn_invitation_is_shown_and_a_new_one_works() {
+    let mut net = Net::new(&[(1, &[2, 3]), (2, &[1]), (3, &[1])]);
+    create(net.p(1), "n", &mut rand::rng()).unwrap();
+    add(net.p(1), "n", "c2", &mut rand::rng(), clear).unwrap();
+    net.settle();
+    take_changes(net.p(2));
+    // Changes 2 does not hear of while invited, then the withdrawal.
+    add(net.p(1), "n", "c3", &mut rand::rng(), clear).unwrap();
+    net.settle();
+    join(net.p(3), "n", &mut rand::rng(), clear).unwrap();
+    net.settle();
+    remove(net.p(1), "n", "c2", &mut rand::rng(), clear).unwrap();
+    net.settle();
+    assert_eq!(net.standing(2), Standing::Out);
+    // What happened while it was invited, then its removal.
+    let shown = take_changes(net.p(2));
+    let last = shown.last().unwrap();
+    assert_eq!((last.change, last.member.name.as_str()), ("removed", "you"));
+    assert!(matches!(
+        join(net.p(2), "n", &mut rand::rng(), clear),
+        Err(Error::NotInvited(_))
+    ));
+    // Invited again: the invitation arrives and can be accepted.
+    add(net.p(1), "n", "c2", &mut rand::rng(), clear).unwrap();
+    net.settle();
+    assert_eq!(net.standing(2), Standing::Invited);
+    join(net.p(2), "n", &mut rand::rng(), clear).unwrap();
+    net.settle();
+    let want = vec![
+        (1, Role::Owner, true),
+        (2, Role::Member, true),
+        (3, Role::Member, true),
+    ];
+    assert_eq!(net.roles(1), want);
+    assert_eq!(net.roles(2), want);
+}

@@ -68,9 +68,12 @@ fn found(owner: &Home, nucleus: &str, members: &[(&Home, &str)]) {
             "{events:?}"
         );
     }
-    for home in homes {
-        home.ok(&["nucleus", "join", nucleus]);
-    }
+    // Each home is its own profile and process: join all at once.
+    std::thread::scope(|s| {
+        for home in homes {
+            s.spawn(move || home.ok(&["nucleus", "join", nucleus]));
+        }
+    });
 }
 
 /// `nucleus send` with the text on standard input; must succeed.

@@ -29,17 +29,36 @@ for v in vectors("responses.json"):
 for v in vectors("fail_requests.json") + vectors("fail_responses.json"):
     write("command", f"fail-{v['name']}", v["input"])
 # group: the first byte picks the decoder (see fuzz_targets/group.rs).
-modes = {"op": 0, "group_text": 2, "introduction": 4}
+modes = {"op": 0, "group_text": 2, "introduction": 4, "op_v2": 7}
+def prefixed(ops):
+    return b"".join(len(bytes.fromhex(o)).to_bytes(2, "big") + bytes.fromhex(o) for o in ops)
 for v in vectors("group.json"):
     if v["kind"] == "fold":
-        ops = b"".join(len(bytes.fromhex(o)).to_bytes(2, "big") + bytes.fromhex(o) for o in v["ops"])
-        write("group", v["name"], "06" + ops.hex())
+        write("group", v["name"], "06" + prefixed(v["ops"]).hex())
+    elif v["kind"] == "fold_v2":
+        write("group", v["name"], "09" + prefixed(v["ops"]).hex())
     else:
         write("group", v["name"], "%02x" % modes[v["kind"]] + v["encoding"])
         if v["kind"] == "op":
             write("group", v["name"] + "-stored", "01" + v["encoding"])
+        if v["kind"] == "op_v2":
+            write("group", v["name"] + "-stored", "08" + v["encoding"])
 for v in vectors("fail_group.json"):
-    write("group", "fail-" + v["name"], "%02x" % modes[v["kind"]] + v["input"])
+    if v["kind"] in ("admission_v2", "fold_v2"):
+        write("group", "fail-" + v["name"], "09" + prefixed(v["ops"] + [v["op"]]).hex())
+    else:
+        write("group", "fail-" + v["name"], "%02x" % modes[v["kind"]] + v["input"])
+# Interactions (three bytes a step: who, what, arg): the creator invites
+# 1 and 2, they join, 1 is made admin and invites 3, then is removed while
+# it signs a backdated removal of the creator; deliveries in between.
+write("group", "interaction-backdating", "0a" + "".join([
+    "000001", "000002", "010600", "020600", "010300", "020300", "000600",
+    "000201", "010600", "010003", "000101", "010181", "020600", "030600",
+]))
+write("group", "interaction-roles", "0a" + "".join([
+    "000001", "010600", "010300", "000600", "000200", "010002", "020600",
+    "020300", "010102", "020400", "000502", "030600",
+]))
 # Compact folds: create, adds, a remove and a re-add, concurrent clocks.
 write("group", "compact-fold", "05" + "00000000" "00010101" "01020102" "00030203" "01030102" "02040101")
 write("group", "text-part", "03" + next(v for v in vectors("group.json") if v["name"] == "group-text")["encoding"][96:])

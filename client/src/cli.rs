@@ -17,6 +17,17 @@ Exit codes:
   4  relay unreachable or refused; messages stay in the outbox
   5  a contact's identity key changed: verify again before sending";
 
+const NUCLEUS_HELP: &str = "\
+Examples:
+  enlace nucleus create barrio            you are its owner
+  enlace nucleus add barrio Ben           Ben is invited; he joins or declines
+  enlace nucleus join barrio              accept an invitation (`decline` refuses it)
+  enlace nucleus role barrio Ben admin    admins add and remove members
+  enlace nucleus require-verified barrio on
+  echo 'asamblea el jueves' | enlace nucleus send barrio
+
+`enlace read` shows every change to a nucleus: who did what to whom.";
+
 /// Enlace: end-to-end encrypted messages for organizers.
 ///
 /// Everything enlace keeps is encrypted under your passphrase. `enlace
@@ -91,7 +102,7 @@ pub enum Command {
         text: Option<String>,
     },
     /// Nuclei: small groups whose messages go to every member
-    #[command(subcommand)]
+    #[command(subcommand, after_help = NUCLEUS_HELP)]
     Nucleus(NucleusCommand),
     /// Fetch, decrypt and print new messages
     Read,
@@ -122,34 +133,60 @@ pub enum RelayCommand {
 /// `enlace nucleus ...`
 #[derive(Debug, Subcommand)]
 pub enum NucleusCommand {
-    /// Create a nucleus with you as its only member
+    /// Create a nucleus with you as its only member and owner
     Create {
         /// Its name
         name: String,
     },
-    /// Add a contact to a nucleus (they see messages from now on only)
+    /// Invite a contact to a nucleus (owners and admins; they join or decline)
     Add {
         /// The nucleus
         name: String,
-        /// The contact to add
+        /// The contact to invite
         contact: String,
     },
-    /// Remove a member from a nucleus
+    /// Remove a member from a nucleus, or withdraw an invitation (owners and admins)
     Remove {
         /// The nucleus
         name: String,
         /// The member (a contact) to remove
         contact: String,
     },
+    /// Give a member a role: owner, admin or member
+    Role {
+        /// The nucleus
+        name: String,
+        /// The member (a contact)
+        contact: String,
+        /// owner (manages everyone), admin (adds and removes members) or member
+        role: RoleArg,
+    },
+    /// Accept an invitation to a nucleus
+    Join {
+        /// The nucleus, as `enlace nucleus list` shows it
+        name: String,
+    },
+    /// Refuse an invitation to a nucleus and forget it
+    Decline {
+        /// The nucleus
+        name: String,
+    },
     /// Leave a nucleus and forget it
     Leave {
         /// The nucleus
         name: String,
     },
-    /// List a nucleus's members
+    /// List a nucleus's members, their roles and whether you verified them
     Members {
         /// The nucleus
         name: String,
+    },
+    /// Refuse to send to a nucleus while any member is not verified in person
+    RequireVerified {
+        /// The nucleus
+        name: String,
+        /// on or off
+        setting: OnOff,
     },
     /// Send a message to every member (reads standard input when TEXT is omitted)
     Send {
@@ -158,6 +195,26 @@ pub enum NucleusCommand {
         /// The message
         text: Option<String>,
     },
-    /// List your nuclei
+    /// List your nuclei and invitations
     List,
+}
+
+/// A role in a nucleus, as typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    /// Adds and removes anyone, gives any role.
+    Owner,
+    /// Adds and removes members and admins.
+    Admin,
+    /// Sends and leaves.
+    Member,
+}
+
+/// A setting, as typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    /// Turned on.
+    On,
+    /// Turned off.
+    Off,
 }

@@ -84,6 +84,21 @@ pub enum Error {
     /// The contact is not a member.
     #[error("{0} is not a member of {1:?}")]
     NotAMember(String, String),
+    /// Our role in a nucleus does not allow a change.
+    #[error("{1} in {0:?}")]
+    NotAllowed(String, &'static str),
+    /// We are the last owner of a nucleus with other members.
+    #[error("you are the last owner of {0:?}")]
+    LastOwner(String),
+    /// No invitation to this nucleus waits.
+    #[error("no invitation to {0:?} is waiting")]
+    NotInvited(String),
+    /// We were invited to the nucleus and have not joined.
+    #[error("you have not joined {0:?}")]
+    NotJoined(String),
+    /// The nucleus requires verified members and some are not.
+    #[error("{0:?} requires verified members, and these are not: {1}")]
+    UnverifiedMembers(String, String),
     /// A contact with that name exists already.
     #[error("a contact named {0:?} already exists")]
     ContactExists(String),
@@ -218,6 +233,21 @@ impl Error {
                 "nothing to do; `enlace nucleus members NAME` lists them".into()
             }
             Self::NotAMember(..) => "`enlace nucleus members NAME` lists the members".into(),
+            Self::NotAllowed(n, _) => {
+                format!("ask an owner or admin; `enlace nucleus members {n}` shows the roles")
+            }
+            Self::LastOwner(n) => {
+                format!("make another member owner first: `enlace nucleus role {n} NAME owner`")
+            }
+            Self::NotInvited(_) => "`enlace nucleus list` shows your invitations".into(),
+            Self::NotJoined(n) => format!(
+                "`enlace nucleus join {n}` accepts the invitation, `enlace nucleus decline {n}` \
+                 refuses it"
+            ),
+            Self::UnverifiedMembers(n, _) => format!(
+                "compare safety numbers in person with `enlace verify NAME`, or allow it with \
+                 `enlace nucleus require-verified {n} off`"
+            ),
             Self::InvalidName(_) => {
                 "use 1 to 64 characters, no control characters, not only spaces".into()
             }

@@ -154,7 +154,7 @@ fn nucleus_commands_offline() {
     // Alone in it: nothing to send to, nothing queued.
     let r = run(&home, &["nucleus", "send", "barrio", "hola"]);
     assert_eq!(r.code, 0, "{}", r.err);
-    assert!(r.out.contains("no other member"), "{}", r.out);
+    assert!(r.out.contains("no other joined member"), "{}", r.out);
     let r = run_with(&home, Some(PASS), &["nucleus", "send", "barrio"], "  \n");
     assert_eq!(r.code, 1);
     assert!(r.err.contains("empty"), "{}", r.err);

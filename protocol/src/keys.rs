@@ -270,6 +270,8 @@ pub(crate) mod labels {
     pub(crate) const RATCHET_HEADER: &str = "enlace/v1/ratchet-header";
     pub(crate) const RATCHET_BODY: &str = "enlace/v1/ratchet-body";
     pub(crate) const NUCLEUS_OP: &str = "enlace/v1/nucleus-op";
+    pub(crate) const NUCLEUS_OP_V2: &str = "enlace/v1/nucleus-op-v2";
+    pub(crate) const NUCLEUS_OP_HASH: &str = "enlace/v1/nucleus-op-hash";
     pub(crate) const NUCLEUS_INTRODUCTION: &str = "enlace/v1/nucleus-introduction";
     pub(crate) const RELAY_KEY: &str = "enlace/v1/relay-key";
     pub(crate) const FORWARD_KEY: &str = "enlace/v1/forward-key";
@@ -284,8 +286,10 @@ pub(crate) mod labels {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NucleusStatement {
-    /// A membership change (create, add, remove) of a nucleus.
+    /// A version-1 membership change (create, add, remove) of a nucleus.
     Op,
+    /// A version-2 membership change (with roles and causal parents).
+    OpV2,
     /// An introduction of a new member to an existing one.
     Introduction,
 }
@@ -294,6 +298,7 @@ impl NucleusStatement {
     fn label(self) -> &'static str {
         match self {
             Self::Op => labels::NUCLEUS_OP,
+            Self::OpV2 => labels::NUCLEUS_OP_V2,
             Self::Introduction => labels::NUCLEUS_INTRODUCTION,
         }
     }
@@ -361,6 +366,11 @@ mod tests {
         assert!(
             k.public()
                 .verify_nucleus(NucleusStatement::Introduction, b"op", &sig)
+                .is_err()
+        );
+        assert!(
+            k.public()
+                .verify_nucleus(NucleusStatement::OpV2, b"op", &sig)
                 .is_err()
         );
         assert!(

@@ -35,6 +35,15 @@ fn table_rows(doc: &str, heading: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The number in the second column of the row named `name`.
+fn table_value(rows: &[Vec<String>], name: &str) -> usize {
+    let row = rows
+        .iter()
+        .find(|r| r[0] == name)
+        .unwrap_or_else(|| panic!("{name} not documented"));
+    row[1].replace(',', "").parse().unwrap()
+}
+
 fn vectors(name: &str) -> Vec<Value> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("testdata")
@@ -125,13 +134,7 @@ fn error_code_table_is_the_code() {
 #[test]
 fn limits_table() {
     let rows = table_rows(&doc(), "## 8. Limits");
-    let value = |name: &str| -> usize {
-        let row = rows
-            .iter()
-            .find(|r| r[0] == name)
-            .unwrap_or_else(|| panic!("{name} not documented"));
-        row[1].replace(',', "").parse().unwrap()
-    };
+    let value = |name: &str| table_value(&rows, name);
     assert_eq!(value("BODY_SMALL"), limits::BODY_SMALL);
     assert_eq!(value("BODY_MEDIUM"), limits::BODY_MEDIUM);
     assert_eq!(value("BODY_LARGE"), limits::BODY_LARGE);
@@ -192,4 +195,51 @@ fn labels_are_documented_and_distinct() {
             assert_ne!(a, b);
         }
     }
+}
+
+#[test]
+fn nucleus_limits_table() {
+    use enlace_protocol::group::limits;
+    let rows = table_rows(&doc(), "### 13.9 Limits");
+    let value = |name: &str| table_value(&rows, name);
+    assert_eq!(value("MAX_MEMBERS"), limits::MAX_MEMBERS);
+    assert_eq!(value("MAX_OPS"), limits::MAX_OPS);
+    assert_eq!(value("MAX_OPS_PER_AUTHOR"), limits::MAX_OPS_PER_AUTHOR);
+    assert_eq!(value("MAX_WAITING_OPS"), limits::MAX_WAITING_OPS);
+    assert_eq!(value("MAX_PARENTS"), limits::MAX_PARENTS);
+    assert_eq!(value("MAX_NAME_BYTES"), limits::MAX_NAME_BYTES);
+    assert_eq!(value("MAX_INVITATION_BYTES"), limits::MAX_INVITATION_BYTES);
+    assert_eq!(value("MAX_PARTS"), limits::MAX_PARTS);
+    // Every constant of the module is in the table.
+    let src = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/group/limits.rs"),
+    )
+    .unwrap();
+    for line in src.lines().filter(|l| l.starts_with("pub const ")) {
+        let name = line["pub const ".len()..].split(':').next().unwrap();
+        assert!(
+            rows.iter().any(|r| r[0] == name),
+            "{name} missing from section 13.9"
+        );
+    }
+}
+
+#[test]
+fn nucleus_kinds_and_roles_match_the_vectors() {
+    let d = doc();
+    for v in vectors("group.json")
+        .iter()
+        .filter(|v| v["kind"] == "op_v2")
+    {
+        let message = hex::decode(v["app_message"].as_str().unwrap()).unwrap();
+        assert_eq!(&message[..2], &[1, 16], "kind 16 (section 13.1)");
+        let action = message[2 + 16];
+        let named = ["create", "add", "remove", "role", "join"][usize::from(action) - 1];
+        assert_eq!(v["action"], named);
+        assert!(
+            d.contains(&format!("{action} `{named}`")),
+            "action {action} documented"
+        );
+    }
+    assert!(d.contains("1 owner, 2 admin,\n  3 member"));
 }

@@ -11,7 +11,8 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use enlace_client::Env;
-use enlace_client::profile::store::{KdfParams, Passphrase};
+use enlace_client::profile::Profile;
+use enlace_client::profile::store::{KdfParams, Passphrase, Store};
 use enlace_protocol::address::RelayAddress;
 use serde_json::Value;
 
@@ -74,6 +75,50 @@ impl Home {
     /// Runs `enlace <args>` to the end, whatever its exit code.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
+    }
+
+    /// Runs `enlace <args>` with `input` on standard input (message text
+    /// never goes on the command line), whatever its exit code.
+    pub fn run_with_input(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(input.as_bytes()).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// `enlace --json nucleus send NUCLEUS` with `text` on standard input;
+    /// the command's JSON lines and exit code.
+    pub fn nucleus_send(&self, nucleus: &str, text: &str) -> (Vec<Value>, Option<i32>) {
+        let out = self.run_with_input(&["--json", "nucleus", "send", nucleus], text);
+        let lines = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (lines, out.status.code())
+    }
+
+    /// The profile as it is on disk, opened with the passphrase (what the
+    /// client itself keeps, for checks no command prints).
+    pub fn profile(&self) -> Profile {
+        let (_, profile) = Store::open(&self.dir, &Passphrase::new(PASSPHRASE.into())).unwrap();
+        profile
+    }
+
+    /// The open store, to act as a modified client would
+    /// ([`crate::hostile`]).
+    pub fn store(&self) -> Store {
+        Store::open(&self.dir, &Passphrase::new(PASSPHRASE.into()))
+            .unwrap()
+            .0
     }
 
     /// Runs and expects success; returns standard output.

@@ -7,6 +7,8 @@
 //! - [`home`]: an organizer's `enlace` CLI profile in a temporary directory,
 //!   with the test passphrase and the cheapest KDF, run through the real
 //!   binary;
+//! - [`hostile`]: a modified client: an organizer's profile that signs and
+//!   sends what the real client refuses to (for the nucleus tests);
 //! - [`net`]: raw QUIC to a relay with the pinned verifier but no client
 //!   logic, for tests that speak frames directly;
 //! - [`mailbox`]: keys, signed envelopes and secured mailboxes over an
@@ -32,6 +34,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod home;
+pub mod hostile;
 pub mod mailbox;
 pub mod measure;
 pub mod net;

@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::display::terminal_safe;
 use crate::domain::inbox::Shown;
 use crate::domain::nucleus::introductions::Introduced;
+use crate::domain::nucleus::notices::ShownChange;
 use crate::driver::report::{Event, Report};
 use crate::error::Error;
 use crate::profile::Verification;
@@ -68,6 +69,21 @@ impl<'a> Out<'a> {
         Ok(())
     }
 
+    /// Prints membership changes of nuclei: who did what to whom, with
+    /// each one's verification state.
+    pub(crate) fn changes(&mut self, changes: &[ShownChange]) -> Result<(), Error> {
+        for c in changes {
+            self.emit(
+                &format!("#{}: {}", terminal_safe(&c.nucleus), terminal_safe(&c.text)),
+                json!({"event": "nucleus-change", "nucleus": c.nucleus, "change": c.change,
+                       "by": c.by.name, "by_verification": c.by.state,
+                       "member": c.member.name, "member_verification": c.member.state,
+                       "role": c.role, "reason": c.reason}),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Tells of a new contact, or one back with a new identity key.
     pub(crate) fn contact(&mut self, name: &str, state: Verification) -> Result<(), Error> {
         let text = if state == Verification::KeyChanged {
@@ -108,6 +124,7 @@ impl Report for Out<'_> {
         match event {
             Event::Contact { name, state } => self.contact(name, state),
             Event::Messages(shown) => self.messages(shown),
+            Event::NucleusChanges(changes) => self.changes(changes),
             Event::Undecryptable => {
                 self.text("(an envelope that could not be decrypted was dropped)")
             }

@@ -3,10 +3,11 @@
 
 use super::message::AppMessage;
 use super::nucleus;
+use super::outbox::apply_receipt;
 use super::parts::add_part;
 use super::received::Received;
 use crate::opaque::opaque_debug;
-use crate::profile::{ContactId, Direction, HistoryEntry, Profile, Status};
+use crate::profile::{ContactId, Direction, HistoryEntry, Profile};
 
 /// Applies a decrypted application message from `contact_id`.
 pub(crate) fn handle_plaintext(
@@ -33,21 +34,12 @@ pub(crate) fn handle_plaintext(
             None => Received::Part,
         },
         Ok(AppMessage::Receipt(ids)) => {
-            for sent in profile
-                .sent
-                .iter_mut()
-                .filter(|s| s.contact == contact_id && ids.contains(&s.message_id))
-            {
-                sent.status = Status::Delivered;
-            }
-            // A receipt proves the earlier parts arrived: stop resending them.
-            profile
-                .outbox
-                .retain(|e| e.control || !ids.contains(&e.message_id));
+            apply_receipt(profile, contact_id, &ids);
             Received::Receipt
         }
         Ok(
             msg @ (AppMessage::NucleusOp(_)
+            | AppMessage::NucleusOpV1(_)
             | AppMessage::GroupText(_)
             | AppMessage::Introduction(_)),
         ) => nucleus::receive::handle(profile, contact_id, msg, now),

@@ -6,10 +6,16 @@
 //!   kind 1, text part: message id [16] | sent_at u64 | part u16 | parts u16
 //!                      | len u16 | bytes [len]
 //!   kind 2, receipt:   count u8 (1..=MAX_RECEIPT_IDS) | message id [16] * count
-//!   kind 3, nucleus membership operation (the protocol's `group::Op`)
+//!   kind 3, nucleus membership operation, version 1 (the protocol's
+//!           `group::OpV1`; read in welcomes, never sent anew)
 //!   kind 4, nucleus text part (the protocol's `group::GroupText`)
 //!   kind 5, nucleus introduction (the protocol's `group::Introduction`)
+//!   kind 16, nucleus membership operation, version 2 (the protocol's
+//!           `group::Op`)
 //! ```
+//!
+//! Kinds 6 to 15 are kept for messages between two contacts, kinds from
+//! 16 on for nuclei.
 //!
 //! The text part of kinds 1 and 4 is the protocol's `group::TextPart`. The
 //! handshake's own payload (from the accepter, inside the session's first
@@ -21,7 +27,7 @@
 //! is decoded once complete.
 
 use enlace_protocol::group::limits::MAX_PARTS;
-use enlace_protocol::group::{GroupText, Introduction, Op, TextPart};
+use enlace_protocol::group::{GroupText, Introduction, Op, OpV1, TextPart};
 use zeroize::Zeroizing;
 
 use crate::error::MessageError;
@@ -31,9 +37,10 @@ use crate::profile::MessageId;
 pub(crate) const MESSAGE_VERSION: u8 = 1;
 const KIND_TEXT: u8 = 1;
 const KIND_RECEIPT: u8 = 2;
-const KIND_NUCLEUS_OP: u8 = 3;
+const KIND_NUCLEUS_OP_V1: u8 = 3;
 const KIND_GROUP_TEXT: u8 = 4;
 const KIND_INTRODUCTION: u8 = 5;
+const KIND_NUCLEUS_OP: u8 = 16;
 
 /// Bytes of a text message before its text (version and kind included).
 pub(crate) const TEXT_PART_OVERHEAD: usize = 1 + 1 + TextPart::HEADER_LEN;
@@ -49,6 +56,8 @@ pub(crate) enum AppMessage {
     Text(TextPart),
     /// The sender's client received these messages completely.
     Receipt(Vec<MessageId>),
+    /// A signed nucleus membership change of version 1.
+    NucleusOpV1(OpV1),
     /// A signed nucleus membership change.
     NucleusOp(Op),
     /// One part of a nucleus text.
@@ -62,6 +71,7 @@ impl std::fmt::Debug for AppMessage {
         match self {
             Self::Text(p) => write!(f, "Text(part {} of {})", u32::from(p.part()) + 1, p.parts()),
             Self::Receipt(ids) => write!(f, "Receipt({} ids)", ids.len()),
+            Self::NucleusOpV1(op) => write!(f, "NucleusOpV1({op:?})"),
             Self::NucleusOp(op) => write!(f, "NucleusOp({op:?})"),
             Self::GroupText(t) => write!(f, "GroupText({t:?})"),
             Self::Introduction(_) => f.write_str("Introduction(..)"),
@@ -77,6 +87,10 @@ impl AppMessage {
             Self::Text(p) => {
                 out.push(KIND_TEXT);
                 p.encode(&mut out);
+            }
+            Self::NucleusOpV1(op) => {
+                out.push(KIND_NUCLEUS_OP_V1);
+                out.extend_from_slice(op.as_bytes());
             }
             Self::NucleusOp(op) => {
                 out.push(KIND_NUCLEUS_OP);
@@ -113,6 +127,7 @@ impl AppMessage {
         }
         Ok(match kind {
             KIND_TEXT => Self::Text(TextPart::decode(r)?),
+            KIND_NUCLEUS_OP_V1 => Self::NucleusOpV1(OpV1::decode(r)?),
             KIND_NUCLEUS_OP => Self::NucleusOp(Op::decode(r)?),
             KIND_GROUP_TEXT => Self::GroupText(GroupText::decode(r)?),
             KIND_INTRODUCTION => Self::Introduction(Introduction::decode(r)?),
@@ -324,7 +339,7 @@ mod tests {
                 .collect();
             let msg = AppMessage::decode(&bytes).unwrap();
             let decoded_kind = match &msg {
-                AppMessage::NucleusOp(_) => 3,
+                AppMessage::NucleusOpV1(_) => 3,
                 AppMessage::GroupText(_) => 4,
                 AppMessage::Introduction(_) => 5,
                 _ => 0,

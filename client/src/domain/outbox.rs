@@ -209,7 +209,7 @@ pub(crate) fn mark_stored(profile: &mut Profile, envelope_id: EnvelopeId) {
 
 /// The home relay queued the envelope for forwarding (it stays in the
 /// outbox until the destination stored it): its message shows
-/// `queued at home relay`.
+/// `queued at home relay` for that contact.
 pub(crate) fn mark_queued_at_home(profile: &mut Profile, envelope_id: EnvelopeId) {
     let Some(entry) = profile
         .outbox
@@ -218,14 +218,35 @@ pub(crate) fn mark_queued_at_home(profile: &mut Profile, envelope_id: EnvelopeId
     else {
         return;
     };
-    let message_id = entry.message_id;
+    let (contact, message_id) = (entry.contact, entry.message_id);
     if let Some(sent) = profile
         .sent
         .iter_mut()
-        .find(|s| s.message_id == message_id && s.status == Status::Queued)
+        .find(|s| s.contact == contact && s.message_id == message_id && s.status == Status::Queued)
     {
         sent.status = Status::QueuedAtHome;
     }
+}
+
+/// A receipt from `contact` for `ids`: its copies of those messages are
+/// delivered, and the envelopes still waiting *for it* leave the outbox
+/// (the receipt proves their parts arrived). A nucleus message has one id
+/// and a copy per member: a receipt from one member (or a forged one with
+/// another member's id) touches no other member's copy, and one for a
+/// message never sent to `contact` touches nothing.
+pub(crate) fn apply_receipt(profile: &mut Profile, contact: ContactId, ids: &[MessageId]) {
+    let mut confirmed = Vec::new();
+    for sent in profile
+        .sent
+        .iter_mut()
+        .filter(|s| s.contact == contact && ids.contains(&s.message_id))
+    {
+        sent.status = Status::Delivered;
+        confirmed.push(sent.message_id);
+    }
+    profile
+        .outbox
+        .retain(|e| e.control || e.contact != contact || !confirmed.contains(&e.message_id));
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use super::report::{Event, Report};
 use super::tasks::run_tasks;
 use crate::domain::inbox::take_unshown;
 use crate::domain::mailboxes::{mailbox_set, mailboxes};
+use crate::domain::nucleus::notices::take_changes;
 use crate::error::Error;
 use crate::profile::store::Store;
 
@@ -34,7 +35,8 @@ pub(crate) async fn listen(store: &Store, report: &mut dyn Report) -> Result<(),
 
 async fn listen_forever(store: &Store, report: &mut dyn Report) -> Result<(), Error> {
     let mut backoff = BACKOFF_MIN;
-    let earlier = store.update(|p| Ok(take_unshown(p)))?;
+    let (changes, earlier) = store.update(|p| Ok((take_changes(p), take_unshown(p))))?;
+    report.report(Event::NucleusChanges(&changes))?;
     report.report(Event::Messages(&earlier))?;
     report.report(Event::Listening)?;
     loop {

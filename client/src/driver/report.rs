@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::domain::inbox::Shown;
 use crate::domain::nucleus::introductions::Introduced;
+use crate::domain::nucleus::notices::ShownChange;
 use crate::error::Error;
 use crate::profile::Verification;
 
@@ -19,6 +20,8 @@ pub(crate) enum Event<'a> {
     },
     /// Messages received, to show.
     Messages(&'a [Shown]),
+    /// Membership changes of nuclei, to show.
+    NucleusChanges(&'a [ShownChange]),
     /// An envelope that could not be decrypted was dropped.
     Undecryptable,
     /// Accepting a nucleus introduction made a contact.

@@ -59,6 +59,22 @@ pub(crate) async fn run_tasks(
     Ok(())
 }
 
+/// Sends the outbox, then does the queued introductions (what `nucleus
+/// join` starts: the join goes out before the introductions that follow
+/// it over the same sessions), then sends again.
+pub(crate) async fn send_and_introduce(
+    store: &Store,
+    report: &mut dyn Report,
+) -> Result<(), Error> {
+    let mut relays = Relays::default();
+    let first = flush_outbox(store, &mut relays).await;
+    let tasks = run_tasks(store, &mut relays, report).await;
+    let second = flush_outbox(store, &mut relays).await;
+    relays.close().await;
+    tasks?;
+    second.or(first)
+}
+
 /// Makes an invitation for `member` and sends it, in a signed
 /// introduction, to our adder `via`. Returns whether the task is finished.
 async fn introduce(

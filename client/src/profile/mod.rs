@@ -13,6 +13,7 @@
 
 mod contact;
 mod ids;
+pub(crate) mod legacy;
 mod messages;
 mod model;
 mod nucleus;
@@ -26,5 +27,7 @@ pub use contact::{Contact, Invitation, LocalMailbox, RemoteMailbox, Verification
 pub use ids::{ContactId, EnvelopeId, InvitationId, MessageId, ReceiveId, SendId};
 pub use messages::{Direction, HistoryEntry, OutboxEntry, PartialMessage, SentMessage, Status};
 pub use model::{Profile, SEEN_IDS_KEPT};
-pub use nucleus::{IntroducedContact, Nucleus, NucleusTask, SEEN_GROUP_KEPT, SeenGroupMessage};
+pub use nucleus::{
+    IntroducedContact, Notice, NoticeKind, Nucleus, NucleusTask, SEEN_GROUP_KEPT, SeenGroupMessage,
+};
 pub use relay::StoredRelay;

@@ -50,9 +50,7 @@ pub struct Profile {
     pub seen: Vec<EnvelopeId>,
     /// Parts of long messages still being reassembled.
     pub partial: Vec<PartialMessage>,
-    // Store format 2 appended the fields below (see `store`): keep new
-    // fields at the end so a format 1 store migrates by appending their
-    // empty encodings.
+    // Store format 2 appended the fields below (see `legacy`).
     /// Nuclei this organizer is in, was removed from, or is joining.
     pub nuclei: Vec<Nucleus>,
     /// Introductions to make and to accept (network work).
@@ -62,10 +60,6 @@ pub struct Profile {
 }
 
 opaque_debug!(Profile);
-
-/// The postcard encoding of the fields [`Profile`] gained in store format
-/// 2, all empty: appended to a format 1 profile to read it.
-pub(crate) const FORMAT_1_TAIL: [u8; 3] = [0, 0, 0];
 
 impl Profile {
     /// A fresh profile with a new identity key.
@@ -172,23 +166,5 @@ mod tests {
         let mut last = [0u8; 16];
         last[..4].copy_from_slice(&(SEEN_IDS_KEPT as u32 + 9).to_be_bytes());
         assert!(!p.mark_seen(EnvelopeId(last)));
-    }
-
-    #[test]
-    fn format_1_profile_reads_with_empty_nuclei() {
-        let mut p = Profile::new(&mut rand::rng(), 5);
-        p.home_relay = Some(StoredRelay::from_text("relay".into()));
-        let v2 = postcard::to_allocvec(&p).unwrap();
-        // A format 1 profile is the same bytes without the new fields.
-        let v1 = &v2[..v2.len() - FORMAT_1_TAIL.len()];
-        let mut migrated = v1.to_vec();
-        migrated.extend_from_slice(&FORMAT_1_TAIL);
-        let back: Profile = postcard::from_bytes(&migrated).unwrap();
-        assert_eq!(
-            back.home_relay.as_ref().map(StoredRelay::as_str),
-            Some("relay")
-        );
-        assert!(back.nuclei.is_empty() && back.introduced.is_empty());
-        assert!(postcard::from_bytes::<Profile>(v1).is_err());
     }
 }

@@ -35,7 +35,8 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
-use super::model::{FORMAT_1_TAIL, Profile};
+use super::legacy;
+use super::model::Profile;
 use crate::error::Error;
 
 /// The store file inside the profile directory.
@@ -50,9 +51,10 @@ const OWN_FILES: [&str; 3] = [STORE_FILE, TEMP_FILE, LOCK_FILE];
 
 const MAGIC: &[u8; 8] = b"ENLACEPF";
 /// The store format this client writes: header layout and the postcard
-/// shape of [`Profile`]. Format 2 added nuclei at the end of the profile;
-/// format 1 stores are still read (and written back as format 2).
-pub const FORMAT_VERSION: u16 = 2;
+/// shape of [`Profile`]. Format 2 added nuclei at the end of the profile,
+/// format 3 roles, consent and causal order to nuclei; format 1 and 2
+/// stores are still read (`profile/legacy.rs`) and written back as format 3.
+pub const FORMAT_VERSION: u16 = 3;
 /// The oldest store format this client reads.
 const OLDEST_FORMAT: u16 = 1;
 const KDF_ARGON2ID_V13: u8 = 1;
@@ -351,20 +353,12 @@ impl Store {
                 )
                 .map_err(|_| Error::CannotOpen)?,
         );
-        let plain = if file.get(8..10) == Some(&1u16.to_be_bytes()[..]) {
-            // Format 1: the profile without the fields format 2 appended.
-            // Copied into a buffer of the final size, never reallocated.
-            let tail = &FORMAT_1_TAIL;
-            let mut longer = Zeroizing::new(Vec::with_capacity(plain.len() + tail.len()));
-            longer.extend_from_slice(&plain);
-            longer.extend_from_slice(tail);
-            longer
-        } else {
-            plain
-        };
-        // Authenticated bytes that do not parse were written by a client
-        // with another idea of the format: still "cannot open".
-        postcard::from_bytes(&plain).map_err(|_| Error::CannotOpen)
+        // The header decoded, so the version is there and readable.
+        let format = file
+            .get(8..10)
+            .and_then(|b| b.try_into().ok())
+            .map_or(FORMAT_VERSION, u16::from_be_bytes);
+        legacy::decode(format, &plain)
     }
 
     /// Encrypts `profile` and replaces the store atomically. Call with the
@@ -634,16 +628,16 @@ mod tests {
         let dir = tmp.path().join("p");
         new_store(&dir);
         let mut bytes = fs::read(dir.join(STORE_FILE)).unwrap();
-        bytes[9] = 3;
+        bytes[9] = 4;
         fs::write(dir.join(STORE_FILE), &bytes).unwrap();
         assert!(matches!(
             Store::open(&dir, &pass("correct horse")),
-            Err(Error::NewerStore(3))
+            Err(Error::NewerStore(4))
         ));
     }
 
     #[test]
-    fn format_1_store_opens_and_is_rewritten_as_format_2() {
+    fn format_1_store_opens_and_is_rewritten_as_format_3() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("p");
         let store = new_store(&dir);
@@ -651,7 +645,7 @@ mod tests {
         // the fields format 2 appended, under a header saying 1.
         let profile = store.load().unwrap();
         let v2 = postcard::to_allocvec(&profile).unwrap();
-        let v1 = &v2[..v2.len() - FORMAT_1_TAIL.len()];
+        let v1 = &v2[..v2.len() - legacy::FORMAT_1_TAIL.len()];
         let mut file = store.header.encode(&[5; NONCE_LEN]);
         file[8..10].copy_from_slice(&1u16.to_be_bytes());
         let cipher = XChaCha20Poly1305::new(&(*store.key).into());
@@ -740,24 +734,39 @@ mod tests {
         ));
     }
 
-    /// A store written by the code of commit 5f48a08 (passphrase
+    /// A store written by the code of commit 5f48a08 (format 2, passphrase
     /// `correct horse battery staple`, the weakest parameters, the golden
-    /// profile of `profile`'s tests) opens to exactly that profile.
+    /// profile of `profile`'s tests) opens to exactly that profile, and is
+    /// written back as format 3.
     #[test]
     fn golden_store_opens_to_the_golden_profile() {
         let text = include_str!("../../testdata/profile-format-2.hex");
         let golden = hex::decode(text.split_whitespace().collect::<String>()).unwrap();
         let file = include_bytes!("../../testdata/profile-format-2.enlace");
         assert_eq!(&file[..8], MAGIC);
-        assert_eq!(&file[8..10], &FORMAT_VERSION.to_be_bytes());
+        assert_eq!(&file[8..10], &2u16.to_be_bytes());
         let tmp = tempfile::tempdir().unwrap();
         fs::write(tmp.path().join(STORE_FILE), file).unwrap();
-        let (_, profile) = Store::open(tmp.path(), &pass("correct horse battery staple")).unwrap();
-        assert_eq!(postcard::to_allocvec(&profile).unwrap(), golden);
+        let (store, profile) =
+            Store::open(tmp.path(), &pass("correct horse battery staple")).unwrap();
+        let want = legacy::decode(2, &golden).unwrap();
+        assert_eq!(
+            postcard::to_allocvec(&profile).unwrap(),
+            postcard::to_allocvec(&want).unwrap()
+        );
+        assert_eq!(profile.nuclei[0].ops_v1.len(), 2);
         assert!(matches!(
             Store::open(tmp.path(), &pass("correct horse battery stapler")),
             Err(Error::CannotOpen)
         ));
+        store.save(&profile, &mut rand::rng()).unwrap();
+        let rewritten = fs::read(tmp.path().join(STORE_FILE)).unwrap();
+        assert_eq!(&rewritten[8..10], &FORMAT_VERSION.to_be_bytes());
+        let (_, again) = Store::open(tmp.path(), &pass("correct horse battery staple")).unwrap();
+        assert_eq!(
+            postcard::to_allocvec(&again).unwrap(),
+            postcard::to_allocvec(&want).unwrap()
+        );
     }
 
     const _: () = assert!(KDF_MEMORY_KIB >= 64 * 1024 && KDF_TIME >= 3);

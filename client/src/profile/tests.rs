@@ -1,9 +1,10 @@
 //! The profile's encoding, pinned: a profile with something in every
-//! field, as the code of commit 5f48a08 wrote it (before the ids and relay
-//! addresses had types of their own), must decode to the same values and
-//! encode to the same bytes.
+//! field, as the code of commit 5f48a08 wrote it in store format 2 (before
+//! the ids and relay addresses had types of their own), must decode to the
+//! same values; the same profile with the fields format 3 added to nuclei
+//! must encode to the format 3 bytes and back.
 
-use enlace_protocol::group::{Action, Introduction, NucleusId, Op};
+use enlace_protocol::group::{Action, ActionV1, Introduction, NucleusId, Op, OpV1, Role, Verdict};
 
 use super::*;
 
@@ -25,12 +26,13 @@ fn pk(seed: u8) -> [u8; 32] {
     *key(seed).public().as_bytes()
 }
 
-/// A profile with something in every field: written by the code of
-/// commit 5f48a08 as `client/testdata/profile-format-2.hex`.
+/// A profile with something in every field of format 2: written by the
+/// code of commit 5f48a08 as `client/testdata/profile-format-2.hex`, and
+/// read today with its nucleus's operations as version 1.
 fn golden_profile() -> Profile {
     let nucleus = NucleusId([0x61; 16]);
-    let create = Op::sign(&key(0x11), nucleus, 1, Action::Create, pk(0x11), "barrio").unwrap();
-    let add = Op::sign(&key(0x11), nucleus, 2, Action::Add, pk(2), "Ana").unwrap();
+    let create = OpV1::sign(&key(0x11), nucleus, 1, ActionV1::Create, pk(0x11), "barrio").unwrap();
+    let add = OpV1::sign(&key(0x11), nucleus, 2, ActionV1::Add, pk(2), "Ana").unwrap();
     let intro = Introduction::sign(&key(3), nucleus, pk(0x11), b"an invitation").unwrap();
     let mut p = Profile::new(&mut rand::rng(), 1_790_000_000);
     p.identity = [0x11; 32];
@@ -145,15 +147,12 @@ fn golden_profile() -> Profile {
         author: [0x54; 32],
         message_id: MessageId([0x55; 16]),
     };
-    p.nuclei.push(Nucleus {
-        id: nucleus,
-        name: "barrio".into(),
-        creator: Some(pk(0x11)),
-        ops: vec![create.as_bytes().to_vec(), add.as_bytes().to_vec()],
-        lamport: 2,
-        seen: vec![seen.clone()],
-        received: vec![seen],
-    });
+    let mut n = Nucleus::new(nucleus, "barrio".into());
+    n.creator = Some(pk(0x11));
+    n.ops_v1 = vec![create.as_bytes().to_vec(), add.as_bytes().to_vec()];
+    n.seen = vec![seen.clone()];
+    n.received = vec![seen];
+    p.nuclei.push(n);
     p.nucleus_tasks.push(NucleusTask::Introduce {
         nucleus,
         member: pk(5),
@@ -174,20 +173,89 @@ fn golden_profile() -> Profile {
     p
 }
 
-fn golden_bytes() -> Vec<u8> {
-    let text = include_str!("../../testdata/profile-format-2.hex");
+/// [`golden_profile`] with something in every field format 3 added:
+/// written by this code as `client/testdata/profile-format-3.hex`.
+fn golden_profile_3() -> Profile {
+    let mut p = golden_profile();
+    let n = &mut p.nuclei[0];
+    let add = OpV1::decode_unverified(&n.ops_v1[1]).unwrap();
+    let admin = Op::sign(
+        &key(0x11),
+        n.id,
+        Action::SetRole(Role::Admin),
+        pk(2),
+        &[add.hash()],
+        "",
+    )
+    .unwrap();
+    let waiting = Op::sign(
+        &key(2),
+        n.id,
+        Action::Add,
+        pk(6),
+        &[enlace_protocol::group::OpHash::of(b"x")],
+        "Eva",
+    )
+    .unwrap();
+    n.ops = vec![admin.as_bytes().to_vec()];
+    n.waiting = vec![waiting.as_bytes().to_vec()];
+    n.root = Some([0x62; 32]);
+    n.invited_by = Some(pk(2));
+    n.require_verified = true;
+    n.warned = vec![pk(2)];
+    n.notices = vec![
+        Notice {
+            what: NoticeKind::Role(2),
+            by: pk(0x11),
+            member: pk(2),
+        },
+        Notice {
+            what: NoticeKind::Refused {
+                action: 2,
+                role: 0,
+                reason: 4,
+            },
+            by: pk(2),
+            member: pk(6),
+        },
+    ];
+    p
+}
+
+fn hex_file(text: &str) -> Vec<u8> {
     hex::decode(text.split_whitespace().collect::<String>()).unwrap()
 }
 
-/// The postcard encoding of a profile is the store's format: today's
-/// code must encode the golden profile to the golden bytes, and decode
-/// and re-encode them unchanged.
+fn golden_bytes() -> Vec<u8> {
+    hex_file(include_str!("../../testdata/profile-format-2.hex"))
+}
+
+/// Format 3 encodes the golden profile to the pinned bytes and reads them
+/// back unchanged.
 #[test]
 fn golden_profile_encoding_is_unchanged() {
-    let golden = golden_bytes();
-    assert_eq!(postcard::to_allocvec(&golden_profile()).unwrap(), golden);
+    let golden = hex_file(include_str!("../../testdata/profile-format-3.hex"));
+    let profile = golden_profile_3();
+    assert_eq!(postcard::to_allocvec(&profile).unwrap(), golden);
     let back: Profile = postcard::from_bytes(&golden).unwrap();
     assert_eq!(postcard::to_allocvec(&back).unwrap(), golden);
+    let n = &back.nuclei[0];
+    assert!(n.require_verified && n.invited_by == Some(pk(2)));
+    assert_eq!((n.ops.len(), n.waiting.len(), n.notices.len()), (1, 1, 2));
+    // The version-2 change on the version-1 history counts.
+    assert_eq!(n.members()[&pk(2)].role, Role::Admin);
+}
+
+/// A format 2 profile reads as it was, its nucleus's operations as version
+/// 1 with implicit roles: the creator owner, the others members; a
+/// version-2 change can build on them.
+#[test]
+fn format_2_golden_profile_reads_with_version_1_nucleus() {
+    let back = legacy::decode(2, &golden_bytes()).unwrap();
+    assert_eq!(
+        postcard::to_allocvec(&back).unwrap(),
+        postcard::to_allocvec(&golden_profile()).unwrap()
+    );
     assert_eq!(
         back.home_relay.as_ref().map(StoredRelay::as_str),
         Some(HOME)
@@ -209,7 +277,27 @@ fn golden_profile_encoding_is_unchanged() {
     assert!(back.outbox[0].message_id == MessageId([0x42; 16]));
     assert_eq!(back.outbox[0].relay.as_str(), AWAY);
     assert_eq!(back.sent[0].status, Status::QueuedAtHome);
-    assert_eq!(back.nuclei[0].members().len(), 2);
+    let n = &back.nuclei[0];
+    let members = n.members();
+    assert_eq!(members.len(), 2);
+    assert_eq!(members[&pk(0x11)].role, Role::Owner);
+    assert_eq!(members[&pk(2)].role, Role::Member);
+    assert!(members.values().all(|m| m.joined));
+    assert!(n.ops.is_empty() && n.root.is_none() && n.invited_by.is_none());
+    let admin = Op::sign(
+        &key(0x11),
+        n.id,
+        Action::SetRole(Role::Admin),
+        pk(2),
+        &n.fold().heads,
+        "",
+    )
+    .unwrap();
+    assert_eq!(n.with_history(|h| h.admit(&admin)), Verdict::Counts);
+    // The version-1 bytes still verify as they were signed.
+    for bytes in &n.ops_v1 {
+        assert!(OpV1::decode(bytes).is_ok());
+    }
     assert_eq!(back.nucleus_tasks.len(), 2);
     assert_eq!(back.introduced[0].local, 3);
     assert_eq!(back.introduced[0].invitation(), Some(InvitationId(3)));

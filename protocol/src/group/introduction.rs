@@ -14,8 +14,9 @@ use std::fmt;
 
 use super::id::{NUCLEUS_ID_LEN, NucleusId};
 use super::limits::MAX_INVITATION_BYTES;
+use super::signed;
 use crate::codec::Reader;
-use crate::keys::{NucleusStatement, PublicKey, SIGNATURE_LEN, Signature, SigningKeyPair};
+use crate::keys::{NucleusStatement, SIGNATURE_LEN, Signature, SigningKeyPair};
 use crate::{DecodeError, Error};
 
 /// A signed introduction. Made by [`Introduction::sign`] or decoded by
@@ -87,12 +88,7 @@ impl Introduction {
         let invitation = r.take(len)?;
         let signature = Signature(r.array()?);
         r.finish()?;
-        let signed = bytes
-            .get(..bytes.len().saturating_sub(SIGNATURE_LEN))
-            .ok_or(DecodeError::Truncated)?;
-        let key = PublicKey::from_bytes(&from).map_err(|_| Error::VerificationFailed)?;
-        key.verify_nucleus(NucleusStatement::Introduction, signed, &signature)
-            .map_err(|_| Error::VerificationFailed)?;
+        signed::verify(NucleusStatement::Introduction, &from, bytes, &signature)?;
         Ok(Self {
             nucleus,
             from,
@@ -134,7 +130,7 @@ mod tests {
 
     use super::*;
     use crate::group::testing::{N, key, pk};
-    use crate::group::{Action, Op};
+    use crate::group::{Action, ActionV1, Op, OpV1};
 
     #[test]
     fn introduction_round_trip_and_signature() {
@@ -145,7 +141,9 @@ mod tests {
         assert_eq!(Introduction::decode(&b), Err(Error::VerificationFailed));
         assert!(Introduction::decode(&i.as_bytes()[..40]).is_err());
         // An op signature does not verify as an introduction.
-        let o = Op::sign(&key(3), N, 1, Action::Add, pk(4), "x").unwrap();
+        let o = OpV1::sign(&key(3), N, 1, ActionV1::Add, pk(4), "x").unwrap();
+        assert!(Introduction::decode(o.as_bytes()).is_err());
+        let o = Op::sign(&key(3), N, Action::Add, pk(4), &[o.hash()], "x").unwrap();
         assert!(Introduction::decode(o.as_bytes()).is_err());
     }
 

@@ -1,12 +1,15 @@
 //! Nuclei with the real `enlace` CLI and two real relays: four members
-//! whose mailboxes sit on two relays exchange messages both ways; a member
-//! added later sees only what is sent after; a removed member receives
-//! nothing sent after its removal; members who had no session with each
-//! other are introduced through their adder.
+//! whose mailboxes sit on two relays join and exchange messages both ways;
+//! a member added later sees only what is sent after it joined; a removed
+//! member receives nothing sent after its removal; members who had no
+//! session with each other are introduced through their adder.
 //!
 //! Nothing here depends on the route an envelope takes between relays
 //! (direct to the contact's relay today, through the home relay once
 //! relays forward): only what each member can read is checked.
+
+#[path = "nuclei_consent.rs"]
+mod consent;
 
 use enlace_tests::home::{Home, connect};
 use enlace_tests::relay::BlockingRelay;
@@ -47,6 +50,37 @@ fn group_messages(events: &[Value]) -> Vec<(String, String, String)> {
 fn sorted(mut v: Vec<(String, String, String)>) -> Vec<(String, String, String)> {
     v.sort();
     v
+}
+
+/// `owner` creates `nucleus` and invites each member (by its contact name
+/// there); each sees the invitation in a `read` and joins.
+fn found(owner: &Home, nucleus: &str, members: &[(&Home, &str)]) {
+    owner.ok(&["nucleus", "create", nucleus]);
+    for (_, name) in members {
+        owner.ok(&["nucleus", "add", nucleus, name]);
+    }
+    let homes: Vec<&Home> = members.iter().map(|(h, _)| *h).collect();
+    for events in read_each(&homes) {
+        assert!(
+            events
+                .iter()
+                .any(|v| v["event"] == "nucleus-change" && v["change"] == "invited"),
+            "{events:?}"
+        );
+    }
+    // Each home is its own profile and process: join all at once.
+    std::thread::scope(|s| {
+        for home in homes {
+            s.spawn(move || home.ok(&["nucleus", "join", nucleus]));
+        }
+    });
+}
+
+/// `nucleus send` with the text on standard input; must succeed.
+fn send(home: &Home, nucleus: &str, text: &str) -> Vec<Value> {
+    let (lines, code) = home.nucleus_send(nucleus, text);
+    assert_eq!(code, Some(0), "{lines:?}");
+    lines
 }
 
 fn msg(nucleus: &str, from: &str, text: &str) -> (String, String, String) {
@@ -134,12 +168,14 @@ fn nucleus_on_two_relays_add_remove_and_introductions() {
     connect(&ana, "Cai", &cai, "Ana");
     connect(&ana, "Dia", &dia, "Ana");
 
-    ana.ok(&["nucleus", "create", "barrio"]);
-    for who in ["Ben", "Cai", "Dia"] {
-        ana.ok(&["nucleus", "add", "barrio", who]);
-    }
+    // Each sees the invitation and accepts it.
+    found(
+        &ana,
+        "barrio",
+        &[(&ben, "Ben"), (&cai, "Cai"), (&dia, "Dia")],
+    );
 
-    // Joining, introductions through Ana, handshakes.
+    // Joins reach Ana, introductions through her, handshakes.
     settle_members(&[&ben, &cai, &dia, &ana], "barrio", 4, 12);
 
     // Everyone sees four members and holds a session with each.
@@ -179,8 +215,8 @@ fn nucleus_on_two_relays_add_remove_and_introductions() {
     assert_eq!(intro["verification"], "unverified");
 
     // Both ways across the relays: Ben (relay 1) and Dia (relay 2).
-    ben.ok(&["nucleus", "send", "barrio", "asamblea el jueves"]);
-    dia.ok(&["nucleus", "send", "barrio", "llevo el megáfono"]);
+    send(&ben, "barrio", "asamblea el jueves");
+    send(&dia, "barrio", "llevo el megáfono");
     // Messages from different members arrive on different mailboxes, in
     // no fixed order between them.
     let [ana_got, cai_got, ben_got, dia_got]: [_; 4] =
@@ -206,12 +242,16 @@ fn nucleus_on_two_relays_add_remove_and_introductions() {
         .iter()
         .for_each(|seen| assert!(seen.is_empty(), "{seen:?}"));
 
-    // Eva (relay 2) joins later: she sees what is sent from now on only.
+    // Eva (relay 2) joins later: she sees what is sent once she joined.
     let eva = Home::new(tmp.path(), "eva", relay2.address());
     connect(&ana, "Eva", &eva, "Ana");
-    ana.ok(&["nucleus", "send", "barrio", "antes de Eva"]);
+    send(&ana, "barrio", "antes de Eva");
     ana.ok(&["nucleus", "add", "barrio", "Eva"]);
-    ana.ok(&["nucleus", "send", "barrio", "bienvenida Eva"]);
+    send(&ana, "barrio", "Eva invitada");
+    assert!(read_group(&eva).is_empty());
+    eva.ok(&["nucleus", "join", "barrio"]);
+    assert!(read_group(&ana).is_empty());
+    send(&ana, "barrio", "bienvenida Eva");
     assert_eq!(read_group(&eva), [msg("barrio", "Ana", "bienvenida Eva")]);
     let seen = settle_members(&[&ben, &cai, &dia, &ana, &eva], "barrio", 5, 12);
     for (i, s) in seen.iter().enumerate().take(3) {
@@ -219,6 +259,7 @@ fn nucleus_on_two_relays_add_remove_and_introductions() {
             s,
             &[
                 msg("barrio", "Ana", "antes de Eva"),
+                msg("barrio", "Ana", "Eva invitada"),
                 msg("barrio", "Ana", "bienvenida Eva"),
             ],
             "member {i}"
@@ -230,7 +271,7 @@ fn nucleus_on_two_relays_add_remove_and_introductions() {
         assert_eq!(members.len(), 5, "{members:?}");
         assert!(members.iter().all(|(_, session)| *session), "{members:?}");
     }
-    cai.ok(&["nucleus", "send", "barrio", "hola Eva, soy Cai"]);
+    send(&cai, "barrio", "hola Eva, soy Cai");
     assert_eq!(
         read_group(&eva),
         [msg("barrio", "barrio/Cai", "hola Eva, soy Cai")]
@@ -243,9 +284,9 @@ fn nucleus_on_two_relays_add_remove_and_introductions() {
     // Ana removes Cai. Once Ben has the change, what he sends skips Cai.
     ana.ok(&["nucleus", "remove", "barrio", "Cai"]);
     assert!(read_group(&ben).is_empty());
-    let sent = ben.json(&["nucleus", "send", "barrio", "sin Cai"]);
+    let sent = send(&ben, "barrio", "sin Cai");
     assert_eq!(sent[0]["to"].as_array().unwrap().len(), 3, "{sent:?}");
-    ana.ok(&["nucleus", "send", "barrio", "Cai ya no está"]);
+    send(&ana, "barrio", "Cai ya no está");
     let seen = settle(&[&cai, &dia, &eva, &ana], 1);
     assert!(seen[0].is_empty(), "removed member got {:?}", seen[0]);
     for s in &seen[1..3] {
@@ -256,7 +297,7 @@ fn nucleus_on_two_relays_add_remove_and_introductions() {
     // Cai knows it is out: it cannot send, and the others have 4 members.
     let list = cai.json(&["nucleus", "list"]);
     assert_eq!(list[0]["state"], "removed", "{list:?}");
-    let out = cai.run(&["nucleus", "send", "barrio", "¿sigo?"]);
+    let out = cai.run_with_input(&["nucleus", "send", "barrio"], "¿sigo?");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a member"));
     for home in [&ana, &ben, &dia, &eva] {

@@ -1,26 +1,26 @@
-//! Our own membership changes: `nucleus create`, `add`, `remove` and
-//! `leave`. Each signs an operation, keeps it, and seals it for the
-//! members who must hear of it.
+//! Our own membership changes: `nucleus create`, `add`, `remove`, `role`,
+//! `leave`, `join` and `decline`, and the local `require-verified`
+//! setting. Each change signs an operation (whose parents are our heads),
+//! checks it counts by the protocol's rules, keeps it, and seals it for
+//! the members who must hear of it.
 
-use enlace_protocol::group::limits::{MAX_MEMBERS, MAX_OPS, MAX_OPS_PER_AUTHOR};
-use std::collections::BTreeMap;
-
-use enlace_protocol::group::{Action, Member, NucleusId, Op};
+use enlace_protocol::group::{Action, NucleusId, Op, Role};
 use rand_core::CryptoRng;
 
+use super::introductions::plan;
 use super::limits::MAX_NUCLEI;
 use super::names::{contact_for, find_index};
-use crate::domain::message::AppMessage;
-use crate::domain::outbox::{Seal, check_can_send, queue_control};
+use super::state::{Standing, history_for, send_all, send_op, sign_own, standing};
+use crate::domain::outbox::{Seal, check_can_send};
 use crate::error::Error;
-use crate::profile::{Contact, ContactId, MessageId, Nucleus, Profile};
+use crate::profile::{Nucleus, Profile};
 
-/// Signing an operation fails only for a name too long to carry.
-fn name_too_long(_: enlace_protocol::Error) -> Error {
-    Error::InvalidName("longer than 64 characters")
+/// Nuclei that are not invitations: the ones [`MAX_NUCLEI`] bounds.
+fn kept(p: &Profile) -> usize {
+    p.nuclei.iter().filter(|n| n.invited_by.is_none()).count()
 }
 
-/// `nucleus create`: a new nucleus with us as its only member.
+/// `nucleus create`: a new nucleus with us as its only member and owner.
 pub(crate) fn create(
     p: &mut Profile,
     name: &str,
@@ -32,126 +32,50 @@ pub(crate) fn create(
     {
         return Err(Error::NucleusExists(name.to_owned()));
     }
-    if p.nuclei.len() >= MAX_NUCLEI {
+    if kept(p) >= MAX_NUCLEI {
         return Err(Error::NucleusLimit(format!("at most {MAX_NUCLEI} nuclei")));
     }
     let mut id = [0u8; 16];
     rng.fill_bytes(&mut id);
     let id = NucleusId(id);
-    let identity = p.identity_key_pair();
-    let me = *identity.public().as_bytes();
-    let op = Op::sign(&identity, id, 1, Action::Create, me, name).map_err(name_too_long)?;
-    p.nuclei.push(Nucleus {
-        id,
-        name: name.to_owned(),
-        creator: Some(me),
-        ops: vec![op.as_bytes().to_vec()],
-        lamport: 1,
-        seen: Vec::new(),
-        received: Vec::new(),
-    });
+    let me = p.own_key();
+    let op = Op::sign(&p.identity_key_pair(), id, Action::Create, me, &[], name)
+        .map_err(|_| Error::InvalidName("longer than 64 characters"))?;
+    let mut n = Nucleus::new(id, name.to_owned());
+    n.root = Some(op.hash().0);
+    n.ops.push(op.as_bytes().to_vec());
+    p.nuclei.push(n);
     Ok(name.to_owned())
 }
 
-/// Makes, records and sends a new operation in nucleus `index`: every
-/// member after it (and `extra_recipients`) gets it; the `welcome` member
-/// gets every operation instead.
-#[allow(clippy::too_many_arguments)]
-fn apply_own_op(
-    p: &mut Profile,
-    index: usize,
-    action: Action,
-    target: [u8; 32],
-    name: &str,
-    extra_recipients: &[[u8; 32]],
-    welcome: Option<[u8; 32]>,
-    rng: &mut impl CryptoRng,
-    seal: &mut impl Seal,
-) -> Result<(), Error> {
-    let identity = p.identity_key_pair();
-    let me = *identity.public().as_bytes();
-    let nucleus = p.nuclei.get(index).ok_or(Error::BrokenState("nucleus"))?;
-    let ops = nucleus.decoded_ops();
-    if ops.len() >= MAX_OPS
-        || ops.iter().filter(|o| o.author() == &me).count() >= MAX_OPS_PER_AUTHOR
-    {
-        return Err(Error::NucleusLimit(format!(
-            "at most {MAX_OPS} membership changes per nucleus, {MAX_OPS_PER_AUTHOR} by one member"
-        )));
-    }
-    let lamport = nucleus
-        .lamport
-        .checked_add(1)
-        .ok_or_else(|| Error::NucleusLimit("its change counter is exhausted".into()))?;
-    let op =
-        Op::sign(&identity, nucleus.id, lamport, action, target, name).map_err(name_too_long)?;
-    let nucleus = p
-        .nuclei
-        .get_mut(index)
-        .ok_or(Error::BrokenState("nucleus"))?;
-    nucleus.lamport = lamport;
-    nucleus.ops.push(op.as_bytes().to_vec());
-    let members = nucleus.members();
-    let all_ops = nucleus.ops.clone();
-    // Tell everyone who is a member now (the removed one too, once).
-    let mut to: Vec<[u8; 32]> = members.keys().copied().collect();
-    to.extend_from_slice(extra_recipients);
-    to.retain(|k| *k != me);
-    to.sort_unstable();
-    to.dedup();
-    for key in to {
-        let Some(contact) = contact_for(p, &key) else {
-            continue;
-        };
-        if Some(key) == welcome {
-            // The new member gets every operation: the member list and how
-            // it came about, nothing that was said. The add naming it goes
-            // first: only that makes its client keep an unknown nucleus.
-            let own = op.as_bytes();
-            let others = all_ops.iter().map(Vec::as_slice).filter(|b| *b != own);
-            for bytes in std::iter::once(own).chain(others) {
-                let stored = Op::decode(bytes).map_err(|_| Error::BrokenState("nucleus"))?;
-                queue_op(p, contact, stored, rng, seal)?;
-            }
-        } else {
-            queue_op(p, contact, op.clone(), rng, seal)?;
-        }
-    }
-    Ok(())
-}
-
-fn queue_op(
-    p: &mut Profile,
-    contact: ContactId,
-    op: Op,
-    rng: &mut impl CryptoRng,
-    seal: &mut impl Seal,
-) -> Result<(), Error> {
-    let plaintext = AppMessage::NucleusOp(op).encode();
-    queue_control(p, contact, &plaintext, MessageId::default(), rng, seal)
-}
-
-fn check_member_contact<'a>(p: &'a Profile, contact: &str) -> Result<&'a Contact, Error> {
-    let c = p
-        .contact(contact)
-        .ok_or_else(|| Error::UnknownContact(contact.to_owned()))?;
-    check_can_send(c)?;
-    Ok(c)
-}
-
-/// The members of nucleus `index` and its name, if we are one of them.
-fn as_member(p: &Profile, index: usize) -> Result<(BTreeMap<[u8; 32], Member>, String), Error> {
+/// Nucleus `index`'s name and our role, if we joined it.
+fn as_joined(p: &Profile, index: usize) -> Result<(String, Role), Error> {
     let n = p.nuclei.get(index).ok_or(Error::BrokenState("nucleus"))?;
-    let members = n.members();
-    if !members.contains_key(&p.own_key()) {
-        return Err(Error::NotMember(n.name.clone()));
+    match standing(n, &n.fold(), &p.own_key()) {
+        Standing::Joined(role) => Ok((n.name.clone(), role)),
+        Standing::Invited | Standing::Welcoming => Err(Error::NotJoined(n.name.clone())),
+        Standing::Out => Err(Error::NotMember(n.name.clone())),
     }
-    Ok((members, n.name.clone()))
 }
 
-/// `nucleus add`: adds a contact; it gets the operations so far (never
-/// the messages), the others get the new operation. Returns the nucleus's
-/// and the contact's names.
+/// The joined members of nucleus `index` other than us.
+fn others(p: &Profile, index: usize) -> Vec<[u8; 32]> {
+    let me = p.own_key();
+    p.nuclei
+        .get(index)
+        .map(|n| {
+            n.members()
+                .into_iter()
+                .filter(|(k, m)| m.joined && *k != me)
+                .map(|(k, _)| k)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `nucleus add`: invites a contact (owners and admins only). It gets the
+/// operations so far, never the messages; the members get the new
+/// operation. Returns the nucleus's and the contact's names.
 pub(crate) fn add(
     p: &mut Profile,
     nucleus: &str,
@@ -160,36 +84,50 @@ pub(crate) fn add(
     mut seal: impl Seal,
 ) -> Result<(String, String), Error> {
     let index = find_index(p, nucleus)?;
-    let c = check_member_contact(p, contact)?;
+    let (nucleus_name, _) = as_joined(p, index)?;
+    let c = p
+        .contact(contact)
+        .ok_or_else(|| Error::UnknownContact(contact.to_owned()))?;
+    check_can_send(c)?;
     if c.send_to.is_none() {
         return Err(Error::NoRoute(c.name.clone()));
     }
-    let (target, contact_name) = (c.identity_key, c.name.clone());
-    let (members, nucleus_name) = as_member(p, index)?;
+    let (target, contact_name, contact_id) = (c.identity_key, c.name.clone(), c.id);
+    let members = p
+        .nuclei
+        .get(index)
+        .map(Nucleus::members)
+        .unwrap_or_default();
     if members.contains_key(&target) {
         return Err(Error::AlreadyMember(contact_name, nucleus_name));
     }
-    if members.len() >= MAX_MEMBERS {
-        return Err(Error::NucleusLimit(format!(
-            "at most {MAX_MEMBERS} members"
-        )));
-    }
-    apply_own_op(
-        p,
-        index,
-        Action::Add,
-        target,
-        &contact_name,
-        &[],
-        Some(target),
-        rng,
-        &mut seal,
-    )?;
+    let op = sign_own(p, index, Action::Add, target, &contact_name)?;
+    let to = others(p, index);
+    send_op(p, &op, &to, rng, &mut seal)?;
+    // The welcome: the add naming it first (only that makes its client keep
+    // the nucleus), then the member list and how it came about.
+    let n = p.nuclei.get(index).ok_or(Error::BrokenState("nucleus"))?;
+    let welcome = history_for(n, Some(&op), &Default::default());
+    send_all(p, contact_id, &welcome, rng, &mut seal)?;
     Ok((nucleus_name, contact_name))
 }
 
-/// `nucleus remove`: removes a member; it is told once, then nothing more.
-/// Returns the nucleus's and the contact's names.
+/// The member `contact` names in nucleus `index`: a contact's name, and
+/// its key.
+fn member(p: &Profile, index: usize, contact: &str) -> Result<([u8; 32], String), Error> {
+    let c = p
+        .contact(contact)
+        .ok_or_else(|| Error::UnknownContact(contact.to_owned()))?;
+    let n = p.nuclei.get(index).ok_or(Error::BrokenState("nucleus"))?;
+    if !n.members().contains_key(&c.identity_key) {
+        return Err(Error::NotAMember(c.name.clone(), n.name.clone()));
+    }
+    Ok((c.identity_key, c.name.clone()))
+}
+
+/// `nucleus remove`: removes a member (or withdraws an invitation); it is
+/// told once, then nothing more. Returns the nucleus's and the contact's
+/// names.
 pub(crate) fn remove(
     p: &mut Profile,
     nucleus: &str,
@@ -198,30 +136,63 @@ pub(crate) fn remove(
     mut seal: impl Seal,
 ) -> Result<(String, String), Error> {
     let index = find_index(p, nucleus)?;
-    let c = p
-        .contact(contact)
-        .ok_or_else(|| Error::UnknownContact(contact.to_owned()))?;
-    let (target, contact_name) = (c.identity_key, c.name.clone());
-    let (members, nucleus_name) = as_member(p, index)?;
-    if !members.contains_key(&target) {
-        return Err(Error::NotAMember(contact_name, nucleus_name));
+    let (nucleus_name, _) = as_joined(p, index)?;
+    let (target, contact_name) = member(p, index, contact)?;
+    let mut to = others(p, index);
+    to.retain(|k| *k != target);
+    let op = sign_own(p, index, Action::Remove, target, "")?;
+    send_op(p, &op, &to, rng, &mut seal)?;
+    // The removed member gets what it lacks for the removal to be placed
+    // (everything after the last operation by it or naming it that we
+    // hold), the removal last; an invited one would otherwise never see
+    // its invitation withdrawn.
+    let n = p.nuclei.get(index).ok_or(Error::BrokenState("nucleus"))?;
+    let fold = n.fold();
+    let known = n
+        .v2_ops()
+        .into_iter()
+        .filter(|o| o.author() == &target || (o.action() == Action::Add && o.target() == &target))
+        .filter(|o| o.hash() != op.hash())
+        .max_by_key(|o| fold.order.iter().position(|h| *h == o.hash()));
+    let seen = known
+        .and_then(|o| n.with_history(|h| h.past_of(&o)))
+        .unwrap_or_default();
+    let missing = history_for(n, None, &seen);
+    if let Some(contact) = contact_for(p, &target) {
+        send_all(p, contact, &missing, rng, &mut seal)?;
     }
-    apply_own_op(
-        p,
-        index,
-        Action::Remove,
-        target,
-        "",
-        &[target],
-        None,
-        rng,
-        &mut seal,
-    )?;
     Ok((nucleus_name, contact_name))
 }
 
-/// `nucleus leave`: removes ourselves, tells the others, and deletes the
-/// nucleus locally. Returns its name.
+/// `nucleus role`: gives a member a role. Returns the nucleus's and the
+/// contact's names.
+pub(crate) fn set_role(
+    p: &mut Profile,
+    nucleus: &str,
+    contact: &str,
+    role: Role,
+    rng: &mut impl CryptoRng,
+    mut seal: impl Seal,
+) -> Result<(String, String), Error> {
+    let index = find_index(p, nucleus)?;
+    let (nucleus_name, _) = as_joined(p, index)?;
+    let (target, contact_name) = member(p, index, contact)?;
+    let op = sign_own(p, index, Action::SetRole(role), target, "")?;
+    let to = others(p, index);
+    send_op(p, &op, &to, rng, &mut seal)?;
+    Ok((nucleus_name, contact_name))
+}
+
+/// Forgets nucleus `index` and its queued work.
+fn forget(p: &mut Profile, index: usize) -> String {
+    let gone = p.nuclei.remove(index);
+    p.nucleus_tasks.retain(|t| t.nucleus() != gone.id);
+    gone.name.clone()
+}
+
+/// `nucleus leave`: removes ourselves, tells the others, and forgets the
+/// nucleus. The last owner of a nucleus with other members must make
+/// someone else owner first. Returns its name.
 pub(crate) fn leave(
     p: &mut Profile,
     nucleus: &str,
@@ -231,22 +202,93 @@ pub(crate) fn leave(
     let index = find_index(p, nucleus)?;
     let me = p.own_key();
     let n = p.nuclei.get(index).ok_or(Error::BrokenState("nucleus"))?;
-    let name = n.name.clone();
-    let before: Vec<[u8; 32]> = n.members().keys().copied().collect();
-    if before.contains(&me) {
-        apply_own_op(
-            p,
-            index,
-            Action::Remove,
-            me,
-            "",
-            &before,
-            None,
-            rng,
-            &mut seal,
-        )?;
+    let fold = n.fold();
+    match standing(n, &fold, &me) {
+        Standing::Joined(role) => {
+            let owners = fold
+                .members
+                .values()
+                .filter(|m| m.role == Role::Owner)
+                .count();
+            if role == Role::Owner && owners == 1 && fold.members.len() > 1 {
+                return Err(Error::LastOwner(n.name.clone()));
+            }
+            let to = others(p, index);
+            let op = sign_own(p, index, Action::Remove, me, "")?;
+            send_op(p, &op, &to, rng, &mut seal)?;
+        }
+        Standing::Invited => return decline(p, nucleus, rng, seal),
+        Standing::Welcoming | Standing::Out => {}
     }
-    let gone = p.nuclei.remove(index);
-    p.nucleus_tasks.retain(|t| t.nucleus() != gone.id);
+    Ok(forget(p, index))
+}
+
+/// `nucleus join`: accepts the invitation. The members hear of it; we
+/// introduce ourselves to those we have no session with. Returns the
+/// nucleus's name.
+pub(crate) fn join(
+    p: &mut Profile,
+    nucleus: &str,
+    rng: &mut impl CryptoRng,
+    mut seal: impl Seal,
+) -> Result<String, Error> {
+    let index = find_index(p, nucleus)?;
+    let me = p.own_key();
+    let n = p.nuclei.get(index).ok_or(Error::BrokenState("nucleus"))?;
+    let name = n.name.clone();
+    match standing(n, &n.fold(), &me) {
+        Standing::Invited => {}
+        Standing::Joined(_) => return Err(Error::AlreadyMember("you".into(), name)),
+        Standing::Welcoming | Standing::Out => return Err(Error::NotInvited(name)),
+    }
+    if kept(p) >= MAX_NUCLEI {
+        return Err(Error::NucleusLimit(format!("at most {MAX_NUCLEI} nuclei")));
+    }
+    let op = sign_own(p, index, Action::Join, me, "")?;
+    if let Some(n) = p.nuclei.get_mut(index) {
+        n.invited_by = None;
+    }
+    let to = others(p, index);
+    send_op(p, &op, &to, rng, &mut seal)?;
+    plan(p, index);
     Ok(name)
+}
+
+/// `nucleus decline`: refuses the invitation, tells the inviter only, and
+/// forgets the nucleus. Returns its name.
+pub(crate) fn decline(
+    p: &mut Profile,
+    nucleus: &str,
+    rng: &mut impl CryptoRng,
+    mut seal: impl Seal,
+) -> Result<String, Error> {
+    let index = find_index(p, nucleus)?;
+    let me = p.own_key();
+    let n = p.nuclei.get(index).ok_or(Error::BrokenState("nucleus"))?;
+    let inviter = n.invited_by;
+    match standing(n, &n.fold(), &me) {
+        Standing::Invited => {
+            let op = sign_own(p, index, Action::Remove, me, "")?;
+            if let Some(inviter) = inviter
+                && contact_for(p, &inviter).is_some()
+            {
+                send_op(p, &op, &[inviter], rng, &mut seal)?;
+            }
+        }
+        Standing::Welcoming => {}
+        Standing::Joined(_) | Standing::Out => return Err(Error::NotInvited(n.name.clone())),
+    }
+    Ok(forget(p, index))
+}
+
+/// `nucleus require-verified`: whether sending to the nucleus needs every
+/// other member verified in person. Returns its name.
+pub(crate) fn require_verified(p: &mut Profile, nucleus: &str, on: bool) -> Result<String, Error> {
+    let index = find_index(p, nucleus)?;
+    let n = p
+        .nuclei
+        .get_mut(index)
+        .ok_or(Error::BrokenState("nucleus"))?;
+    n.require_verified = on;
+    Ok(n.name.clone())
 }

@@ -1,29 +1,72 @@
-//! Introductions, the profile side: whether one still applies, and what
-//! making or accepting one records. The driver does the network part (a
-//! mailbox and an invitation, or the handshake) between these.
+//! Introductions, the profile side: which to plan once we joined,
+//! whether one still applies, and what making or accepting one records.
+//! The driver does the network part (a mailbox and an invitation, or the
+//! handshake) between these.
 
 use enlace_protocol::group::{Introduction, NucleusId};
 use enlace_protocol::keys::PublicKey;
 use enlace_protocol::session::Invitation as InvitationCode;
 
-use super::names::{contact_for, introduced_name};
+use super::limits::MAX_TASKS;
+use super::names::{contact_for, has_contact, introduced_name};
 use crate::domain::contacts::Accepted;
 use crate::domain::outbox::queue_forwards;
 use crate::domain::seal::sealer;
 use crate::error::Error;
-use crate::profile::{ContactId, IntroducedContact, Invitation, InvitationId, Profile};
+use crate::profile::{
+    ContactId, IntroducedContact, Invitation, InvitationId, NucleusTask, Profile,
+};
 
-/// Whether we and `member` are members of `nucleus`, and we still lack a
-/// contact with `member`.
+/// After a change in nucleus `index`: if we joined, we introduce
+/// ourselves (through our adder) to every member who joined before us
+/// that we have no session with. Members who join after us introduce
+/// themselves to us.
+pub(crate) fn plan(p: &mut Profile, index: usize) {
+    let me = p.own_key();
+    let Some(n) = p.nuclei.get(index) else {
+        return;
+    };
+    let nucleus = n.id;
+    let members = n.members();
+    let Some(mine) = members.get(&me).filter(|m| m.joined) else {
+        return;
+    };
+    let via = mine.added_by;
+    if via == me || contact_for(p, &via).is_none() {
+        return;
+    }
+    for (key, member) in &members {
+        let earlier = matches!((member.joined_at, mine.joined_at), (Some(a), Some(b)) if a < b);
+        if *key == me || !earlier || has_contact(p, key) {
+            continue;
+        }
+        let planned = p.nucleus_tasks.iter().any(|t| {
+            matches!(t, NucleusTask::Introduce { nucleus: n, member: m, .. } if *n == nucleus && m == key)
+        }) || p
+            .introduced
+            .iter()
+            .any(|i| i.nucleus == nucleus && i.member == *key);
+        if planned || p.nucleus_tasks.len() >= MAX_TASKS {
+            continue;
+        }
+        p.nucleus_tasks.push(NucleusTask::Introduce {
+            nucleus,
+            member: *key,
+            via,
+        });
+    }
+}
+
+/// Whether we and `member` are joined members of `nucleus`, and we still
+/// lack a contact with `member`.
 fn applies(p: &Profile, nucleus: NucleusId, member: &[u8; 32]) -> bool {
     let me = p.own_key();
     let Some(n) = p.nuclei.iter().find(|n| n.id == nucleus) else {
         return false;
     };
     let members = n.members();
-    members.contains_key(&me)
-        && members.contains_key(member)
-        && !p.contacts.iter().any(|c| &c.identity_key == member)
+    let joined = |k: &[u8; 32]| members.get(k).is_some_and(|m| m.joined);
+    joined(&me) && joined(member) && !has_contact(p, member)
 }
 
 /// Whether we should still introduce ourselves to `member` through our

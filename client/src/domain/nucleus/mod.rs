@@ -1,13 +1,17 @@
 //! Nuclei: small groups whose members hold pairwise sessions.
 //!
-//! A nucleus message is encrypted once per member over the existing
+//! A nucleus message is encrypted once per joined member over the existing
 //! sessions (fan-out). Membership changes are operations signed with the
-//! changing member's identity key; every member keeps the set of
-//! operations it has seen and folds it deterministically into the member
-//! list (the protocol's `group::fold`), so members that saw the same
+//! changing member's identity key, naming the operations its author had
+//! seen (causal parents); every member keeps the set of operations it has
+//! seen and folds it deterministically into the member list with roles
+//! (the protocol's `group::History::fold`), so members that saw the same
 //! operations agree whatever order they arrived in. Operations are
-//! gossiped: the first time a member sees one it forwards it to the other
-//! members it has sessions with.
+//! gossiped: the first time a member places one it forwards it to the
+//! other joined members it has sessions with. Being added is an
+//! invitation: nothing is made or sent for the nucleus until `join`.
+//! Every change (and every refused one) is kept as a notice until `read`
+//! or `listen` shows it.
 //!
 //! The byte layouts, the fold and its limits are in `docs/protocol.md`,
 //! section 13, and in the protocol's `group` module; this module decides
@@ -19,7 +23,10 @@ pub(crate) mod change;
 pub(crate) mod introductions;
 pub(crate) mod limits;
 pub(crate) mod names;
+pub(crate) mod notices;
+pub(crate) mod ops;
 pub(crate) mod receive;
 pub(crate) mod send;
+pub(crate) mod state;
 #[cfg(test)]
 mod tests;

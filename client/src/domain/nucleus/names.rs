@@ -101,15 +101,13 @@ pub(crate) fn clean_name(name: &str, fallback: &str) -> String {
 
 /// The local name for an introduced member: `<nucleus>/<suggested>`.
 pub(crate) fn introduced_name(p: &Profile, nucleus: &Nucleus, member: &[u8; 32]) -> String {
-    let suggested = nucleus
-        .members()
-        .get(member)
-        .map(|m| m.suggested_name.clone())
-        .unwrap_or_default();
-    let suggested = if nucleus.creator.as_ref() == Some(member) {
-        "founder".to_owned()
-    } else {
-        clean_name(&suggested, "member")
+    let members = nucleus.members();
+    let entry = members.get(member);
+    // The creator's name in its own `create` is the nucleus's name.
+    let suggested = match entry {
+        Some(m) if &m.added_by == member => "founder".to_owned(),
+        Some(m) => clean_name(&m.suggested_name, "member"),
+        None => "member".to_owned(),
     };
     unique_contact_name(p, &format!("{}/{}", nucleus.name, suggested))
 }

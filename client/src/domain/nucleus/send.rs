@@ -4,6 +4,7 @@ use enlace_protocol::group::GroupText;
 use rand_core::CryptoRng;
 
 use super::names::{clean_name, find_index, fingerprint};
+use super::state::{Standing, standing};
 use crate::domain::message::{AppMessage, split_parts};
 use crate::domain::outbox::{Seal, queue_parts};
 use crate::error::Error;
@@ -19,10 +20,16 @@ pub(crate) struct GroupSent {
     /// Members it could not be sealed for (no session yet, or an identity
     /// key that changed), by suggested or contact name.
     pub(crate) skipped: Vec<String>,
+    /// Members not verified in person that this send is the first to
+    /// tell about (each is told once).
+    pub(crate) unverified: Vec<String>,
 }
 
-/// Splits the text once and seals every part for every other current
-/// member (fan-out); each member's copy has its own status.
+/// Splits the text once and seals every part for every other joined
+/// member (fan-out); each member's copy has its own status. Invited
+/// members who have not joined get nothing. With the nucleus's
+/// `require_verified` set, refuses while any other member is not verified
+/// in person.
 pub(crate) fn send_text(
     p: &mut Profile,
     nucleus: &str,
@@ -39,11 +46,41 @@ pub(crate) fn send_text(
     let me = p.own_key();
     let my_fp = fingerprint(&me).ok_or(Error::BrokenState("identity"))?;
     let n = p.nuclei.get(index).ok_or(Error::BrokenState("nucleus"))?;
-    let members = n.members();
+    let fold = n.fold();
     let id = n.id;
-    if !members.contains_key(&me) {
-        return Err(Error::NotMember(n.name.clone()));
+    match standing(n, &fold, &me) {
+        Standing::Joined(_) => {}
+        Standing::Invited | Standing::Welcoming => return Err(Error::NotJoined(n.name.clone())),
+        Standing::Out => return Err(Error::NotMember(n.name.clone())),
     }
+    let members: Vec<_> = fold
+        .members
+        .into_iter()
+        .filter(|(k, m)| m.joined && *k != me)
+        .collect();
+    let shown = |key: &[u8; 32], suggested: &str| {
+        p.contacts
+            .iter()
+            .find(|c| &c.identity_key == key)
+            .map_or_else(|| clean_name(suggested, "member"), |c| c.name.clone())
+    };
+    let unverified: Vec<([u8; 32], String)> = members
+        .iter()
+        .filter(|(k, _)| {
+            !p.contacts
+                .iter()
+                .any(|c| &c.identity_key == k && c.verification() == Verification::Verified)
+        })
+        .map(|(k, m)| (*k, shown(k, &m.suggested_name)))
+        .collect();
+    if n.require_verified && !unverified.is_empty() {
+        let names: Vec<String> = unverified.into_iter().map(|(_, name)| name).collect();
+        return Err(Error::UnverifiedMembers(n.name.clone(), names.join(", ")));
+    }
+    let new_unverified: Vec<([u8; 32], String)> = unverified
+        .into_iter()
+        .filter(|(k, _)| !n.warned.contains(k))
+        .collect();
     let mut message_id = [0u8; 16];
     rng.fill_bytes(&mut message_id);
     let message_id = MessageId(message_id);
@@ -64,9 +101,6 @@ pub(crate) fn send_text(
     let mut sent_to = Vec::new();
     let mut skipped = Vec::new();
     for (key, member) in &members {
-        if *key == me {
-            continue;
-        }
         let contact = p
             .contacts
             .iter()
@@ -83,9 +117,13 @@ pub(crate) fn send_text(
         sent_to.push(contact.name.clone());
         queue_parts(p, cid, message_id, &parts, now, rng, &mut seal)?;
     }
+    if let Some(n) = p.nuclei.get_mut(index) {
+        n.warned.extend(new_unverified.iter().map(|(k, _)| *k));
+    }
     Ok(GroupSent {
         message_id,
         sent_to,
         skipped,
+        unverified: new_unverified.into_iter().map(|(_, name)| name).collect(),
     })
 }

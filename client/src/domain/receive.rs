@@ -10,6 +10,7 @@ use super::inbox::{Shown, handle_plaintext, take_unshown};
 use super::mailboxes::find_local;
 use super::outbox::{queue_forwards, queue_receipt};
 use super::received::Received;
+use super::retention::{self, TimerShown};
 use super::seal::{broken_session, sealer, store_session};
 use crate::error::Error;
 use crate::profile::{EnvelopeId, Profile, ReceiveId};
@@ -20,6 +21,8 @@ pub(crate) struct Taken {
     pub(crate) outcome: Outcome,
     /// Messages to show now.
     pub(crate) shown: Vec<Shown>,
+    /// Timer changes to show now.
+    pub(crate) timers: Vec<TimerShown>,
     /// The mailbox's contact key, if the relay should now be asked to
     /// secure the mailbox with it.
     pub(crate) secure_with: Option<[u8; 32]>,
@@ -38,6 +41,7 @@ pub(crate) fn take_envelope(
         return Ok(Taken {
             outcome: Outcome::Duplicate,
             shown: Vec::new(),
+            timers: Vec::new(),
             secure_with: None,
         });
     }
@@ -46,6 +50,7 @@ pub(crate) fn take_envelope(
     let secure_with = find_local(p, rid).and_then(|m| m.contact_sender_key.filter(|_| !m.secured));
     Ok(Taken {
         outcome,
+        timers: retention::take_unshown(p),
         shown: take_unshown(p),
         secure_with,
     })

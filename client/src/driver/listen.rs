@@ -13,6 +13,7 @@ use super::report::{Event, Report};
 use super::tasks::run_tasks;
 use crate::domain::inbox::take_unshown;
 use crate::domain::mailboxes::{mailbox_set, mailboxes};
+use crate::domain::retention;
 use crate::error::Error;
 use crate::profile::store::Store;
 
@@ -34,7 +35,8 @@ pub(crate) async fn listen(store: &Store, report: &mut dyn Report) -> Result<(),
 
 async fn listen_forever(store: &Store, report: &mut dyn Report) -> Result<(), Error> {
     let mut backoff = BACKOFF_MIN;
-    let earlier = store.update(|p| Ok(take_unshown(p)))?;
+    let (timers, earlier) = store.update(|p| Ok((retention::take_unshown(p), take_unshown(p))))?;
+    report.report(Event::Timers(&timers))?;
     report.report(Event::Messages(&earlier))?;
     report.report(Event::Listening)?;
     loop {
@@ -62,10 +64,15 @@ async fn tick(
     relays: &mut Relays,
     watched: &BTreeSet<[u8; 16]>,
 ) -> Result<bool, Error> {
-    let profile = store.load()?;
+    let mut profile = store.load()?;
     let changed = mailbox_set(&profile) != *watched;
     let queued = !profile.outbox.is_empty();
+    // Messages past their timer go from the disk while listen runs, too.
+    let expired = profile.expire(crate::time::now());
     drop(profile);
+    if expired {
+        store.update(|_| Ok(()))?;
+    }
     if changed {
         std::mem::take(relays).close().await;
         return Ok(true);

@@ -18,6 +18,7 @@ use crate::domain::contacts::Outcome;
 use crate::domain::inbox::take_unshown;
 use crate::domain::mailboxes::{Mailbox, mailboxes, mark_secured};
 use crate::domain::receive::take_envelope;
+use crate::domain::retention;
 use crate::error::Error;
 use crate::profile::store::Store;
 use crate::time;
@@ -44,6 +45,7 @@ pub(crate) async fn handle_envelope(
             state: *state,
         })?;
     }
+    report.report(Event::Timers(&taken.timers))?;
     report.report(Event::Messages(&taken.shown))?;
     if let Some(key) = taken.secure_with {
         secure_mailbox(store, conn, mailbox, key).await;
@@ -56,7 +58,9 @@ pub(crate) async fn handle_envelope(
     if matches!(taken.outcome, Outcome::Dropped) {
         report.report(Event::Undecryptable)?;
     }
-    Ok(taken.shown.len() + usize::from(matches!(taken.outcome, Outcome::Contact(..))))
+    Ok(taken.shown.len()
+        + taken.timers.len()
+        + usize::from(matches!(taken.outcome, Outcome::Contact(..))))
 }
 
 /// Asks the relay to accept only `key`'s envelopes on `mailbox`, and notes
@@ -155,9 +159,10 @@ pub(crate) async fn read(store: &Store, report: &mut dyn Report) -> Result<(), E
     secure_pending(store, &mut relays, &boxes).await;
     let (mut rx, down) = subscribe_all(&mut relays, &boxes).await;
     // Show what earlier runs stored but did not show (an interrupted listen).
-    let earlier = store.update(|p| Ok(take_unshown(p)))?;
+    let (timers, earlier) = store.update(|p| Ok((retention::take_unshown(p), take_unshown(p))))?;
+    report.report(Event::Timers(&timers))?;
     report.report(Event::Messages(&earlier))?;
-    let mut shown_any = !earlier.is_empty();
+    let mut shown_any = !earlier.is_empty() || !timers.is_empty();
     let mut lost = false;
     while let Ok(Some((index, event))) = tokio::time::timeout(READ_IDLE, rx.recv()).await {
         let Some(mailbox) = boxes.get(index) else {

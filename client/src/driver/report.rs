@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::domain::inbox::Shown;
 use crate::domain::nucleus::introductions::Introduced;
+use crate::domain::retention::TimerShown;
 use crate::error::Error;
 use crate::profile::Verification;
 
@@ -19,6 +20,8 @@ pub(crate) enum Event<'a> {
     },
     /// Messages received, to show.
     Messages(&'a [Shown]),
+    /// Disappearing-message timers changed, to show.
+    Timers(&'a [TimerShown]),
     /// An envelope that could not be decrypted was dropped.
     Undecryptable,
     /// Accepting a nucleus introduction made a contact.

@@ -12,15 +12,23 @@
 //! (errors, `Debug` helpers): never the domain, driver or commands.
 
 mod contact;
+mod datafile;
+mod files;
 mod ids;
+mod kdf;
+mod keyfile;
+mod legacy;
 mod messages;
 mod model;
 mod nucleus;
 mod relay;
+mod retention;
 mod seen;
+mod steps;
 pub mod store;
 #[cfg(test)]
 mod tests;
+mod timer;
 
 pub use contact::{Contact, Invitation, LocalMailbox, RemoteMailbox, Verification};
 pub use ids::{ContactId, EnvelopeId, InvitationId, MessageId, ReceiveId, SendId};
@@ -28,3 +36,7 @@ pub use messages::{Direction, HistoryEntry, OutboxEntry, PartialMessage, SentMes
 pub use model::{Profile, SEEN_IDS_KEPT};
 pub use nucleus::{IntroducedContact, Nucleus, NucleusTask, SEEN_GROUP_KEPT, SeenGroupMessage};
 pub use relay::StoredRelay;
+pub use timer::{
+    Conversation, DEFAULT_TIMER_SECS, MAX_NOTICES, MAX_TIMER_SECS, MIN_TIMER_SECS, Timer,
+    TimerNotice, TimerSetting,
+};

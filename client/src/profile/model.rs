@@ -13,6 +13,7 @@ use super::messages::{HistoryEntry, OutboxEntry, PartialMessage, SentMessage};
 use super::nucleus::{IntroducedContact, Nucleus, NucleusTask};
 use super::relay::StoredRelay;
 use super::seen;
+use super::timer::{TimerNotice, TimerSetting};
 use crate::error::Error;
 use crate::opaque::opaque_debug;
 
@@ -59,6 +60,12 @@ pub struct Profile {
     pub nucleus_tasks: Vec<NucleusTask>,
     /// Contacts (and invitations) made through nucleus introductions.
     pub introduced: Vec<IntroducedContact>,
+    // Store format 3 appended the fields below: a format 2 profile
+    // migrates by appending their empty encodings ([`FORMAT_2_TAIL`]).
+    /// Disappearing-message timers set per conversation (`timer`).
+    pub timers: Vec<TimerSetting>,
+    /// Timer changes to show in their conversations.
+    pub timer_notices: Vec<TimerNotice>,
 }
 
 opaque_debug!(Profile);
@@ -66,6 +73,10 @@ opaque_debug!(Profile);
 /// The postcard encoding of the fields [`Profile`] gained in store format
 /// 2, all empty: appended to a format 1 profile to read it.
 pub(crate) const FORMAT_1_TAIL: [u8; 3] = [0, 0, 0];
+
+/// The postcard encoding of the fields [`Profile`] gained in store format
+/// 3, all empty: appended to a format 2 (or migrated format 1) profile.
+pub(crate) const FORMAT_2_TAIL: [u8; 2] = [0, 0];
 
 impl Profile {
     /// A fresh profile with a new identity key.
@@ -87,6 +98,8 @@ impl Profile {
             nuclei: Vec::new(),
             nucleus_tasks: Vec::new(),
             introduced: Vec::new(),
+            timers: Vec::new(),
+            timer_notices: Vec::new(),
         }
     }
 
@@ -178,11 +191,13 @@ mod tests {
     fn format_1_profile_reads_with_empty_nuclei() {
         let mut p = Profile::new(&mut rand::rng(), 5);
         p.home_relay = Some(StoredRelay::from_text("relay".into()));
-        let v2 = postcard::to_allocvec(&p).unwrap();
-        // A format 1 profile is the same bytes without the new fields.
-        let v1 = &v2[..v2.len() - FORMAT_1_TAIL.len()];
+        let v3 = postcard::to_allocvec(&p).unwrap();
+        // A format 1 profile is the same bytes without the fields formats
+        // 2 and 3 appended.
+        let v1 = &v3[..v3.len() - FORMAT_2_TAIL.len() - FORMAT_1_TAIL.len()];
         let mut migrated = v1.to_vec();
         migrated.extend_from_slice(&FORMAT_1_TAIL);
+        migrated.extend_from_slice(&FORMAT_2_TAIL);
         let back: Profile = postcard::from_bytes(&migrated).unwrap();
         assert_eq!(
             back.home_relay.as_ref().map(StoredRelay::as_str),

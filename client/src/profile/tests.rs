@@ -1,10 +1,12 @@
 //! The profile's encoding, pinned: a profile with something in every
-//! field, as the code of commit 5f48a08 wrote it (before the ids and relay
-//! addresses had types of their own), must decode to the same values and
-//! encode to the same bytes.
+//! field, as the code of commit 5f48a08 wrote it (format 2, before the ids
+//! and relay addresses had types of their own), must decode to the same
+//! values and encode to the same bytes followed by format 3's fields; and
+//! the format 3 golden, with those fields filled, likewise.
 
 use enlace_protocol::group::{Action, Introduction, NucleusId, Op};
 
+use super::model::FORMAT_2_TAIL;
 use super::*;
 
 fn relay(text: &str) -> StoredRelay {
@@ -27,7 +29,7 @@ fn pk(seed: u8) -> [u8; 32] {
 
 /// A profile with something in every field: written by the code of
 /// commit 5f48a08 as `client/testdata/profile-format-2.hex`.
-fn golden_profile() -> Profile {
+pub(super) fn golden_profile() -> Profile {
     let nucleus = NucleusId([0x61; 16]);
     let create = Op::sign(&key(0x11), nucleus, 1, Action::Create, pk(0x11), "barrio").unwrap();
     let add = Op::sign(&key(0x11), nucleus, 2, Action::Add, pk(2), "Ana").unwrap();
@@ -179,12 +181,41 @@ fn golden_bytes() -> Vec<u8> {
     hex::decode(text.split_whitespace().collect::<String>()).unwrap()
 }
 
+/// The golden profile with format 3's fields filled: a timer for the
+/// contact, one for the nucleus, and their notices.
+pub(super) fn golden_profile_3() -> Profile {
+    let mut p = golden_profile();
+    let nucleus = NucleusId([0x61; 16]);
+    let hour = Timer::from_secs(3_600).unwrap();
+    assert!(p.set_timer(
+        Conversation::Contact(ContactId(1)),
+        hour,
+        1_790_000_800,
+        None,
+        1_790_000_801
+    ));
+    assert!(p.set_timer(
+        Conversation::Nucleus(nucleus),
+        Timer::OFF,
+        1_790_000_900,
+        Some(ContactId(1)),
+        1_790_000_901
+    ));
+    p
+}
+
+fn golden_bytes_3() -> Vec<u8> {
+    let text = include_str!("../../testdata/profile-format-3.hex");
+    hex::decode(text.split_whitespace().collect::<String>()).unwrap()
+}
+
 /// The postcard encoding of a profile is the store's format: today's
-/// code must encode the golden profile to the golden bytes, and decode
-/// and re-encode them unchanged.
+/// code must encode the golden profile to the format 2 golden bytes
+/// followed by format 3's fields (empty), and decode and re-encode them
+/// unchanged.
 #[test]
 fn golden_profile_encoding_is_unchanged() {
-    let golden = golden_bytes();
+    let golden = [golden_bytes(), FORMAT_2_TAIL.to_vec()].concat();
     assert_eq!(postcard::to_allocvec(&golden_profile()).unwrap(), golden);
     let back: Profile = postcard::from_bytes(&golden).unwrap();
     assert_eq!(postcard::to_allocvec(&back).unwrap(), golden);
@@ -214,4 +245,49 @@ fn golden_profile_encoding_is_unchanged() {
     assert_eq!(back.introduced[0].local, 3);
     assert_eq!(back.introduced[0].invitation(), Some(InvitationId(3)));
     assert!(back.nuclei[0].id == NucleusId([0x61; 16]));
+}
+
+/// The format 3 golden: the golden profile with timers and notices.
+#[test]
+fn golden_format_3_encoding_is_unchanged() {
+    let golden = golden_bytes_3();
+    assert_eq!(postcard::to_allocvec(&golden_profile_3()).unwrap(), golden);
+    let back: Profile = postcard::from_bytes(&golden).unwrap();
+    assert_eq!(postcard::to_allocvec(&back).unwrap(), golden);
+    assert!(back.timer(Conversation::Contact(ContactId(1))) == Timer::from_secs(3_600).unwrap());
+    assert!(back.timer(Conversation::Nucleus(NucleusId([0x61; 16]))) == Timer::OFF);
+    assert_eq!(back.timer_notices.len(), 2);
+    assert!(back.timer_notices[1].by == Some(ContactId(1)) && !back.timer_notices[1].shown);
+}
+
+/// Writes the format 3 goldens (`client/testdata/profile-format-3.*`):
+/// run by hand once, with `cargo test -p enlace-client -- --ignored
+/// write_format_3_goldens`, when format 3 was made; never again.
+#[test]
+#[ignore = "writes the goldens; run once by hand"]
+fn write_format_3_goldens() {
+    use std::fs;
+    let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let bytes = postcard::to_allocvec(&golden_profile_3()).unwrap();
+    let hex: String = bytes
+        .chunks(32)
+        .map(|line| format!("{}\n", hex::encode(line)))
+        .collect();
+    fs::write(testdata.join("profile-format-3.hex"), hex).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    store::Store::create(
+        &dir,
+        &store::Passphrase::new("correct horse battery staple".into()),
+        store::KdfParams::WEAKEST,
+        &golden_profile_3(),
+        &mut rand::rng(),
+    )
+    .unwrap();
+    for (from, to) in [
+        (store::KEY_FILE, "profile-format-3.key"),
+        (store::DATA_FILE, "profile-format-3.data"),
+    ] {
+        fs::copy(dir.join(from), testdata.join(to)).unwrap();
+    }
 }

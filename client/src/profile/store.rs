@@ -337,9 +337,9 @@ impl Store {
             }
             (None, Some(mut duress)) => {
                 // The same work as a normal open: the data file is read and
-                // decrypted (with a key that fails), then saved.
+                // run through the cipher, then an empty profile is saved.
                 if let Some(data) = read_bounded(&self.dir.join(DATA_FILE), MAX_DATA_FILE)? {
-                    let _ = datafile::open(&data, &duress.data_key, key_file.version(), 1);
+                    datafile::same_work_as_open(&data, &duress.data_key);
                 }
                 let mut empty = Profile::new(rng, time::now());
                 empty.home_relay = duress.relay.take().map(super::StoredRelay::new);
@@ -604,16 +604,19 @@ impl Examiner {
     /// `key_file` (a key file's bytes with the same salt) that the
     /// passphrase opens; the duress slot counts too.
     pub fn opens(&self, key_file: &[u8], data: &[u8]) -> bool {
-        let Ok(key_file) = KeyFile::parse(key_file) else {
-            return false;
-        };
+        self.open(key_file, data).is_some()
+    }
+
+    /// The profile `data` holds, if it decrypts as [`Examiner::opens`]
+    /// says.
+    pub fn open(&self, key_file: &[u8], data: &[u8]) -> Option<Profile> {
+        let key_file = KeyFile::parse(key_file).ok()?;
         if !key_file.same_profile(&self.salt_of) {
-            return false;
+            return None;
         }
-        (0..=DURESS_SLOT).any(|i| {
-            key_file.unwrap(&self.kek, i).is_some_and(|c| {
-                datafile::open(data, &c.data_key, key_file.version(), c.generation).is_ok()
-            })
+        (0..=DURESS_SLOT).find_map(|i| {
+            let c = key_file.unwrap(&self.kek, i)?;
+            datafile::open(data, &c.data_key, key_file.version(), c.generation).ok()
         })
     }
 }

@@ -173,6 +173,14 @@ impl Home {
         cmd
     }
 
+    /// `enlace --home <dir> <args>` exactly, with `input` on standard
+    /// input and the passphrase in the environment.
+    pub fn command_with_input(&self, args: &[&str], input: &str) -> Command {
+        let mut cmd = self.command_verbatim(args);
+        cmd.stdin(input_file(input));
+        cmd
+    }
+
     /// Runs `cmd` to the end (recorded, if this home is).
     pub fn output(&self, cmd: Command) -> Output {
         match &self.recorder {

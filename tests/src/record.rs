@@ -9,7 +9,9 @@
 //! process; once it exits, it reads them once more. The client only
 //! stops: the copies are made here, from the file system.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
@@ -18,14 +20,33 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
 
+/// One content a file had.
+#[derive(Debug, Clone)]
+pub struct Version {
+    /// The snapshot that first saw it (snapshots are numbered from 0 in
+    /// the order they were taken): versions of different files seen in
+    /// the same snapshot were on the disk together.
+    pub seen_at: usize,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
 /// Records the versions of the files under some directories.
 #[derive(Debug, Default)]
 pub struct Recorder {
     watched: Mutex<Vec<PathBuf>>,
-    /// Every distinct content seen at each path, oldest first.
-    versions: Mutex<BTreeMap<PathBuf, Vec<Vec<u8>>>>,
+    state: Mutex<State>,
     stops: AtomicUsize,
     runs: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Every distinct content seen at each path, oldest first.
+    versions: BTreeMap<PathBuf, Vec<Version>>,
+    /// Hashes of those contents, per path, to compare quickly.
+    hashes: BTreeMap<PathBuf, HashSet<u64>>,
+    snapshots: usize,
 }
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -59,17 +80,35 @@ impl Recorder {
         for dir in self.watched.lock().unwrap().iter() {
             files_under(dir, &mut paths);
         }
-        let mut versions = self.versions.lock().unwrap();
+        let mut state = self.state.lock().unwrap();
+        let seen_at = state.snapshots;
+        state.snapshots += 1;
         for path in paths {
             // A file removed between listing and reading is simply gone.
             let Ok(bytes) = std::fs::read(&path) else {
                 continue;
             };
-            let seen = versions.entry(path).or_default();
-            if !seen.contains(&bytes) {
-                seen.push(bytes);
+            let mut hasher = DefaultHasher::new();
+            bytes.hash(&mut hasher);
+            if state
+                .hashes
+                .entry(path.clone())
+                .or_default()
+                .insert(hasher.finish())
+            {
+                state
+                    .versions
+                    .entry(path)
+                    .or_default()
+                    .push(Version { seen_at, bytes });
             }
         }
+    }
+
+    /// How many snapshots were taken so far: versions seen from now on
+    /// have a `seen_at` of at least this.
+    pub fn now(&self) -> usize {
+        self.state.lock().unwrap().snapshots
     }
 
     /// Runs `cmd` to its end, stopping it before each of its writes to
@@ -117,8 +156,8 @@ impl Recorder {
     }
 
     /// Every path written, with its distinct contents, oldest first.
-    pub fn versions(&self) -> BTreeMap<PathBuf, Vec<Vec<u8>>> {
-        self.versions.lock().unwrap().clone()
+    pub fn versions(&self) -> BTreeMap<PathBuf, Vec<Version>> {
+        self.state.lock().unwrap().versions.clone()
     }
 
     /// How many times a run stopped before a write.

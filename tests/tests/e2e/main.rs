@@ -14,7 +14,9 @@
 mod abuse;
 mod cli;
 mod durability;
+mod forensic;
 mod forwarding;
+mod hardening;
 mod load;
 mod mailbox;
 mod nuclei;

@@ -7,7 +7,15 @@ use clap::{Parser, Subcommand};
 const AFTER_HELP: &str = "\
 Message text and invitation codes are never given on the command line
 (other users and your shell history could read them): type them when asked,
-or pipe them in, as in `enlace send Ana < note.txt`.
+or give them on standard input.
+
+Examples:
+  enlace send Ana                      type the message, end with Ctrl-D
+  enlace send Ana < note.txt
+  enlace accept --name Ana             paste the code Ana gave you
+  enlace history Ana
+  enlace timer Ana 1d                  messages with Ana disappear after a day
+  enlace --passphrase-fd 3 read 3< pass.txt
 
 Environment:
   ENLACE_HOME        profile directory (same as --home)
@@ -18,7 +26,7 @@ Environment:
 Exit codes:
   0  success
   1  failure not listed below (the message says what)
-  2  usage error: unknown command or bad arguments
+  2  usage error: unknown command or bad arguments (or a secret given as one)
   3  cannot open the profile: wrong passphrase or damaged store
   4  relay unreachable or refused; messages stay in the outbox
   5  a contact's identity key changed: verify again before sending";

@@ -588,3 +588,32 @@ fn history_and_timer_offline() {
     let r = run(&home, &["history", "Nadie"]);
     assert_eq!(r.code, 1);
 }
+
+/// `--passphrase-fd 3` with the descriptor opened by the shell, as the
+/// help's example has it; the real binary, which also hardens itself.
+#[test]
+fn passphrase_from_a_descriptor_the_shell_opened() {
+    let (tmp, home) = new_home();
+    let file = tmp.path().join("pass.txt");
+    fs::write(&file, format!("{PASS}\n")).unwrap();
+    let run = |file: &Path| {
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(r#"exec "$ENLACE" --home "$PROFILE" --passphrase-fd 3 contacts 3< "$PASSFILE""#)
+            .env("ENLACE", env!("CARGO_BIN_EXE_enlace"))
+            .env("PROFILE", &home)
+            .env("PASSFILE", file)
+            .env_remove("ENLACE_PASSPHRASE")
+            .output()
+            .unwrap()
+    };
+    let out = run(&file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No contacts yet"));
+    fs::write(&file, "not it\n").unwrap();
+    assert_eq!(run(&file).status.code(), Some(3));
+}

@@ -65,6 +65,12 @@ pub fn unix_now() -> u64 {
         .as_secs()
 }
 
+/// Where cargo put the `enlace` and `enlace-relay` binaries this test
+/// runs (`target/<profile>/`), for a `PATH`.
+pub fn binary_dir() -> PathBuf {
+    binary("enlace").parent().unwrap().to_owned()
+}
+
 /// The binary `name` cargo built next to this test executable
 /// (`target/<profile>/`).
 fn binary(name: &str) -> PathBuf {

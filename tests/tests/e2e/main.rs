@@ -21,3 +21,4 @@ mod load;
 mod mailbox;
 mod nuclei;
 mod pinning;
+mod readme;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use enlace_client::Env;
 use enlace_client::profile::store::{KdfParams, Passphrase, Store};
-use enlace_client::profile::{Contact, Direction, HistoryEntry, MessageId};
+use enlace_client::profile::{Contact, ContactId, Direction, HistoryEntry, MessageId, Profile};
 
 const PASS: &str = "correct horse battery staple";
 const RELAY: &str =
@@ -70,6 +70,24 @@ fn all_bytes_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         }
     }
     files
+}
+
+/// Adds a contact named `name` (contacts come from the network in real
+/// use; tests that do not need a relay put them in directly).
+fn add_contact(p: &mut Profile, name: &str) -> ContactId {
+    let id = p.allocate_contact_id();
+    p.contacts.push(Contact {
+        id,
+        name: name.into(),
+        identity_key: [7; 32],
+        verified_key: None,
+        key_changed: false,
+        session: Vec::new(),
+        send_to: None,
+        receive_on: None,
+        added_at: 1_790_000_000,
+    });
+    id
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -267,18 +285,7 @@ fn nothing_readable_on_disk() {
     {
         let _lock = store.lock().unwrap();
         let mut p = store.load().unwrap();
-        let id = p.allocate_contact_id();
-        p.contacts.push(Contact {
-            id,
-            name: name.into(),
-            identity_key: [7; 32],
-            verified_key: None,
-            key_changed: false,
-            session: Vec::new(),
-            send_to: None,
-            receive_on: None,
-            added_at: 1_790_000_000,
-        });
+        let id = add_contact(&mut p, name);
         p.history.push(HistoryEntry {
             contact: id,
             direction: Direction::Out,
@@ -503,18 +510,7 @@ fn history_and_timer_offline() {
     let (store, _) = Store::open(&home, &Passphrase::new(PASS.into())).unwrap();
     store
         .update(|p| {
-            let id = p.allocate_contact_id();
-            p.contacts.push(Contact {
-                id,
-                name: "Ximena".into(),
-                identity_key: [7; 32],
-                verified_key: None,
-                key_changed: false,
-                session: Vec::new(),
-                send_to: None,
-                receive_on: None,
-                added_at: 0,
-            });
+            let id = add_contact(p, "Ximena");
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()

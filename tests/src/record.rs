@@ -113,6 +113,10 @@ impl Recorder {
 
     /// Runs `cmd` to its end, stopping it before each of its writes to
     /// copy the files; returns its output as `Command::output` would.
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped by waitpid, which also reports its stops"
+    )]
     pub fn run(&self, mut cmd: Command) -> Output {
         self.runs.fetch_add(1, Ordering::Relaxed);
         let mut child = cmd

@@ -204,24 +204,10 @@ pub(crate) fn take_unshown(p: &mut Profile) -> Vec<TimerShown> {
 mod tests {
     use super::*;
     use crate::domain::inbox::handle_plaintext;
-    use crate::profile::{Contact, EnvelopeId, RemoteMailbox, SendId, StoredRelay};
+    use crate::profile::{Contact, EnvelopeId, StoredRelay};
 
     fn contact(id: u64, name: &str) -> Contact {
-        Contact {
-            id: ContactId(id),
-            name: name.into(),
-            identity_key: [id as u8; 32],
-            verified_key: None,
-            key_changed: false,
-            session: Vec::new(),
-            send_to: Some(RemoteMailbox {
-                relay: StoredRelay::from_text("relay".into()),
-                send_id: SendId([1; 16]),
-                sender_key: [2; 32],
-            }),
-            receive_on: None,
-            added_at: 0,
-        }
+        Contact::for_tests(ContactId(id), name, true)
     }
 
     /// A stand-in for the session: the "envelope" is the plaintext.

@@ -133,7 +133,7 @@ pub(super) fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{ContactId, Direction, HistoryEntry, MessageId};
+    use crate::profile::{ContactId, HistoryEntry};
 
     #[test]
     fn buckets() {
@@ -153,15 +153,12 @@ mod tests {
         let key = [3; 32];
         let empty = seal(&p, &key, 3, 1, &mut rng).unwrap();
         for i in 0..100u8 {
-            p.history.push(HistoryEntry {
-                contact: ContactId(1),
-                direction: Direction::In,
-                message_id: MessageId([i; 16]),
-                sent_at: 0,
-                stored_at: 0,
-                text: "una reunión el jueves a las seis".into(),
-                shown: true,
-            });
+            p.history.push(HistoryEntry::for_tests(
+                ContactId(1),
+                i,
+                0,
+                "una reunión el jueves a las seis",
+            ));
         }
         let full = seal(&p, &key, 3, 1, &mut rng).unwrap();
         assert_eq!(empty.len(), full.len());

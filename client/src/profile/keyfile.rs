@@ -148,13 +148,10 @@ impl KeyFile {
         start..start + SLOT_LEN
     }
 
-    fn aad(&self, index: usize) -> [u8; 1 + SALT_LEN + 1] {
-        let mut aad = [0u8; 1 + SALT_LEN + 1];
-        if let Some(head) = self.bytes.get(..1 + SALT_LEN) {
-            aad[..1 + SALT_LEN].copy_from_slice(head);
-        }
-        aad[1 + SALT_LEN] = u8::try_from(index).unwrap_or(u8::MAX);
-        aad
+    fn aad(&self, index: usize) -> Vec<u8> {
+        let header = self.bytes.get(..1 + SALT_LEN).unwrap_or_default();
+        let index = u8::try_from(index).unwrap_or(u8::MAX);
+        [header, &[index]].concat()
     }
 
     /// Opens slot `index` with `kek`; `None` if it does not open.
@@ -197,18 +194,20 @@ impl KeyFile {
         content: &SlotContent,
         rng: &mut impl CryptoRng,
     ) -> Result<(), Error> {
-        let mut plain = Zeroizing::new([0u8; CONTENT_LEN]);
-        plain[..8].copy_from_slice(&content.generation.to_be_bytes());
-        plain[8..40].copy_from_slice(content.data_key.as_ref());
-        if let Some(relay) = &content.relay {
-            let mut encoded = Vec::with_capacity(RELAY_ROOM);
-            relay.encode(&mut encoded);
-            if encoded.len() <= RELAY_ROOM {
-                let len = u16::try_from(encoded.len()).map_err(|_| Error::Encode)?;
-                plain[40..42].copy_from_slice(&len.to_be_bytes());
-                plain[42..42 + encoded.len()].copy_from_slice(&encoded);
+        let mut relay = Zeroizing::new(Vec::with_capacity(RELAY_ROOM));
+        if let Some(address) = &content.relay {
+            address.encode(&mut relay);
+            if relay.len() > RELAY_ROOM {
+                relay.clear();
             }
         }
+        let relay_len = u16::try_from(relay.len()).map_err(|_| Error::Encode)?;
+        let mut plain = Zeroizing::new(Vec::with_capacity(CONTENT_LEN));
+        plain.extend_from_slice(&content.generation.to_be_bytes());
+        plain.extend_from_slice(content.data_key.as_ref());
+        plain.extend_from_slice(&relay_len.to_be_bytes());
+        plain.extend_from_slice(&relay);
+        plain.resize(CONTENT_LEN, 0);
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
         let cipher = XChaCha20Poly1305::new(&(*kek.0).into());
@@ -217,7 +216,7 @@ impl KeyFile {
             .encrypt(
                 &XNonce::from(nonce),
                 Payload {
-                    msg: plain.as_ref(),
+                    msg: &plain,
                     aad: &aad,
                 },
             )

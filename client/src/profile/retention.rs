@@ -163,36 +163,18 @@ mod tests {
 
     use super::*;
     use crate::profile::timer::DEFAULT_TIMER_SECS;
-    use crate::profile::{Contact, Direction, MessageId, PartialMessage, SentMessage, Status};
+    use crate::profile::{Contact, MessageId, PartialMessage, SentMessage, Status};
 
     const HOUR: u64 = 3_600;
 
     fn contact(p: &mut Profile, name: &str) -> ContactId {
         let id = p.allocate_contact_id();
-        p.contacts.push(Contact {
-            id,
-            name: name.into(),
-            identity_key: [id.0 as u8; 32],
-            verified_key: None,
-            key_changed: false,
-            session: Vec::new(),
-            send_to: None,
-            receive_on: None,
-            added_at: 0,
-        });
+        p.contacts.push(Contact::for_tests(id, name, false));
         id
     }
 
     fn entry(contact: ContactId, id: u8, at: u64, text: &str) -> HistoryEntry {
-        HistoryEntry {
-            contact,
-            direction: Direction::In,
-            message_id: MessageId([id; 16]),
-            sent_at: at,
-            stored_at: at,
-            text: text.into(),
-            shown: true,
-        }
+        HistoryEntry::for_tests(contact, id, at, text)
     }
 
     /// A 1-hour timer and an injected clock: readable before, gone after;

@@ -488,6 +488,13 @@ impl Store {
         let _lock = self.lock()?;
         let mut found = self.find(true)?;
         let result = change(&mut found.profile)?;
+        self.save_found(&self.kek, found)?;
+        Ok(result)
+    }
+
+    /// Drops what is past its timer from `found` and writes it as the
+    /// next generation, its slot sealed under `kek`.
+    fn save_found(&self, kek: &Kek, mut found: Found) -> Result<(), Error> {
         found.profile.expire(time::now());
         let Found {
             key_file,
@@ -495,14 +502,13 @@ impl Store {
             profile,
         } = found;
         self.write(
-            &self.kek,
+            kek,
             &profile,
             key_file,
             active,
             Write::Save,
             &mut rand::rng(),
-        )?;
-        Ok(result)
+        )
     }
 
     /// Changes the passphrase: the next generation's slot is sealed under
@@ -510,25 +516,12 @@ impl Store {
     /// that opens with one of the two. Refuses the duress passphrase.
     pub fn change_passphrase(&mut self, new: &Passphrase) -> Result<(), Error> {
         let lock = self.lock()?;
-        let mut found = self.find(true)?;
+        let found = self.find(true)?;
         let kek = found.key_file.derive(new)?;
         if found.key_file.unwrap(&kek, DURESS_SLOT).is_some() {
             return Err(Error::DuressReused);
         }
-        found.profile.expire(time::now());
-        let Found {
-            key_file,
-            active,
-            profile,
-        } = found;
-        self.write(
-            &kek,
-            &profile,
-            key_file,
-            active,
-            Write::Save,
-            &mut rand::rng(),
-        )?;
+        self.save_found(&kek, found)?;
         drop(lock);
         self.kek = kek;
         Ok(())

@@ -415,7 +415,7 @@ fn clearing_the_duress_passphrase() {
 /// Opening and saving drop what is past its timer.
 #[test]
 fn saves_drop_expired_messages() {
-    use crate::profile::{ContactId, Direction, HistoryEntry, MessageId};
+    use crate::profile::{ContactId, HistoryEntry};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
     let store = new_store(&dir);
@@ -427,15 +427,8 @@ fn saves_drop_expired_messages() {
                 timer: Timer::parse("1h").unwrap(),
                 set_at: 0,
             });
-            p.history.push(HistoryEntry {
-                contact: ContactId(7),
-                direction: Direction::Out,
-                message_id: MessageId([1; 16]),
-                sent_at: 1,
-                stored_at: 1,
-                text: "de hace mucho".into(),
-                shown: true,
-            });
+            p.history
+                .push(HistoryEntry::for_tests(ContactId(7), 1, 1, "de hace mucho"));
             Ok(())
         })
         .unwrap();

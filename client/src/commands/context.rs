@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use crate::display::terminal_safe;
-use crate::error::Error;
+use crate::error::{Error, MessageError};
 use crate::profile::Profile;
 use crate::profile::store::{KdfParams, Passphrase, Store};
 
@@ -170,10 +170,16 @@ fn default_home() -> Result<PathBuf, Error> {
 /// The longest passphrase line read: far more than anyone types.
 const MAX_PASSPHRASE_LINE: usize = 4096;
 
+/// The most text read from standard input for one message or code: more
+/// than a message may hold (64 parts of under 2 KiB), so a longer one is
+/// refused by the message's own limit first.
+const MAX_MESSAGE_INPUT: usize = 256 * 1024;
+
 /// One line, without its end, read a byte at a time so that nothing after
 /// it is consumed (the rest of standard input is the command's).
 fn read_line(input: &mut dyn Read) -> std::io::Result<String> {
-    let mut line = Zeroizing::new(Vec::new());
+    // Allocated once at its largest: growing would leave copies behind.
+    let mut line = Zeroizing::new(Vec::with_capacity(MAX_PASSPHRASE_LINE));
     let mut byte = [0u8; 1];
     while line.len() < MAX_PASSPHRASE_LINE {
         if input.read(&mut byte)? == 0 || byte[0] == b'\n' {
@@ -184,7 +190,10 @@ fn read_line(input: &mut dyn Read) -> std::io::Result<String> {
     if line.last() == Some(&b'\r') {
         line.pop();
     }
-    String::from_utf8(line.to_vec()).map_err(|_| std::io::ErrorKind::InvalidData.into())
+    String::from_utf8(std::mem::take(&mut *line)).map_err(|e| {
+        drop(Zeroizing::new(e.into_bytes()));
+        std::io::ErrorKind::InvalidData.into()
+    })
 }
 
 /// `--passphrase-fd N` for N other than 0: the descriptor is opened again
@@ -219,10 +228,18 @@ fn read_passphrase_file(path: &Path) -> Result<Passphrase, Error> {
 /// Text from standard input, without its final newline, zeroized when
 /// dropped.
 pub(crate) fn read_message(input: &mut dyn BufRead) -> Result<Zeroizing<String>, Error> {
-    let mut text = Zeroizing::new(String::new());
+    // Allocated once, larger than any message may be, so that reading
+    // never moves the text and leaves a copy behind.
+    let mut text = Zeroizing::new(String::with_capacity(MAX_MESSAGE_INPUT + 64));
     input
+        .take(MAX_MESSAGE_INPUT as u64 + 1)
         .read_to_string(&mut text)
         .map_err(|e| Error::io("cannot read standard input", e))?;
+    if text.len() > MAX_MESSAGE_INPUT {
+        return Err(Error::MessageTooLong(MessageError::TooLong(
+            MAX_MESSAGE_INPUT,
+        )));
+    }
     let trimmed = text.trim_end_matches(['\n', '\r']).len();
     text.truncate(trimmed);
     Ok(text)

@@ -6,7 +6,7 @@ use enlace_protocol::keys::{PublicKey, SafetyNumber};
 use enlace_protocol::session::Invitation as InvitationCode;
 use serde_json::json;
 
-use super::context::{Ctx, invitation_code};
+use super::context::{Ctx, read_code, refuse_code};
 use super::output::Out;
 use crate::display::terminal_safe;
 use crate::domain::contacts::{check_name, find_code};
@@ -141,9 +141,10 @@ pub(crate) fn accept(
     code: Option<String>,
     name: &str,
 ) -> Result<(), Error> {
-    let code = invitation_code(ctx, input, code, name)?;
-    let (store, _) = ctx.open()?;
+    refuse_code(code, name)?;
     let name = check_name(name)?;
+    let (store, _) = ctx.open()?;
+    let code = read_code(ctx, input)?;
     let now = time::now();
     let invitation = InvitationCode::parse(find_code(&code), now)
         .map_err(|e| Error::InvalidInvitation(e.to_string()))?;

@@ -330,26 +330,28 @@ const END_OF_INPUT: &str = "Ctrl-Z and Enter";
 #[cfg(not(windows))]
 const END_OF_INPUT: &str = "Ctrl-D";
 
-/// An invitation code: never from the command line (a code other than
-/// `-` is refused); pasted on a terminal (one line), else standard input.
-pub(crate) fn invitation_code(
-    ctx: &Ctx<'_>,
-    input: &mut dyn BufRead,
-    given: Option<String>,
-    name: &str,
-) -> Result<Zeroizing<String>, Error> {
-    if let Some(code) = given.map(Zeroizing::new)
-        && code.as_str() != "-"
-    {
-        return Err(Error::SecretOnCommandLine {
+/// Refuses an invitation code given on the command line (any code but
+/// `-`), naming the safe form.
+pub(crate) fn refuse_code(given: Option<String>, name: &str) -> Result<(), Error> {
+    match given.map(Zeroizing::new) {
+        Some(code) if code.as_str() != "-" => Err(Error::SecretOnCommandLine {
             what: "an invitation code",
             safe: format!(
                 "run `enlace accept --name {name}` and paste it, or pipe it in: \
                  `enlace accept --name {name} < code.txt`",
                 name = shell_word(name)
             ),
-        });
+        }),
+        _ => Ok(()),
     }
+}
+
+/// Reads an invitation code: pasted on a terminal (one line), else all of
+/// standard input.
+pub(crate) fn read_code(
+    ctx: &Ctx<'_>,
+    input: &mut dyn BufRead,
+) -> Result<Zeroizing<String>, Error> {
     if ctx.env.interactive {
         eprint!("Paste the invitation code and press Enter: ");
         let line = read_line(input).map_err(|e| Error::io("cannot read standard input", e))?;

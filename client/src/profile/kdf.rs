@@ -18,7 +18,7 @@ pub const KDF_LANES: u32 = 1;
 /// The weakest parameters a store (format 2) header may name: 64 MiB,
 /// one pass. A header below this was not written by this client, so it is
 /// refused before any work is done.
-pub(super) const KDF_MIN_MEMORY_KIB: u32 = 64 * 1024;
+const KDF_MIN_MEMORY_KIB: u32 = 64 * 1024;
 /// The strongest parameters a format 2 header may name (4 GiB, 16 passes,
 /// 16 lanes): bounds the work a tampered header can make us do.
 const KDF_MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;

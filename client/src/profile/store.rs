@@ -26,7 +26,8 @@
 //!
 //! The slot holding the data file's key is rewritten with the same bytes
 //! until step 4, so a kill at any step leaves a profile that opens with
-//! the passphrase, old or new. After step 4 no slot holds the old data
+//! the passphrase, old or new (a kill between steps 2 and 3 leaves the new
+//! data at its temporary name, which the next open renames into place). After step 4 no slot holds the old data
 //! key: earlier data files left on the disk no longer decrypt, even with
 //! the passphrase (what storage hardware can still keep: `docs/client.md`).
 //!
@@ -51,8 +52,8 @@ use super::files::{
     create_private_dir, destroy, overwrite_synced, read_bounded, rename_synced, sync_dir,
     write_synced,
 };
+use super::kdf::Kek;
 pub use super::kdf::{KDF_LANES, KDF_MEMORY_KIB, KDF_TIME, KdfParams, Passphrase};
-use super::kdf::{KDF_MIN_MEMORY_KIB, Kek};
 use super::keyfile::{DURESS_SLOT, KEY_FILE_LEN, KeyFile, REAL_SLOTS, SlotContent, version_for};
 use super::legacy;
 use super::model::Profile;
@@ -665,8 +666,6 @@ fn lock_for_wipe(dir: &Path) -> Option<File> {
 /// How long `wipe` waits for another command's update: updates hold the
 /// lock for one read-modify-write, far less than this.
 const WIPE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-const _: () = assert!(KDF_MIN_MEMORY_KIB == 64 * 1024);
 
 #[cfg(test)]
 mod tests;

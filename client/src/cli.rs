@@ -5,14 +5,28 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
+Message text and invitation codes are never given on the command line
+(other users and your shell history could read them): type them when asked,
+or give them on standard input.
+
+Examples:
+  enlace send Ana                      type the message, end with Ctrl-D
+  enlace send Ana < note.txt
+  enlace accept --name Ana             paste the code Ana gave you
+  enlace history Ana
+  enlace timer Ana 1d                  messages with Ana disappear after a day
+  enlace --passphrase-fd 3 read 3< pass.txt
+
 Environment:
   ENLACE_HOME        profile directory (same as --home)
-  ENLACE_PASSPHRASE  profile passphrase, for scripts; prefer the prompt
+  ENLACE_PASSPHRASE  passphrase for tests and demos only: other programs of
+                     yours can read it; use the prompt, --passphrase-fd or
+                     --passphrase-file
 
 Exit codes:
   0  success
   1  failure not listed below (the message says what)
-  2  usage error: unknown command or bad arguments
+  2  usage error: unknown command or bad arguments (or a secret given as one)
   3  cannot open the profile: wrong passphrase or damaged store
   4  relay unreachable or refused; messages stay in the outbox
   5  a contact's identity key changed: verify again before sending";
@@ -45,7 +59,11 @@ pub struct Cli {
     )]
     pub home: Option<PathBuf>,
 
-    /// Read the passphrase from the first line of FILE
+    /// Read the passphrase from the first line of file descriptor N
+    #[arg(long, global = true, value_name = "N")]
+    pub passphrase_fd: Option<u32>,
+
+    /// Read the passphrase from the first line of FILE (readable by you only, mode 0600)
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
 
@@ -76,10 +94,12 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Accept an invitation code
+    /// Accept an invitation: paste the code when asked, or pipe it in
     Accept {
-        /// The invitation code, or text containing it; `-` reads standard input
-        code: String,
+        /// `-` (the default): read the code from standard input. A code
+        /// here is refused.
+        #[arg(hide = true)]
+        code: Option<String>,
         /// Name for the new contact
         #[arg(long)]
         name: String,
@@ -94,12 +114,25 @@ pub enum Command {
         #[arg(long)]
         confirm: bool,
     },
-    /// Send a message (reads standard input when TEXT is omitted)
+    /// Send a message: type it (end with Ctrl-D), or pipe it in
     Send {
         /// The contact
         name: String,
-        /// The message
-        text: Option<String>,
+        /// Refused: message text is never given on the command line
+        #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        text: Vec<String>,
+    },
+    /// Show the messages kept with a contact, or in a nucleus ('#NAME')
+    History {
+        /// The contact, or '#' and the nucleus (quoted: '#barrio')
+        name: String,
+    },
+    /// Disappearing messages: show or set how long a conversation keeps them
+    Timer {
+        /// The contact, or '#' and the nucleus (quoted: '#barrio')
+        name: String,
+        /// off, or 1h to 90d (h hours, d days, w weeks); omitted: show it
+        duration: Option<String>,
     },
     /// Nuclei: small groups whose messages go to every member
     #[command(subcommand, after_help = NUCLEUS_HELP)]
@@ -110,12 +143,33 @@ pub enum Command {
     Listen,
     /// Show the status of sent messages
     Status,
+    /// Change the passphrase (the profile is re-keyed under it)
+    ///
+    /// The new passphrase is asked twice on a terminal; without one it is
+    /// the first line of standard input.
+    Passphrase,
+    /// A second passphrase that, typed instead of yours, erases the profile
+    #[command(subcommand)]
+    Duress(DuressCommand),
     /// Destroy the profile: keys, contacts, messages
     Wipe {
         /// Do not ask for confirmation
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// `enlace duress ...`
+#[derive(Debug, Subcommand)]
+pub enum DuressCommand {
+    /// Set the duress passphrase
+    ///
+    /// Typed instead of yours at any passphrase prompt, it erases the
+    /// profile for good and opens an empty one. It is asked twice on a
+    /// terminal; without one it is the first line of standard input.
+    Set,
+    /// Forget the duress passphrase
+    Clear,
 }
 
 /// `enlace relay ...`
@@ -188,12 +242,13 @@ pub enum NucleusCommand {
         /// on or off
         setting: OnOff,
     },
-    /// Send a message to every member (reads standard input when TEXT is omitted)
+    /// Send a message to every member: type it (end with Ctrl-D), or pipe it in
     Send {
         /// The nucleus
         name: String,
-        /// The message
-        text: Option<String>,
+        /// Refused: message text is never given on the command line
+        #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        text: Vec<String>,
     },
     /// List your nuclei and invitations
     List,

@@ -57,6 +57,33 @@ pub enum Error {
     /// The passphrase file could not be used.
     #[error("cannot read the passphrase file: {0}")]
     PassphraseFile(io::Error),
+    /// The passphrase file can be read by other users.
+    #[error("the passphrase file can be read by others (mode {0:04o})")]
+    PassphraseFileMode(u32),
+    /// `--passphrase-fd` could not be read.
+    #[error("cannot read the passphrase from file descriptor {0}: {1}")]
+    PassphraseFd(u32, io::Error),
+    /// The duress passphrase and the profile's passphrase would be the same.
+    #[error("the duress passphrase must differ from the profile's passphrase")]
+    DuressReused,
+    /// The KDF parameters have no version byte (only in-process callers
+    /// choose parameters).
+    #[error("these argon2id parameters cannot be stored")]
+    UnsupportedKdf,
+    /// Message text or an invitation code given on the command line, where
+    /// other local users and the shell history see it.
+    #[error(
+        "{what} on the command line is refused: other users of this computer and your shell history can read it"
+    )]
+    SecretOnCommandLine {
+        /// What was given: "message text", "an invitation code".
+        what: &'static str,
+        /// The safe way to give it.
+        safe: String,
+    },
+    /// A timer that is not `off` or 1 hour to 90 days.
+    #[error("invalid timer {0:?}: use off, or 1h to 90d (h hours, d days, w weeks)")]
+    InvalidTimer(String),
     /// No home relay is set.
     #[error("no home relay set")]
     NoRelay,
@@ -144,6 +171,9 @@ pub enum Error {
     /// The profile could not be encoded (a bug, or memory exhaustion).
     #[error("cannot encode the profile")]
     Encode,
+    /// The process could not be hardened at start.
+    #[error("{0}: {1}")]
+    Harden(&'static str, io::Error),
     /// A file-system operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -212,11 +242,19 @@ impl Error {
             }
             Self::OutOfMemory => "close other programs and try again".into(),
             Self::NoPassphrase => {
-                "run on a terminal, set ENLACE_PASSPHRASE or pass --passphrase-file".into()
+                "run on a terminal, or pass --passphrase-fd N or --passphrase-file FILE".into()
             }
             Self::PassphraseMismatch => "run `enlace init` again".into(),
             Self::WeakPassphrase(_) => "choose a longer passphrase, e.g. five random words".into(),
             Self::PassphraseFile(_) => "check the path given to --passphrase-file".into(),
+            Self::PassphraseFileMode(_) => {
+                "make it readable by you only: `chmod 600 FILE`, then try again".into()
+            }
+            Self::PassphraseFd(..) => "pass the number of a descriptor open for reading".into(),
+            Self::DuressReused => "choose another passphrase".into(),
+            Self::UnsupportedKdf => "use KdfParams::DEFAULT".into(),
+            Self::SecretOnCommandLine { safe, .. } => safe.clone(),
+            Self::InvalidTimer(_) => "for example `1h`, `7d`, `90d` or `off`".into(),
             Self::NoRelay => "run `enlace relay set enlace://FINGERPRINT@HOST:PORT`".into(),
             Self::Address(_) => {
                 "copy the whole address the relay printed: enlace://FINGERPRINT@HOST:PORT".into()
@@ -256,7 +294,7 @@ impl Error {
                  then `enlace verify {name} --confirm`"
             ),
             Self::NotConfirmed => "pass --yes, or run it on a terminal to confirm".into(),
-            Self::EmptyMessage => "give the text as an argument or on standard input".into(),
+            Self::EmptyMessage => "type the text, or give it on standard input".into(),
             Self::RelayUnreachable { queued: 0 } => {
                 "check the network, or ask the relay's operator, then try again".into()
             }
@@ -273,6 +311,9 @@ impl Error {
             Self::IntroductionTooLong => "choose a home relay with a shorter address".into(),
             Self::NotAvailable(_) => "update enlace; nothing was changed".into(),
             Self::Encode => "nothing was changed; report this bug".into(),
+            Self::Harden(..) => "enlace does not run where its memory could be dumped; \
+                 check the system's security settings"
+                .into(),
             Self::Io { .. } => "check the disk and the permissions of the profile directory".into(),
         }
     }
@@ -281,6 +322,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::CannotOpen => exit::CANNOT_OPEN,
+            Self::SecretOnCommandLine { .. } => exit::USAGE,
             Self::IdentityChanged(_) => exit::IDENTITY_CHANGED,
             Self::RelayUnreachable { .. } | Self::RelayRefused(_) => exit::RELAY,
             _ => exit::OTHER,

@@ -19,7 +19,8 @@
 //!
 //! Beside them, leaves any layer may use: [`cli`] (arguments), [`error`],
 //! `time` (the only place that reads the clock), `display` (text from
-//! contacts made safe for a terminal), `qr`.
+//! contacts made safe for a terminal), `qr`, and [`harden`] (no core
+//! files, not dumpable), which `main` calls first.
 //!
 //! What it does not do: protocol logic (that is `enlace-protocol`), or
 //! relay work.
@@ -38,6 +39,7 @@ mod display;
 mod domain;
 mod driver;
 pub mod error;
+pub mod harden;
 mod opaque;
 pub mod profile;
 mod qr;

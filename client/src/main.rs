@@ -5,6 +5,11 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before anything secret is in memory: no core file, not dumpable.
+    if let Err(e) = enlace_client::harden::harden_process() {
+        eprintln!("error: {e} — {}", e.hint());
+        return ExitCode::from(enlace_client::error::exit::OTHER);
+    }
     let env = enlace_client::Env::from_process();
     let stdin = std::io::stdin();
     let code = enlace_client::main_with(

@@ -1,5 +1,9 @@
 //! The client reads the clock here and nowhere else: wall-clock seconds for
 //! messages and expiries, a monotonic instant for waits.
+//!
+//! Debug builds only (the test binaries), `ENLACE_DEBUG_CLOCK_OFFSET_SECS`
+//! moves the wall clock forward by that many seconds, so that an
+//! end-to-end test can see a disappearing-message timer run out.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -10,10 +14,29 @@ pub(crate) fn instant() -> Instant {
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub(crate) fn now() -> u64 {
-    SystemTime::now()
+    let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    secs.saturating_add(debug_offset())
+}
+
+/// The test clock's offset: always 0 outside debug builds.
+#[cfg(debug_assertions)]
+fn debug_offset() -> u64 {
+    use std::sync::OnceLock;
+    static OFFSET: OnceLock<u64> = OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        std::env::var("ENLACE_DEBUG_CLOCK_OFFSET_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+#[cfg(not(debug_assertions))]
+fn debug_offset() -> u64 {
+    0
 }
 
 /// `YYYY-MM-DD HH:MM UTC`.

@@ -3,11 +3,17 @@
 //! ([`enlace_client::main_with`]) with the cheapest KDF a store may carry,
 //! so every later run, which reads the parameters from the store, unlocks
 //! it quickly; the binary itself always makes profiles with the real ones.
+//!
+//! The binary refuses message text and invitation codes on its command
+//! line. Tests still write `home.ok(&["send", "Ana", "hola"])`: the fixture
+//! moves the text (and an invitation code of `accept`) to standard input,
+//! so the binary runs `enlace send Ana` with `hola` on its standard input,
+//! the safe form. [`Home::command_verbatim`] runs exactly what it is given.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use enlace_client::Env;
@@ -16,6 +22,7 @@ use enlace_client::profile::store::{KdfParams, Passphrase, Store};
 use enlace_protocol::address::RelayAddress;
 use serde_json::Value;
 
+use crate::record::Recorder;
 use crate::{WAIT, binary};
 
 /// Every test profile's passphrase (given to the binary in
@@ -23,22 +30,97 @@ use crate::{WAIT, binary};
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
 /// The cheapest KDF parameters a store may carry.
-pub const TEST_KDF: KdfParams = KdfParams {
-    memory_kib: 64 * 1024,
-    time: 1,
-    lanes: 1,
-};
+pub const TEST_KDF: KdfParams = KdfParams::WEAKEST;
 
 /// One organizer's profile directory.
 #[derive(Debug)]
 pub struct Home {
     dir: PathBuf,
+    /// Records every version of every file the runs write, if set.
+    recorder: Option<Arc<Recorder>>,
+}
+
+/// Where the secret arguments of `args` go: the arguments without them,
+/// and the text to give on standard input. `send NAME TEXT...`,
+/// `nucleus send NAME TEXT...` and `accept CODE` (a code other than `-`)
+/// lose their text; anything else is left as it is.
+fn safe_form(args: &[&str]) -> (Vec<String>, Option<String>) {
+    let mut out: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    // The subcommand: the first word that is not an option or its value.
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        match *a {
+            "--home" | "--passphrase-file" | "--passphrase-fd" => i += 2,
+            a if a.starts_with("--") => i += 1,
+            _ => break,
+        }
+    }
+    let text_from = match (args.get(i), args.get(i + 1)) {
+        (Some(&"send"), _) => Some(i + 2),
+        (Some(&"nucleus"), Some(&"send")) => Some(i + 3),
+        (Some(&"accept"), _) => {
+            let mut j = i + 1;
+            let mut code = None;
+            while let Some(a) = args.get(j) {
+                if *a == "--name" {
+                    j += 2;
+                } else {
+                    code = Some(j);
+                    break;
+                }
+            }
+            return match code {
+                Some(j) if args[j] != "-" => {
+                    out[j] = "-".to_owned();
+                    (out, Some(args[j].to_owned()))
+                }
+                _ => (out, None),
+            };
+        }
+        _ => None,
+    };
+    match text_from {
+        Some(k) if args.len() > k => {
+            let text = args[k..].join(" ");
+            out.truncate(k);
+            (out, Some(text))
+        }
+        _ => (out, None),
+    }
+}
+
+/// An unnamed temporary file holding `text`, to give as standard input.
+fn input_file(text: &str) -> std::fs::File {
+    let mut f = tempfile::tempfile().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f.rewind().unwrap();
+    f
 }
 
 impl Home {
     /// Makes the profile `root/name` with [`PASSPHRASE`] and [`TEST_KDF`],
     /// its mailboxes on `relay`.
     pub fn new(root: &Path, name: &str, relay: &RelayAddress) -> Self {
+        Self::make(root, name, relay, None)
+    }
+
+    /// As [`Home::new`], and every later run of the binary is recorded by
+    /// `recorder` (which watches the profile directory from now on).
+    pub fn recorded(
+        root: &Path,
+        name: &str,
+        relay: &RelayAddress,
+        recorder: Arc<Recorder>,
+    ) -> Self {
+        Self::make(root, name, relay, Some(recorder))
+    }
+
+    fn make(
+        root: &Path,
+        name: &str,
+        relay: &RelayAddress,
+        recorder: Option<Arc<Recorder>>,
+    ) -> Self {
         let dir = root.join(name);
         let env = Env {
             passphrase: Some(Passphrase::new(PASSPHRASE.into())),
@@ -49,7 +131,13 @@ impl Home {
         let args = ["enlace", "--home", dir.to_str().unwrap(), "init"];
         let code = enlace_client::main_with(args, &env, &mut &b""[..], &mut out, &mut err);
         assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
-        let home = Self { dir };
+        if let Some(r) = &recorder {
+            // `init` ran in this process: what it wrote is recorded from
+            // here (its temporary data file held the same bytes).
+            r.watch(&dir);
+            r.snapshot();
+        }
+        let home = Self { dir, recorder };
         home.ok(&["relay", "set", &relay.to_string()]);
         home
     }
@@ -59,9 +147,23 @@ impl Home {
         &self.dir
     }
 
-    /// `enlace --home <dir> <args>` with the passphrase in the environment
-    /// and nothing on standard input, ready to run.
+    /// `enlace --home <dir> <args>` with the passphrase in the environment,
+    /// ready to run. Message text and invitation codes in `args` are given
+    /// on standard input instead (see the module's documentation);
+    /// otherwise standard input is empty.
     pub fn command(&self, args: &[&str]) -> Command {
+        let (args, input) = safe_form(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = self.command_verbatim(&args);
+        if let Some(text) = input {
+            cmd.stdin(input_file(&text));
+        }
+        cmd
+    }
+
+    /// `enlace --home <dir> <args>` exactly, with the passphrase in the
+    /// environment and nothing on standard input.
+    pub fn command_verbatim(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(binary("enlace"));
         cmd.arg("--home")
             .arg(&self.dir)
@@ -72,32 +174,56 @@ impl Home {
         cmd
     }
 
+    /// `enlace --home <dir> <args>` exactly, with `input` on standard
+    /// input and the passphrase in the environment.
+    pub fn command_with_input(&self, args: &[&str], input: &str) -> Command {
+        let mut cmd = self.command_verbatim(args);
+        cmd.stdin(input_file(input));
+        cmd
+    }
+
+    /// Runs `cmd` to the end (recorded, if this home is).
+    pub fn output(&self, cmd: Command) -> Output {
+        match &self.recorder {
+            Some(r) => r.run(cmd),
+            None => {
+                let mut cmd = cmd;
+                cmd.output().unwrap()
+            }
+        }
+    }
+
     /// Runs `enlace <args>` to the end, whatever its exit code.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
+        self.output(self.command(args))
+    }
+
+    /// `enlace send NAME` with `text` on standard input; expects success.
+    pub fn send(&self, name: &str, text: &str) -> String {
+        self.ok(&["send", name, text])
+    }
+
+    /// `enlace nucleus send NUCLEUS` with `text` on standard input;
+    /// expects success.
+    pub fn nucleus_send(&self, nucleus: &str, text: &str) -> String {
+        self.ok(&["nucleus", "send", nucleus, text])
+    }
+
+    /// `enlace accept --name NAME` with `code` on standard input; expects
+    /// success.
+    pub fn accept(&self, code: &str, name: &str) -> String {
+        self.ok(&["accept", code, "--name", name])
     }
 
     /// Runs `enlace <args>` with `input` on standard input (message text
     /// never goes on the command line), whatever its exit code.
     pub fn run_with_input(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().unwrap();
-            stdin.write_all(input.as_bytes()).unwrap();
-        }
-        child.wait_with_output().unwrap()
+        self.output(self.command_with_input(args, input))
     }
 
     /// `enlace --json nucleus send NUCLEUS` with `text` on standard input;
     /// the command's JSON lines and exit code.
-    pub fn nucleus_send(&self, nucleus: &str, text: &str) -> (Vec<Value>, Option<i32>) {
+    pub fn nucleus_send_json(&self, nucleus: &str, text: &str) -> (Vec<Value>, Option<i32>) {
         let out = self.run_with_input(&["--json", "nucleus", "send", nucleus], text);
         let lines = String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -230,7 +356,7 @@ impl Drop for Listener {
 pub fn connect(inviter: &Home, as_accepter: &str, accepter: &Home, as_inviter: &str) {
     let lines = inviter.json(&["invite", "--name", as_accepter]);
     let code = lines[0]["code"].as_str().unwrap().to_owned();
-    accepter.ok(&["accept", &code, "--name", as_inviter]);
+    accepter.accept(&code, as_inviter);
     let events = inviter.read();
     assert!(
         events
@@ -238,4 +364,47 @@ pub fn connect(inviter: &Home, as_accepter: &str, accepter: &Home, as_inviter: &
             .any(|v| v["event"] == "contact" && v["name"] == as_accepter),
         "{events:?}"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_form;
+
+    #[test]
+    fn secrets_move_to_standard_input() {
+        let cases: [(&[&str], &[&str], Option<&str>); 7] = [
+            (&["send", "Ana", "hola"], &["send", "Ana"], Some("hola")),
+            (
+                &["--json", "send", "Ana", "a", "b"],
+                &["--json", "send", "Ana"],
+                Some("a b"),
+            ),
+            (&["send", "Ana"], &["send", "Ana"], None),
+            (
+                &["nucleus", "send", "barrio", "x"],
+                &["nucleus", "send", "barrio"],
+                Some("x"),
+            ),
+            (
+                &["accept", "enlace1-x", "--name", "Ana"],
+                &["accept", "-", "--name", "Ana"],
+                Some("enlace1-x"),
+            ),
+            (
+                &["accept", "--name", "Ana", "enlace1-x"],
+                &["accept", "--name", "Ana", "-"],
+                Some("enlace1-x"),
+            ),
+            (
+                &["--home", "send", "read"],
+                &["--home", "send", "read"],
+                None,
+            ),
+        ];
+        for (args, want, input) in cases {
+            let (got, text) = safe_form(args);
+            assert_eq!(got, want, "{args:?}");
+            assert_eq!(text.as_deref(), input, "{args:?}");
+        }
+    }
 }

@@ -15,7 +15,9 @@
 //!   [`enlace_quic::RelayConnection`];
 //! - [`proxy`]: UDP forwarders that lose what the relay sends;
 //! - [`measure`]: a process's memory and CPU time and the machine's load,
-//!   from /proc.
+//!   from /proc;
+//! - [`record`]: every version of every file `enlace` writes, copied while
+//!   the binary is stopped before each write, fsync, rename and removal.
 //!
 //! It does not mock anything: every relay and every `enlace` is the binary
 //! cargo built next to the test executable
@@ -39,6 +41,7 @@ pub mod mailbox;
 pub mod measure;
 pub mod net;
 pub mod proxy;
+pub mod record;
 pub mod relay;
 
 /// Generous bound for anything that should happen promptly: a relay
@@ -63,6 +66,12 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// Where cargo put the `enlace` and `enlace-relay` binaries this test
+/// runs (`target/<profile>/`), for a `PATH`.
+pub fn binary_dir() -> PathBuf {
+    binary("enlace").parent().unwrap().to_owned()
 }
 
 /// The binary `name` cargo built next to this test executable

@@ -6,7 +6,7 @@ use enlace_protocol::keys::{PublicKey, SafetyNumber};
 use enlace_protocol::session::Invitation as InvitationCode;
 use serde_json::json;
 
-use super::context::{Ctx, read_message};
+use super::context::{Ctx, read_code, refuse_code};
 use super::output::Out;
 use crate::display::terminal_safe;
 use crate::domain::contacts::{check_name, find_code};
@@ -138,16 +138,13 @@ pub(crate) fn accept(
     ctx: &Ctx<'_>,
     out: &mut Out<'_>,
     input: &mut dyn BufRead,
-    code: String,
+    code: Option<String>,
     name: &str,
 ) -> Result<(), Error> {
-    let code = if code == "-" {
-        read_message(input)?
-    } else {
-        code
-    };
-    let (store, _) = ctx.open()?;
+    refuse_code(code, name)?;
     let name = check_name(name)?;
+    let (store, _) = ctx.open()?;
+    let code = read_code(ctx, input)?;
     let now = time::now();
     let invitation = InvitationCode::parse(find_code(&code), now)
         .map_err(|e| Error::InvalidInvitation(e.to_string()))?;

@@ -5,7 +5,7 @@ use std::io::BufRead;
 use enlace_protocol::session::MAX_PLAINTEXT_LEN;
 use serde_json::json;
 
-use super::context::{Ctx, text_or_input};
+use super::context::{Ctx, To, read_text, refuse_text};
 use super::output::{Out, hex};
 use crate::domain::outbox::queue_text;
 use crate::domain::seal::sealer;
@@ -20,10 +20,15 @@ pub(crate) fn send(
     out: &mut Out<'_>,
     input: &mut dyn BufRead,
     name: &str,
-    text: Option<String>,
+    text: Vec<String>,
 ) -> Result<(), Error> {
-    let text = text_or_input(text, input)?;
-    let (store, _) = ctx.open()?;
+    refuse_text(To::Contact(name), text)?;
+    let (store, profile) = ctx.open()?;
+    if profile.contact(name).is_none() {
+        return Err(Error::UnknownContact(name.to_owned()));
+    }
+    drop(profile);
+    let text = read_text(ctx, input, To::Contact(name))?;
     driver::runtime::block_on(async {
         let now = time::now();
         let message_id = store.update(|p| {

@@ -8,7 +8,9 @@
 pub(crate) mod contacts;
 pub(crate) mod context;
 pub(crate) mod dispatch;
+pub(crate) mod history;
 pub(crate) mod messages;
 pub(crate) mod nucleus;
 pub(crate) mod output;
 pub(crate) mod profile;
+pub(crate) mod secrets;

@@ -7,7 +7,7 @@ use enlace_protocol::session::MAX_PLAINTEXT_LEN;
 use serde_json::json;
 
 use super::contacts::introduced_by;
-use super::context::{Ctx, text_or_input};
+use super::context::{Ctx, To, message_text};
 use super::output::{Out, hex};
 use crate::cli::{NucleusCommand, OnOff, RoleArg};
 use crate::display::terminal_safe;
@@ -67,7 +67,7 @@ pub(crate) fn run(
             require_verified(ctx, out, &name, setting == OnOff::On)
         }
         NucleusCommand::Send { name, text } => {
-            let text = text_or_input(text, input)?;
+            let text = message_text(ctx, input, To::Nucleus(&name), text)?;
             let (store, _) = ctx.open()?;
             driver::runtime::block_on(send_text(&store, out, &name, &text))
         }

@@ -9,6 +9,7 @@ use crate::display::terminal_safe;
 use crate::domain::inbox::Shown;
 use crate::domain::nucleus::introductions::Introduced;
 use crate::domain::nucleus::notices::ShownChange;
+use crate::domain::retention::TimerShown;
 use crate::driver::report::{Event, Report};
 use crate::error::Error;
 use crate::profile::Verification;
@@ -84,6 +85,28 @@ impl<'a> Out<'a> {
         Ok(())
     }
 
+    /// Prints timer changes: `[time] #nucleus Ana set disappearing
+    /// messages to 1 hour.`
+    pub(crate) fn timers(&mut self, timers: &[TimerShown]) -> Result<(), Error> {
+        for t in timers {
+            let place = match &t.nucleus {
+                Some(n) => format!("#{} ", terminal_safe(n)),
+                None => String::new(),
+            };
+            self.emit(
+                &format!(
+                    "[{}] {place}{}",
+                    time::format_utc(t.at),
+                    terminal_safe(&t.sentence())
+                ),
+                json!({"event": "timer", "by": t.by.as_deref().unwrap_or("you"),
+                       "nucleus": t.nucleus, "timer": t.timer.describe(),
+                       "seconds": t.timer.wire(), "at": t.at}),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Tells of a new contact, or one back with a new identity key.
     pub(crate) fn contact(&mut self, name: &str, state: Verification) -> Result<(), Error> {
         let text = if state == Verification::KeyChanged {
@@ -125,6 +148,7 @@ impl Report for Out<'_> {
             Event::Contact { name, state } => self.contact(name, state),
             Event::Messages(shown) => self.messages(shown),
             Event::NucleusChanges(changes) => self.changes(changes),
+            Event::Timers(timers) => self.timers(timers),
             Event::Undecryptable => {
                 self.text("(an envelope that could not be decrypted was dropped)")
             }
@@ -133,7 +157,15 @@ impl Report for Out<'_> {
                 self.text(&format!("(a nucleus introduction was dropped: {e})"))
             }
             Event::NothingNew => self.text("No new messages."),
-            Event::Listening => self.text("Listening for messages; Ctrl-C stops."),
+            Event::Listening => {
+                // What the kernel says of this process (`harden`), for
+                // whoever wants to check it is not dumpable.
+                let (dumpable, core) = crate::harden::state();
+                self.emit(
+                    "Listening for messages; Ctrl-C stops.",
+                    json!({"event": "listening", "dumpable": dumpable, "core_file_limit": core}),
+                )
+            }
             Event::Retrying { error, after } => {
                 // Standard error of the process, as `listen` always did.
                 eprintln!("enlace: {error} — retrying in {} s", after.as_secs());

@@ -36,7 +36,7 @@ pub(crate) fn init(ctx: &Ctx<'_>, out: &mut Out<'_>, relay: Option<&str>) -> Res
     let params = ctx.env.kdf.unwrap_or(KdfParams::DEFAULT);
     Store::create(&ctx.home, &passphrase, params, &profile, &mut rng)?;
     let next = if has_relay {
-        "Next: `enlace invite --name NAME`, or `enlace accept CODE --name NAME`."
+        "Next: `enlace invite --name NAME`, or `enlace accept --name NAME` and paste the code."
     } else {
         "Next: set your home relay with `enlace relay set enlace://FINGERPRINT@HOST:PORT`."
     };

@@ -6,6 +6,7 @@ use super::nucleus;
 use super::outbox::apply_receipt;
 use super::parts::add_part;
 use super::received::Received;
+use super::retention;
 use crate::opaque::opaque_debug;
 use crate::profile::{ContactId, Direction, HistoryEntry, Profile};
 
@@ -43,6 +44,9 @@ pub(crate) fn handle_plaintext(
             | AppMessage::GroupText(_)
             | AppMessage::Introduction(_)),
         ) => nucleus::receive::handle(profile, contact_id, msg, now),
+        Ok(msg @ (AppMessage::Timer { .. } | AppMessage::NucleusTimer { .. })) => {
+            retention::handle(profile, contact_id, msg, now)
+        }
         Err(_) => Received::Nothing,
     }
 }

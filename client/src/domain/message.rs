@@ -10,12 +10,18 @@
 //!           `group::OpV1`; read in welcomes, never sent anew)
 //!   kind 4, nucleus text part (the protocol's `group::GroupText`)
 //!   kind 5, nucleus introduction (the protocol's `group::Introduction`)
+//!   kind 6, timer:          set_at u64 | seconds u32
+//!   kind 7, nucleus timer:  nucleus id [16] | set_at u64 | seconds u32
 //!   kind 16, nucleus membership operation, version 2 (the protocol's
 //!           `group::Op`)
 //! ```
 //!
-//! Kinds 6 to 15 are kept for messages between two contacts, kinds from
-//! 16 on for nuclei.
+//! Kinds 6 to 15 are kept for messages between two contacts (6 and 7 are
+//! taken), kinds from 16 on for nuclei.
+//!
+//! Kinds 6 and 7 set a conversation's disappearing-message timer
+//! (`profile::retention`): seconds 0 for off, else 3,600 to 7,776,000;
+//! `set_at` is the setter's clock, which orders two settings that cross.
 //!
 //! The text part of kinds 1 and 4 is the protocol's `group::TextPart`. The
 //! handshake's own payload (from the accepter, inside the session's first
@@ -27,11 +33,13 @@
 //! is decoded once complete.
 
 use enlace_protocol::group::limits::MAX_PARTS;
-use enlace_protocol::group::{GroupText, Introduction, Op, OpV1, TextPart};
+use enlace_protocol::group::{
+    GroupText, Introduction, NUCLEUS_ID_LEN, NucleusId, Op, OpV1, TextPart,
+};
 use zeroize::Zeroizing;
 
 use crate::error::MessageError;
-use crate::profile::MessageId;
+use crate::profile::{MessageId, Timer};
 
 /// The format version written in the first byte.
 pub(crate) const MESSAGE_VERSION: u8 = 1;
@@ -40,6 +48,8 @@ const KIND_RECEIPT: u8 = 2;
 const KIND_NUCLEUS_OP_V1: u8 = 3;
 const KIND_GROUP_TEXT: u8 = 4;
 const KIND_INTRODUCTION: u8 = 5;
+const KIND_TIMER: u8 = 6;
+const KIND_NUCLEUS_TIMER: u8 = 7;
 const KIND_NUCLEUS_OP: u8 = 16;
 
 /// Bytes of a text message before its text (version and kind included).
@@ -64,6 +74,22 @@ pub(crate) enum AppMessage {
     GroupText(GroupText),
     /// A signed introduction of a new nucleus member.
     Introduction(Introduction),
+    /// The sender set the timer of our conversation.
+    Timer {
+        /// The sender's clock when set.
+        set_at: u64,
+        /// The timer.
+        timer: Timer,
+    },
+    /// The sender set the timer of a nucleus.
+    NucleusTimer {
+        /// The nucleus.
+        nucleus: NucleusId,
+        /// The sender's clock when set.
+        set_at: u64,
+        /// The timer.
+        timer: Timer,
+    },
 }
 
 impl std::fmt::Debug for AppMessage {
@@ -75,6 +101,8 @@ impl std::fmt::Debug for AppMessage {
             Self::NucleusOp(op) => write!(f, "NucleusOp({op:?})"),
             Self::GroupText(t) => write!(f, "GroupText({t:?})"),
             Self::Introduction(_) => f.write_str("Introduction(..)"),
+            Self::Timer { .. } => f.write_str("Timer(..)"),
+            Self::NucleusTimer { .. } => f.write_str("NucleusTimer(..)"),
         }
     }
 }
@@ -104,6 +132,21 @@ impl AppMessage {
                 out.push(KIND_INTRODUCTION);
                 out.extend_from_slice(i.as_bytes());
             }
+            Self::Timer { set_at, timer } => {
+                out.push(KIND_TIMER);
+                out.extend_from_slice(&set_at.to_be_bytes());
+                out.extend_from_slice(&timer.wire().to_be_bytes());
+            }
+            Self::NucleusTimer {
+                nucleus,
+                set_at,
+                timer,
+            } => {
+                out.push(KIND_NUCLEUS_TIMER);
+                out.extend_from_slice(&nucleus.0);
+                out.extend_from_slice(&set_at.to_be_bytes());
+                out.extend_from_slice(&timer.wire().to_be_bytes());
+            }
             Self::Receipt(ids) => {
                 // Callers split receipts at MAX_RECEIPT_IDS; never write a
                 // count that disagrees with the ids that follow.
@@ -131,6 +174,19 @@ impl AppMessage {
             KIND_NUCLEUS_OP => Self::NucleusOp(Op::decode(r)?),
             KIND_GROUP_TEXT => Self::GroupText(GroupText::decode(r)?),
             KIND_INTRODUCTION => Self::Introduction(Introduction::decode(r)?),
+            KIND_TIMER => {
+                let (set_at, timer) = decode_timer(r)?;
+                Self::Timer { set_at, timer }
+            }
+            KIND_NUCLEUS_TIMER => {
+                let nucleus = NucleusId(take::<NUCLEUS_ID_LEN>(&mut r)?);
+                let (set_at, timer) = decode_timer(r)?;
+                Self::NucleusTimer {
+                    nucleus,
+                    set_at,
+                    timer,
+                }
+            }
             KIND_RECEIPT => {
                 let [count] = take::<1>(&mut r)?;
                 let count = usize::from(count);
@@ -149,6 +205,17 @@ impl AppMessage {
             _ => return Err(MessageError::Malformed),
         })
     }
+}
+
+/// `set_at u64 | seconds u32`, exactly, with seconds a valid timer.
+fn decode_timer(mut r: &[u8]) -> Result<(u64, Timer), MessageError> {
+    let set_at = u64::from_be_bytes(take(&mut r)?);
+    let secs = u32::from_be_bytes(take(&mut r)?);
+    let timer = Timer::from_secs(secs).ok_or(MessageError::Malformed)?;
+    if !r.is_empty() {
+        return Err(MessageError::Malformed);
+    }
+    Ok((set_at, timer))
 }
 
 fn take<const N: usize>(r: &mut &[u8]) -> Result<[u8; N], MessageError> {
@@ -261,6 +328,15 @@ mod tests {
         for msg in [
             AppMessage::Text(part([3; 16], 1_790_000_000, 1, 2, b"hola")),
             AppMessage::Receipt(vec![MessageId([1; 16]), MessageId([2; 16])]),
+            AppMessage::Timer {
+                set_at: 1_790_000_000,
+                timer: Timer::from_secs(3_600).unwrap(),
+            },
+            AppMessage::NucleusTimer {
+                nucleus: NucleusId([7; 16]),
+                set_at: 1_790_000_000,
+                timer: Timer::OFF,
+            },
         ] {
             let bytes = msg.encode();
             assert_eq!(AppMessage::decode(&bytes).unwrap(), msg);
@@ -287,6 +363,20 @@ mod tests {
         assert_eq!(
             hex(&receipt.encode()),
             "0102020101010101010101010101010101010102020202020202020202020202020202"
+        );
+        let timer = AppMessage::Timer {
+            set_at: 1_790_000_000,
+            timer: Timer::from_secs(3_600).unwrap(),
+        };
+        assert_eq!(hex(&timer.encode()), "0106000000006ab13b8000000e10");
+        let nucleus_timer = AppMessage::NucleusTimer {
+            nucleus: NucleusId([0x6e; 16]),
+            set_at: 1_790_000_000,
+            timer: Timer::from_secs(7_776_000).unwrap(),
+        };
+        assert_eq!(
+            hex(&nucleus_timer.encode()),
+            "01076e6e6e6e6e6e6e6e6e6e6e6e6e6e6e6e000000006ab13b800076a700"
         );
         let accept = AcceptPayload {
             sender_seed: Zeroizing::new([4; 32]),
@@ -378,6 +468,13 @@ mod tests {
         assert!(AppMessage::decode(&[2, KIND_TEXT]).is_err());
         assert!(AppMessage::decode(&[1, 9]).is_err());
         assert!(AppMessage::decode(&[1, KIND_RECEIPT, 0]).is_err());
+        // Timers outside off and 1 hour..90 days are refused.
+        for secs in [1u32, 3_599, 7_776_001, u32::MAX] {
+            let mut b = vec![1, KIND_TIMER];
+            b.extend_from_slice(&0u64.to_be_bytes());
+            b.extend_from_slice(&secs.to_be_bytes());
+            assert!(AppMessage::decode(&b).is_err(), "{secs}");
+        }
     }
 
     #[test]

@@ -16,5 +16,6 @@ pub(crate) mod outbox;
 pub(crate) mod parts;
 pub(crate) mod receive;
 pub(crate) mod received;
+pub(crate) mod retention;
 pub(crate) mod route;
 pub(crate) mod seal;

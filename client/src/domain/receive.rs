@@ -11,6 +11,7 @@ use super::mailboxes::find_local;
 use super::nucleus::notices::{ShownChange, take_changes};
 use super::outbox::{queue_forwards, queue_receipt};
 use super::received::Received;
+use super::retention::{self, TimerShown};
 use super::seal::{broken_session, sealer, store_session};
 use crate::error::Error;
 use crate::profile::{EnvelopeId, Profile, ReceiveId};
@@ -23,6 +24,8 @@ pub(crate) struct Taken {
     pub(crate) shown: Vec<Shown>,
     /// Membership changes to show now.
     pub(crate) changes: Vec<ShownChange>,
+    /// Timer changes to show now.
+    pub(crate) timers: Vec<TimerShown>,
     /// The mailbox's contact key, if the relay should now be asked to
     /// secure the mailbox with it.
     pub(crate) secure_with: Option<[u8; 32]>,
@@ -42,6 +45,7 @@ pub(crate) fn take_envelope(
             outcome: Outcome::Duplicate,
             shown: Vec::new(),
             changes: Vec::new(),
+            timers: Vec::new(),
             secure_with: None,
         });
     }
@@ -51,6 +55,7 @@ pub(crate) fn take_envelope(
     Ok(Taken {
         outcome,
         changes: take_changes(p),
+        timers: retention::take_unshown(p),
         shown: take_unshown(p),
         secure_with,
     })

@@ -14,6 +14,7 @@ use super::tasks::run_tasks;
 use crate::domain::inbox::take_unshown;
 use crate::domain::mailboxes::{mailbox_set, mailboxes};
 use crate::domain::nucleus::notices::take_changes;
+use crate::domain::retention;
 use crate::error::Error;
 use crate::profile::store::Store;
 
@@ -35,8 +36,10 @@ pub(crate) async fn listen(store: &Store, report: &mut dyn Report) -> Result<(),
 
 async fn listen_forever(store: &Store, report: &mut dyn Report) -> Result<(), Error> {
     let mut backoff = BACKOFF_MIN;
-    let (changes, earlier) = store.update(|p| Ok((take_changes(p), take_unshown(p))))?;
+    let (changes, timers, earlier) =
+        store.update(|p| Ok((take_changes(p), retention::take_unshown(p), take_unshown(p))))?;
     report.report(Event::NucleusChanges(&changes))?;
+    report.report(Event::Timers(&timers))?;
     report.report(Event::Messages(&earlier))?;
     report.report(Event::Listening)?;
     loop {
@@ -64,10 +67,15 @@ async fn tick(
     relays: &mut Relays,
     watched: &BTreeSet<[u8; 16]>,
 ) -> Result<bool, Error> {
-    let profile = store.load()?;
+    let mut profile = store.load()?;
     let changed = mailbox_set(&profile) != *watched;
     let queued = !profile.outbox.is_empty();
+    // Messages past their timer go from the disk while listen runs, too.
+    let expired = profile.expire(crate::time::now());
     drop(profile);
+    if expired {
+        store.update(|_| Ok(()))?;
+    }
     if changed {
         std::mem::take(relays).close().await;
         return Ok(true);

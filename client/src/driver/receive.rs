@@ -19,6 +19,7 @@ use crate::domain::inbox::take_unshown;
 use crate::domain::mailboxes::{Mailbox, mailboxes, mark_secured};
 use crate::domain::nucleus::notices::take_changes;
 use crate::domain::receive::take_envelope;
+use crate::domain::retention;
 use crate::error::Error;
 use crate::profile::store::Store;
 use crate::time;
@@ -46,6 +47,7 @@ pub(crate) async fn handle_envelope(
         })?;
     }
     report.report(Event::NucleusChanges(&taken.changes))?;
+    report.report(Event::Timers(&taken.timers))?;
     report.report(Event::Messages(&taken.shown))?;
     if let Some(key) = taken.secure_with {
         secure_mailbox(store, conn, mailbox, key).await;
@@ -60,6 +62,7 @@ pub(crate) async fn handle_envelope(
     }
     Ok(taken.shown.len()
         + taken.changes.len()
+        + taken.timers.len()
         + usize::from(matches!(taken.outcome, Outcome::Contact(..))))
 }
 
@@ -159,10 +162,12 @@ pub(crate) async fn read(store: &Store, report: &mut dyn Report) -> Result<(), E
     secure_pending(store, &mut relays, &boxes).await;
     let (mut rx, down) = subscribe_all(&mut relays, &boxes).await;
     // Show what earlier runs stored but did not show (an interrupted listen).
-    let (changes, earlier) = store.update(|p| Ok((take_changes(p), take_unshown(p))))?;
+    let (changes, timers, earlier) =
+        store.update(|p| Ok((take_changes(p), retention::take_unshown(p), take_unshown(p))))?;
     report.report(Event::NucleusChanges(&changes))?;
+    report.report(Event::Timers(&timers))?;
     report.report(Event::Messages(&earlier))?;
-    let mut shown_any = !earlier.is_empty() || !changes.is_empty();
+    let mut shown_any = !earlier.is_empty() || !changes.is_empty() || !timers.is_empty();
     let mut lost = false;
     while let Ok(Some((index, event))) = tokio::time::timeout(READ_IDLE, rx.recv()).await {
         let Some(mailbox) = boxes.get(index) else {

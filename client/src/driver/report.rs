@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::domain::inbox::Shown;
 use crate::domain::nucleus::introductions::Introduced;
 use crate::domain::nucleus::notices::ShownChange;
+use crate::domain::retention::TimerShown;
 use crate::error::Error;
 use crate::profile::Verification;
 
@@ -22,6 +23,8 @@ pub(crate) enum Event<'a> {
     Messages(&'a [Shown]),
     /// Membership changes of nuclei, to show.
     NucleusChanges(&'a [ShownChange]),
+    /// Disappearing-message timers changed, to show.
+    Timers(&'a [TimerShown]),
     /// An envelope that could not be decrypted was dropped.
     Undecryptable,
     /// Accepting a nucleus introduction made a contact.

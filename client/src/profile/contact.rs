@@ -135,6 +135,29 @@ pub struct Invitation {
 
 opaque_debug!(Contact, RemoteMailbox, LocalMailbox, Invitation);
 
+/// Test data: a contact with an id, a name and an identity key made from
+/// the id; `writable` gives it a mailbox to send to.
+#[cfg(test)]
+impl Contact {
+    pub(crate) fn for_tests(id: ContactId, name: &str, writable: bool) -> Self {
+        Self {
+            id,
+            name: name.into(),
+            identity_key: [id.0 as u8; 32],
+            verified_key: None,
+            key_changed: false,
+            session: Vec::new(),
+            send_to: writable.then(|| RemoteMailbox {
+                relay: StoredRelay::from_text("relay".into()),
+                send_id: SendId([1; 16]),
+                sender_key: [2; 32],
+            }),
+            receive_on: None,
+            added_at: 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

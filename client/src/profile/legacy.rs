@@ -1,113 +1,157 @@
-//! Reading profiles of earlier store formats: the postcard shape of the
-//! model as those formats wrote it, and the conversion to today's.
+//! Reading the stores of formats 1 and 2 (one file, `profile.enlace`),
+//! which the first open migrates to format 3.
 //!
-//! Format 2 kept nuclei as (id, name, pinned creator, version-1
-//! operations, Lamport clock, seen, received); format 3 keeps those
-//! operations as version 1, beside the version-2 ones, and adds the
-//! nucleus's pins, invitation, setting and notices. A format 1 profile is
-//! format 2 without the last three fields ([`FORMAT_1_TAIL`]).
+//! ```text
+//! profile.enlace:
+//!   magic "ENLACEPF" (8) | format version u16 (1 or 2) | kdf id u8 (1 = argon2id v1.3)
+//!   | m_cost KiB u32 | t_cost u32 | p_cost u32 | salt [32] | nonce [24]
+//!   | XChaCha20-Poly1305(key, nonce, aad = every byte before the ciphertext,
+//!                        postcard(Profile))
+//! ```
+//!
+//! Big-endian; `key = argon2id(passphrase, salt)` with the header's
+//! parameters, which must lie within bounds before any work is done.
 
-use serde::Deserialize;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use zeroize::Zeroizing;
 
-use super::contact::{Contact, Invitation};
-use super::ids::EnvelopeId;
-use super::messages::{HistoryEntry, OutboxEntry, PartialMessage, SentMessage};
+use super::kdf::{KdfParams, Kek, Passphrase, derive};
 use super::model::Profile;
-use super::nucleus::{IntroducedContact, Nucleus, NucleusTask, SeenGroupMessage};
-use super::relay::StoredRelay;
+use super::upgrade;
 use crate::error::Error;
 
-/// The postcard encoding of the fields [`Profile`] gained in store format
-/// 2, all empty: appended to a format 1 profile to read it as format 2.
-pub(crate) const FORMAT_1_TAIL: [u8; 3] = [0, 0, 0];
+const MAGIC: &[u8; 8] = b"ENLACEPF";
+/// The newest format of this layout.
+const LAST_FORMAT: u16 = 2;
+const OLDEST_FORMAT: u16 = 1;
+const KDF_ARGON2ID_V13: u8 = 1;
+const SALT_LEN: usize = 32;
+const NONCE_LEN: usize = 24;
+const HEADER_LEN: usize = 8 + 2 + 1 + 4 + 4 + 4 + SALT_LEN + NONCE_LEN;
 
-/// A nucleus as format 2 stored it.
-#[derive(Deserialize, Zeroize, ZeroizeOnDrop)]
-struct Format2Nucleus {
-    #[serde(with = "super::ids::nucleus_id")]
-    id: enlace_protocol::group::NucleusId,
-    name: String,
-    creator: Option<[u8; 32]>,
-    ops: Vec<Vec<u8>>,
-    /// Version 1's Lamport clock: version 2 orders by causal parents.
-    lamport: u64,
-    seen: Vec<SeenGroupMessage>,
-    received: Vec<SeenGroupMessage>,
+/// A format 1 or 2 store's header.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Header {
+    version: u16,
+    /// The argon2id parameters.
+    pub(super) params: KdfParams,
+    salt: [u8; SALT_LEN],
+    nonce: [u8; NONCE_LEN],
 }
 
-/// A profile as format 2 stored it: today's fields but the nuclei.
-#[derive(Deserialize, Zeroize, ZeroizeOnDrop)]
-struct Format2Profile {
-    identity: [u8; 32],
-    created_at: u64,
-    home_relay: Option<StoredRelay>,
-    next_id: u64,
-    contacts: Vec<Contact>,
-    invitations: Vec<Invitation>,
-    history: Vec<HistoryEntry>,
-    outbox: Vec<OutboxEntry>,
-    sent: Vec<SentMessage>,
-    seen: Vec<EnvelopeId>,
-    partial: Vec<PartialMessage>,
-    nuclei: Vec<Format2Nucleus>,
-    nucleus_tasks: Vec<NucleusTask>,
-    introduced: Vec<IntroducedContact>,
+fn take<const N: usize>(r: &mut &[u8]) -> Result<[u8; N], Error> {
+    let (head, rest) = r.split_first_chunk::<N>().ok_or(Error::CannotOpen)?;
+    *r = rest;
+    Ok(*head)
 }
 
-impl Format2Nucleus {
-    /// The nucleus today: its operations are version 1, everyone in it is
-    /// joined, the creator owner and the others members.
-    fn upgrade(&mut self) -> Nucleus {
-        let mut n = Nucleus::new(self.id, std::mem::take(&mut self.name));
-        n.creator = self.creator;
-        n.ops_v1 = std::mem::take(&mut self.ops);
-        n.seen = std::mem::take(&mut self.seen);
-        n.received = std::mem::take(&mut self.received);
-        n
-    }
-}
-
-impl Format2Profile {
-    fn upgrade(&mut self) -> Profile {
-        let mut p = Profile::new(&mut rand::rng(), self.created_at);
-        p.identity = self.identity;
-        p.home_relay = self.home_relay.take();
-        p.next_id = self.next_id;
-        p.contacts = std::mem::take(&mut self.contacts);
-        p.invitations = std::mem::take(&mut self.invitations);
-        p.history = std::mem::take(&mut self.history);
-        p.outbox = std::mem::take(&mut self.outbox);
-        p.sent = std::mem::take(&mut self.sent);
-        p.seen = std::mem::take(&mut self.seen);
-        p.partial = std::mem::take(&mut self.partial);
-        p.nuclei = self
-            .nuclei
-            .iter_mut()
-            .map(Format2Nucleus::upgrade)
-            .collect();
-        p.nucleus_tasks = std::mem::take(&mut self.nucleus_tasks);
-        p.introduced = std::mem::take(&mut self.introduced);
-        p
-    }
-}
-
-/// Reads the plaintext of a store of `format` (1, 2 or 3).
-pub(crate) fn decode(format: u16, plain: &[u8]) -> Result<Profile, Error> {
-    // Authenticated bytes that do not parse were written by a client with
-    // another idea of the format: "cannot open".
-    match format {
-        1 => {
-            // Copied into a buffer of the final size, never reallocated.
-            let mut longer =
-                zeroize::Zeroizing::new(Vec::with_capacity(plain.len() + FORMAT_1_TAIL.len()));
-            longer.extend_from_slice(plain);
-            longer.extend_from_slice(&FORMAT_1_TAIL);
-            decode(2, &longer)
+impl Header {
+    /// Parses a header. A version newer than format 2 that still has the
+    /// magic is named (the user should upgrade); anything else wrong fails
+    /// like a wrong passphrase.
+    pub(super) fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        let mut r = bytes;
+        let magic: [u8; 8] = take(&mut r)?;
+        if &magic != MAGIC {
+            return Err(Error::CannotOpen);
         }
-        2 => postcard::from_bytes::<Format2Profile>(plain)
-            .map(|mut old| old.upgrade())
-            .map_err(|_| Error::CannotOpen),
-        _ => postcard::from_bytes(plain).map_err(|_| Error::CannotOpen),
+        let version = u16::from_be_bytes(take(&mut r)?);
+        if version > LAST_FORMAT {
+            return Err(Error::NewerStore(version));
+        }
+        if version < OLDEST_FORMAT {
+            return Err(Error::CannotOpen);
+        }
+        let [kdf] = take::<1>(&mut r)?;
+        if kdf != KDF_ARGON2ID_V13 {
+            return Err(Error::CannotOpen);
+        }
+        let params = KdfParams {
+            memory_kib: u32::from_be_bytes(take(&mut r)?),
+            time: u32::from_be_bytes(take(&mut r)?),
+            lanes: u32::from_be_bytes(take(&mut r)?),
+        };
+        if !params.in_bounds() {
+            return Err(Error::CannotOpen);
+        }
+        Ok(Self {
+            version,
+            params,
+            salt: take(&mut r)?,
+            nonce: take(&mut r)?,
+        })
     }
+
+    /// The argon2id run.
+    pub(super) fn derive(&self, passphrase: &Passphrase) -> Result<Kek, Error> {
+        derive(passphrase, &self.salt, self.params)
+    }
+
+    /// Decrypts the store `file` (this header's) and reads its profile as
+    /// today's (`super::upgrade`).
+    pub(super) fn decrypt(&self, kek: &Kek, file: &[u8]) -> Result<Profile, Error> {
+        let (aad, ciphertext) = file.split_at_checked(HEADER_LEN).ok_or(Error::CannotOpen)?;
+        let cipher = XChaCha20Poly1305::new(&(*kek.0).into());
+        let plain = Zeroizing::new(
+            cipher
+                .decrypt(
+                    &XNonce::from(self.nonce),
+                    Payload {
+                        msg: ciphertext,
+                        aad,
+                    },
+                )
+                .map_err(|_| Error::CannotOpen)?,
+        );
+        upgrade::decode(self.version, &plain)
+    }
+}
+
+/// Writes `profile` as a format 1 or 2 store would have (for tests of the
+/// migration): the postcard without the fields later formats appended.
+/// Only for profiles without nuclei, whose encoding format 3 changed.
+#[cfg(test)]
+pub(super) fn encode_format_2(
+    profile: &Profile,
+    passphrase: &Passphrase,
+    params: KdfParams,
+    version: u16,
+) -> Vec<u8> {
+    let salt: [u8; SALT_LEN] = rand::random();
+    let nonce = [5u8; NONCE_LEN];
+    let mut file = Vec::with_capacity(HEADER_LEN);
+    file.extend_from_slice(MAGIC);
+    file.extend_from_slice(&version.to_be_bytes());
+    file.push(KDF_ARGON2ID_V13);
+    file.extend_from_slice(&params.memory_kib.to_be_bytes());
+    file.extend_from_slice(&params.time.to_be_bytes());
+    file.extend_from_slice(&params.lanes.to_be_bytes());
+    file.extend_from_slice(&salt);
+    file.extend_from_slice(&nonce);
+    assert!(
+        profile.nuclei.is_empty(),
+        "format 2 nuclei are encoded otherwise"
+    );
+    let v3 = postcard::to_allocvec(profile).unwrap_or_default();
+    // Format 3 appended the timers and their notices (two empty vectors).
+    let cut = 2 + if version == 1 {
+        upgrade::FORMAT_1_TAIL.len()
+    } else {
+        0
+    };
+    let plain = v3.get(..v3.len() - cut).unwrap_or_default();
+    let kek = derive(passphrase, &salt, params).unwrap_or_else(|_| Kek(Zeroizing::new([0; 32])));
+    let cipher = XChaCha20Poly1305::new(&(*kek.0).into());
+    let ct = cipher
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: plain,
+                aad: &file,
+            },
+        )
+        .unwrap_or_default();
+    file.extend_from_slice(&ct);
+    file
 }

@@ -111,3 +111,20 @@ pub struct PartialMessage {
 }
 
 opaque_debug!(HistoryEntry, OutboxEntry, SentMessage, PartialMessage);
+
+/// Test data: a message of `contact` with id `[id; 16]`, sent and stored
+/// at `at`.
+#[cfg(test)]
+impl HistoryEntry {
+    pub(crate) fn for_tests(contact: ContactId, id: u8, at: u64, text: &str) -> Self {
+        Self {
+            contact,
+            direction: Direction::In,
+            message_id: MessageId([id; 16]),
+            sent_at: at,
+            stored_at: at,
+            text: text.into(),
+            shown: true,
+        }
+    }
+}

@@ -12,16 +12,24 @@
 //! (errors, `Debug` helpers): never the domain, driver or commands.
 
 mod contact;
+mod datafile;
+mod files;
 mod ids;
-pub(crate) mod legacy;
+mod kdf;
+mod keyfile;
+mod legacy;
 mod messages;
 mod model;
 mod nucleus;
 mod relay;
+mod retention;
 mod seen;
+mod steps;
 pub mod store;
 #[cfg(test)]
 mod tests;
+mod timer;
+mod upgrade;
 
 pub use contact::{Contact, Invitation, LocalMailbox, RemoteMailbox, Verification};
 pub use ids::{ContactId, EnvelopeId, InvitationId, MessageId, ReceiveId, SendId};
@@ -31,3 +39,7 @@ pub use nucleus::{
     IntroducedContact, Notice, NoticeKind, Nucleus, NucleusTask, SEEN_GROUP_KEPT, SeenGroupMessage,
 };
 pub use relay::StoredRelay;
+pub use timer::{
+    Conversation, DEFAULT_TIMER_SECS, MAX_NOTICES, MAX_TIMER_SECS, MIN_TIMER_SECS, Timer,
+    TimerNotice, TimerSetting,
+};

@@ -13,6 +13,7 @@ use super::messages::{HistoryEntry, OutboxEntry, PartialMessage, SentMessage};
 use super::nucleus::{IntroducedContact, Nucleus, NucleusTask};
 use super::relay::StoredRelay;
 use super::seen;
+use super::timer::{TimerNotice, TimerSetting};
 use crate::error::Error;
 use crate::opaque::opaque_debug;
 
@@ -50,13 +51,19 @@ pub struct Profile {
     pub seen: Vec<EnvelopeId>,
     /// Parts of long messages still being reassembled.
     pub partial: Vec<PartialMessage>,
-    // Store format 2 appended the fields below (see `legacy`).
+    // Store format 2 appended the fields below; format 3 changed the
+    // nuclei and appended the timers (`super::upgrade` reads formats 1
+    // and 2).
     /// Nuclei this organizer is in, was removed from, or is joining.
     pub nuclei: Vec<Nucleus>,
     /// Introductions to make and to accept (network work).
     pub nucleus_tasks: Vec<NucleusTask>,
     /// Contacts (and invitations) made through nucleus introductions.
     pub introduced: Vec<IntroducedContact>,
+    /// Disappearing-message timers set per conversation (`timer`).
+    pub timers: Vec<TimerSetting>,
+    /// Timer changes to show in their conversations.
+    pub timer_notices: Vec<TimerNotice>,
 }
 
 opaque_debug!(Profile);
@@ -81,6 +88,8 @@ impl Profile {
             nuclei: Vec::new(),
             nucleus_tasks: Vec::new(),
             introduced: Vec::new(),
+            timers: Vec::new(),
+            timer_notices: Vec::new(),
         }
     }
 
@@ -166,5 +175,22 @@ mod tests {
         let mut last = [0u8; 16];
         last[..4].copy_from_slice(&(SEEN_IDS_KEPT as u32 + 9).to_be_bytes());
         assert!(!p.mark_seen(EnvelopeId(last)));
+    }
+
+    #[test]
+    fn format_1_profile_reads_with_empty_nuclei() {
+        let mut p = Profile::new(&mut rand::rng(), 5);
+        p.home_relay = Some(StoredRelay::from_text("relay".into()));
+        let now = postcard::to_allocvec(&p).unwrap();
+        // A format 1 profile is the same bytes without the fields formats
+        // 2 (nuclei, tasks, introduced) and 3 (timers, notices) appended.
+        let v1 = &now[..now.len() - 2 - super::super::upgrade::FORMAT_1_TAIL.len()];
+        let back = super::super::upgrade::decode(1, v1).unwrap();
+        assert_eq!(
+            back.home_relay.as_ref().map(StoredRelay::as_str),
+            Some("relay")
+        );
+        assert!(back.nuclei.is_empty() && back.introduced.is_empty() && back.timers.is_empty());
+        assert!(postcard::from_bytes::<Profile>(v1).is_err());
     }
 }

@@ -1,231 +1,108 @@
-//! The encrypted profile store: one file that holds everything the client
-//! keeps, sealed under a key derived from the passphrase.
+//! The encrypted profile store: a key file of three fixed-size slots,
+//! overwritten in place, and a data file sealed under a data key that
+//! changes with every save.
 //!
 //! ```text
-//! profile.enlace:
-//!   magic "ENLACEPF" (8) | format version u16 | kdf id u8 (1 = argon2id v1.3)
-//!   | m_cost KiB u32 | t_cost u32 | p_cost u32 | salt [32] | nonce [24]
-//!   | XChaCha20-Poly1305(key, nonce, aad = every byte before the ciphertext,
-//!                        postcard(Profile))
+//! profile.key   version u8 | salt [32] | slot 0 | slot 1 | slot 2     (`keyfile`)
+//! profile.data  nonce [24] | XChaCha20-Poly1305(data key, ...)        (`datafile`)
 //! ```
 //!
-//! All integers are big-endian. The key is argon2id(passphrase, salt) with
-//! the parameters in the header; the header is the associated data, so a
-//! changed parameter, salt or nonce fails exactly like a wrong passphrase.
-//! The key is derived once per command run and held in [`Zeroizing`]
-//! memory; each write picks a fresh random nonce (192 bits, so random
-//! nonces never collide in practice).
+//! Opening derives `kek = argon2id(passphrase, salt)` once, opens the slot
+//! whose data key decrypts the data file, and saves at once (below): so
+//! every open re-keys, drops what is past its disappearing-message timer
+//! ([`Profile::expire`]), and does the same work whether the passphrase
+//! was the real one or the duress one.
 //!
-//! Writes are atomic: the new file is written beside the old one, fsynced,
-//! renamed over it, and the directory is fsynced. A crash leaves either the
-//! old or the new store, never a mix. A lock file serializes commands that
-//! run at the same time (`listen` in one terminal, `send` in another): each
-//! change is read-modify-write under the lock.
+//! **Saving re-keys.** A save seals the profile under a fresh random data
+//! key, then:
 //!
-//! See `docs/client.md` for why the parameters are what they are and what
-//! [`wipe`] can and cannot promise.
+//! 1. writes `profile.data.tmp` and fsyncs it;
+//! 2. writes the new data key (generation + 1) into the real slot not in
+//!    use, overwriting the key file in place, and fsyncs it;
+//! 3. renames the new data file over `profile.data` and fsyncs the
+//!    directory;
+//! 4. overwrites the slot of the previous generation with random bytes, in
+//!    place, and fsyncs.
+//!
+//! The slot holding the data file's key is rewritten with the same bytes
+//! until step 4, so a kill at any step leaves a profile that opens with
+//! the passphrase, old or new (a kill between steps 2 and 3 leaves the new
+//! data at its temporary name, which the next open renames into place). After step 4 no slot holds the old data
+//! key: earlier data files left on the disk no longer decrypt, even with
+//! the passphrase (what storage hardware can still keep: `docs/client.md`).
+//!
+//! **Duress.** Slot 2 opens only with the duress passphrase. An open that
+//! finds it makes the same save with an empty profile, whose slot replaces
+//! every other: the real profile's key is gone, and the duress passphrase
+//! now opens the empty profile.
+//!
+//! A lock file serializes commands that run at the same time: changes are
+//! read-modify-write under an exclusive lock, reads take a shared one.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use argon2::{Algorithm, Argon2, Params, Version};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
+use super::datafile::{self, MAX_DATA_FILE};
+use super::files::{
+    create_private_dir, destroy, overwrite_synced, read_bounded, rename_synced, sync_dir,
+    write_synced,
+};
+use super::kdf::Kek;
+pub use super::kdf::{KDF_LANES, KDF_MEMORY_KIB, KDF_TIME, KdfParams, Passphrase};
+use super::keyfile::{DURESS_SLOT, KEY_FILE_LEN, KeyFile, REAL_SLOTS, SlotContent, version_for};
 use super::legacy;
 use super::model::Profile;
+use super::steps::step;
 use crate::error::Error;
+use crate::time;
 
-/// The store file inside the profile directory.
-pub const STORE_FILE: &str = "profile.enlace";
-/// Where a new store is written before it is renamed over [`STORE_FILE`].
-const TEMP_FILE: &str = "profile.enlace.tmp";
+/// The key file: salt and key slots, overwritten in place.
+pub const KEY_FILE: &str = "profile.key";
+/// The data file: the sealed, padded profile.
+pub const DATA_FILE: &str = "profile.data";
+/// Where a new data file is written before it is renamed over
+/// [`DATA_FILE`].
+const DATA_TEMP: &str = "profile.data.tmp";
+/// The store of formats 1 and 2, migrated (then destroyed) on first open.
+pub const LEGACY_FILE: &str = "profile.enlace";
+const LEGACY_TEMP: &str = "profile.enlace.tmp";
 /// An empty file whose OS lock serializes concurrent commands.
 const LOCK_FILE: &str = "lock";
 /// Every file the client ever creates in a profile directory; `wipe`
-/// touches these and nothing else.
-const OWN_FILES: [&str; 3] = [STORE_FILE, TEMP_FILE, LOCK_FILE];
+/// touches these and nothing else, the key file first.
+const OWN_FILES: [&str; 6] = [
+    KEY_FILE,
+    DATA_FILE,
+    DATA_TEMP,
+    LEGACY_FILE,
+    LEGACY_TEMP,
+    LOCK_FILE,
+];
 
-const MAGIC: &[u8; 8] = b"ENLACEPF";
-/// The store format this client writes: header layout and the postcard
-/// shape of [`Profile`]. Format 2 added nuclei at the end of the profile,
-/// format 3 roles, consent and causal order to nuclei; format 1 and 2
-/// stores are still read (`profile/legacy.rs`) and written back as format 3.
-pub const FORMAT_VERSION: u16 = 3;
-/// The oldest store format this client reads.
-const OLDEST_FORMAT: u16 = 1;
-const KDF_ARGON2ID_V13: u8 = 1;
-const SALT_LEN: usize = 32;
-const NONCE_LEN: usize = 24;
-const HEADER_LEN: usize = 8 + 2 + 1 + 4 + 4 + 4 + SALT_LEN + NONCE_LEN;
-
-/// argon2id memory cost for new profiles: 256 MiB. Four times the floor
-/// OWASP gives for argon2id, about 0.7 s on the slow laptops organizers
-/// carry; an attacker guessing passphrases pays as much per guess.
-pub const KDF_MEMORY_KIB: u32 = 256 * 1024;
-/// argon2id passes over memory for new profiles (RFC 9106's second
-/// recommended option uses 3).
-pub const KDF_TIME: u32 = 3;
-/// argon2id lanes: 1, since the client derives on one thread.
-pub const KDF_LANES: u32 = 1;
-
-/// The weakest parameters a store header may name: 64 MiB, one pass. A
-/// header below this was not written by this client, so it is refused
-/// before any work is done.
-const KDF_MIN_MEMORY_KIB: u32 = 64 * 1024;
-/// The strongest parameters a header may name (4 GiB, 16 passes, 16
-/// lanes): bounds the work a tampered header can make us do.
-const KDF_MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
-const KDF_MAX_TIME: u32 = 16;
-const KDF_MAX_LANES: u32 = 16;
-
-/// Largest store file read: 1 GiB. A bigger file is not ours.
-const MAX_STORE_LEN: u64 = 1 << 30;
-
-/// argon2id cost parameters, as kept in a store header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KdfParams {
-    /// Memory in KiB.
-    pub memory_kib: u32,
-    /// Passes.
-    pub time: u32,
-    /// Lanes.
-    pub lanes: u32,
-}
-
-impl KdfParams {
-    /// The parameters new profiles use.
-    pub const DEFAULT: Self = Self {
-        memory_kib: KDF_MEMORY_KIB,
-        time: KDF_TIME,
-        lanes: KDF_LANES,
-    };
-
-    fn in_bounds(self) -> bool {
-        (KDF_MIN_MEMORY_KIB..=KDF_MAX_MEMORY_KIB).contains(&self.memory_kib)
-            && (1..=KDF_MAX_TIME).contains(&self.time)
-            && (1..=KDF_MAX_LANES).contains(&self.lanes)
-    }
-}
-
-/// A passphrase, zeroized on drop.
-pub struct Passphrase(Zeroizing<String>);
-
-impl Passphrase {
-    /// Wraps a passphrase.
-    pub fn new(text: String) -> Self {
-        Self(Zeroizing::new(text))
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-
-    /// The passphrase text.
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Length in characters.
-    pub fn char_count(&self) -> usize {
-        self.0.chars().count()
-    }
-}
-
-impl std::fmt::Debug for Passphrase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Passphrase(..)")
-    }
-}
-
-/// The header fields that stay the same for the life of a profile.
-#[derive(Clone, Copy)]
-struct Header {
-    params: KdfParams,
-    salt: [u8; SALT_LEN],
-}
-
-impl Header {
-    /// The header bytes with the given nonce: the AEAD's associated data.
-    fn encode(&self, nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
-        out.push(KDF_ARGON2ID_V13);
-        out.extend_from_slice(&self.params.memory_kib.to_be_bytes());
-        out.extend_from_slice(&self.params.time.to_be_bytes());
-        out.extend_from_slice(&self.params.lanes.to_be_bytes());
-        out.extend_from_slice(&self.salt);
-        out.extend_from_slice(nonce);
-        out
-    }
-
-    /// Parses a header; everything but a newer format version is reported
-    /// as [`Error::CannotOpen`], like a failed decryption.
-    fn decode(bytes: &[u8]) -> Result<(Self, [u8; NONCE_LEN]), Error> {
-        let mut r = bytes;
-        let magic: [u8; 8] = take(&mut r)?;
-        if &magic != MAGIC {
-            return Err(Error::CannotOpen);
-        }
-        let version = u16::from_be_bytes(take(&mut r)?);
-        if version > FORMAT_VERSION {
-            return Err(Error::NewerStore(version));
-        }
-        if version < OLDEST_FORMAT {
-            return Err(Error::CannotOpen);
-        }
-        let [kdf] = take::<1>(&mut r)?;
-        if kdf != KDF_ARGON2ID_V13 {
-            return Err(Error::CannotOpen);
-        }
-        let params = KdfParams {
-            memory_kib: u32::from_be_bytes(take(&mut r)?),
-            time: u32::from_be_bytes(take(&mut r)?),
-            lanes: u32::from_be_bytes(take(&mut r)?),
-        };
-        if !params.in_bounds() {
-            return Err(Error::CannotOpen);
-        }
-        let salt = take(&mut r)?;
-        let nonce = take(&mut r)?;
-        Ok((Self { params, salt }, nonce))
-    }
-
-    fn derive_key(&self, passphrase: &Passphrase) -> Result<Zeroizing<[u8; 32]>, Error> {
-        let params = Params::new(
-            self.params.memory_kib,
-            self.params.time,
-            self.params.lanes,
-            Some(32),
-        )
-        .map_err(|_| Error::CannotOpen)?;
-        let mut key = Zeroizing::new([0u8; 32]);
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-            .hash_password_into(passphrase.as_bytes(), &self.salt, key.as_mut())
-            .map_err(|e| match e {
-                argon2::Error::OutOfMemory => Error::OutOfMemory,
-                _ => Error::CannotOpen,
-            })?;
-        Ok(key)
-    }
-}
-
-fn take<const N: usize>(r: &mut &[u8]) -> Result<[u8; N], Error> {
-    let (head, rest) = r.split_first_chunk::<N>().ok_or(Error::CannotOpen)?;
-    *r = rest;
-    Ok(*head)
-}
+/// The store format this client writes.
+pub const FORMAT_VERSION: u16 = super::keyfile::FORMAT as u16;
+/// Largest format 1/2 store read: 1 GiB. A bigger file is not ours.
+const MAX_LEGACY_LEN: u64 = 1 << 30;
+/// How often an open starts again when another command replaced the
+/// store between reading its salt and taking the lock.
+const OPEN_ATTEMPTS: usize = 3;
 
 /// An opened profile directory: its path and the key derived from the
 /// passphrase. The key never leaves this struct and is zeroized on drop.
 pub struct Store {
     dir: PathBuf,
-    header: Header,
-    key: Zeroizing<[u8; 32]>,
+    /// The key file's version and salt as opened: a store replaced since
+    /// (wiped and made again) is not this one.
+    opened: KeyFile,
+    kek: Kek,
+    /// Whether this store holds the exclusive lock (a [`LockGuard`]), so
+    /// its reads need no lock of their own.
+    held: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -238,24 +115,111 @@ impl std::fmt::Debug for Store {
 #[derive(Debug)]
 pub struct LockGuard {
     file: File,
+    held: Option<Arc<AtomicBool>>,
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        if let Some(held) = &self.held {
+            held.store(false, Ordering::SeqCst);
+        }
         // Closing the file releases the lock as well; unlocking early just
         // lets a waiting command go on sooner.
         let _ = self.file.unlock();
     }
 }
 
+fn open_lock_file(dir: &Path) -> Result<File, Error> {
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(dir.join(LOCK_FILE))
+        .map_err(|e| Error::io("cannot open the profile lock", e))
+}
+
+fn exclusive_lock(dir: &Path) -> Result<LockGuard, Error> {
+    let file = open_lock_file(dir)?;
+    file.lock()
+        .map_err(|e| Error::io("cannot lock the profile", e))?;
+    Ok(LockGuard { file, held: None })
+}
+
+/// The profile as found on disk, with what the next save needs.
+struct Found {
+    key_file: KeyFile,
+    /// The real slot whose key opened the data file, and its generation.
+    active: Option<(usize, u64)>,
+    profile: Profile,
+}
+
+/// Opens the data file with the real slots that `kek` opens, the newest
+/// generation first. After a kill between writing the key file and the
+/// rename, the new data file is still at its temporary name: it is read
+/// there, and renamed into place when `repair` (the exclusive lock held).
+fn open_data(
+    dir: &Path,
+    key_file: &KeyFile,
+    kek: &Kek,
+    repair: bool,
+) -> Result<Option<(usize, u64, Profile)>, Error> {
+    let mut slots: Vec<(usize, SlotContent)> = REAL_SLOTS
+        .iter()
+        .filter_map(|&i| key_file.unwrap(kek, i).map(|c| (i, c)))
+        .collect();
+    slots.sort_by_key(|(_, c)| std::cmp::Reverse(c.generation));
+    for name in [DATA_FILE, DATA_TEMP] {
+        let Some(data) = read_bounded(&dir.join(name), MAX_DATA_FILE)? else {
+            continue;
+        };
+        for (index, content) in &slots {
+            let generation = content.generation;
+            let version = key_file.version();
+            if let Ok(profile) = datafile::open(&data, &content.data_key, version, generation) {
+                if name == DATA_TEMP && repair {
+                    rename_synced(dir, DATA_TEMP, DATA_FILE)
+                        .map_err(|e| Error::io("cannot save the profile", e))?;
+                }
+                return Ok(Some((*index, generation, profile)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A fresh random data key.
+fn random_key(rng: &mut impl CryptoRng) -> Zeroizing<[u8; 32]> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(key.as_mut());
+    key
+}
+
+/// How a save writes the key file.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Write {
+    /// A new profile: the key file is created.
+    Create,
+    /// A save of the profile: the key file is overwritten in place.
+    Save,
+    /// The duress open: as a save, and every other slot is erased with
+    /// the first write of the key file.
+    Duress,
+}
+
 impl Store {
     /// Whether `dir` holds a profile.
     pub fn exists(dir: &Path) -> bool {
-        dir.join(STORE_FILE).exists()
+        dir.join(DATA_FILE).exists() || dir.join(LEGACY_FILE).exists()
     }
 
     /// Creates a new profile in `dir` (made if missing, mode 0700) holding
-    /// `profile`. Fails if a profile is already there.
+    /// `profile`. Fails if a profile is already there, or if `params` are
+    /// neither [`KdfParams::DEFAULT`] nor [`KdfParams::WEAKEST`] (the key
+    /// file's version byte stands for the parameters).
     pub fn create(
         dir: &Path,
         passphrase: &Passphrase,
@@ -263,42 +227,192 @@ impl Store {
         profile: &Profile,
         rng: &mut impl CryptoRng,
     ) -> Result<Self, Error> {
+        let version = version_for(params).ok_or(Error::UnsupportedKdf)?;
         create_private_dir(dir)?;
-        let store = {
-            let mut salt = [0u8; SALT_LEN];
-            rng.fill_bytes(&mut salt);
-            let header = Header { params, salt };
-            let key = header.derive_key(passphrase)?;
-            Self {
-                dir: dir.to_owned(),
-                header,
-                key,
-            }
-        };
-        let _lock = store.lock()?;
+        let key_file = KeyFile::new(version, rng);
+        let kek = key_file.derive(passphrase)?;
+        let store = Self::with(dir, &key_file, kek);
+        let _lock = exclusive_lock(dir)?;
         if Self::exists(dir) {
             return Err(Error::ProfileExists(dir.to_owned()));
         }
-        store.save(profile, rng)?;
+        store.write(&store.kek, profile, key_file, None, Write::Create, rng)?;
         Ok(store)
     }
 
-    /// Opens the profile in `dir`: derives the key and checks it by
-    /// decrypting the store. Returns the store and the profile as read.
+    fn with(dir: &Path, key_file: &KeyFile, kek: Kek) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            opened: key_file.clone(),
+            kek,
+            held: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Opens the profile in `dir` with `passphrase` and saves it at once
+    /// (re-keyed, expired messages gone); a store of format 1 or 2 is
+    /// migrated. With the duress passphrase the real profile is erased
+    /// and an empty one opens, as if it were all there ever was.
     pub fn open(dir: &Path, passphrase: &Passphrase) -> Result<(Self, Profile), Error> {
+        let mut rng = rand::rng();
+        for _ in 0..OPEN_ATTEMPTS {
+            if let Some(opened) = Self::open_once(dir, passphrase, &mut rng)? {
+                return Ok(opened);
+            }
+        }
+        Err(Error::CannotOpen)
+    }
+
+    /// One attempt: `None` when the store changed under us (another
+    /// command migrated or re-created it while we derived the key).
+    fn open_once(
+        dir: &Path,
+        passphrase: &Passphrase,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Option<(Self, Profile)>, Error> {
         if !Self::exists(dir) {
             return Err(Error::NoProfile(dir.to_owned()));
         }
-        let file = read_store_file(dir)?;
-        let (header, _) = Header::decode(&file)?;
-        let key = header.derive_key(passphrase)?;
-        let store = Self {
-            dir: dir.to_owned(),
-            header,
-            key,
+        let key_path = dir.join(KEY_FILE);
+        if let (Some(bytes), true) = (
+            read_bounded(&key_path, KEY_FILE_LEN as u64)?,
+            dir.join(DATA_FILE).exists(),
+        ) {
+            // The one argon2id run, before the lock: other commands do not
+            // wait for it.
+            let derived_for = KeyFile::parse(&bytes)?;
+            let kek = derived_for.derive(passphrase)?;
+            let _lock = exclusive_lock(dir)?;
+            let now = read_bounded(&key_path, KEY_FILE_LEN as u64)?;
+            let Some(key_file) = now.map(|b| KeyFile::parse(&b)).transpose()? else {
+                return Ok(None);
+            };
+            if !key_file.same_profile(&derived_for) {
+                return Ok(None);
+            }
+            return Self::with(dir, &key_file, kek)
+                .open_locked(key_file, rng)
+                .map(Some);
+        }
+        let Some(file) = read_bounded(&dir.join(LEGACY_FILE), MAX_LEGACY_LEN)? else {
+            return Err(Error::CannotOpen);
         };
-        let profile = store.decrypt(&file)?;
-        Ok((store, profile))
+        let header = legacy::Header::decode(&file)?;
+        let old_key = header.derive(passphrase)?;
+        let _lock = exclusive_lock(dir)?;
+        if dir.join(DATA_FILE).exists() && key_path.exists() {
+            return Ok(None); // migrated meanwhile
+        }
+        let file =
+            read_bounded(&dir.join(LEGACY_FILE), MAX_LEGACY_LEN)?.ok_or(Error::CannotOpen)?;
+        let mut profile = header.decrypt(&old_key, &file)?;
+        drop(old_key);
+        // Format 3 from here: a new salt and a second argon2id run, with
+        // the weakest parameters only if the old store had them.
+        let params = if header.params == KdfParams::WEAKEST {
+            KdfParams::WEAKEST
+        } else {
+            KdfParams::DEFAULT
+        };
+        let key_file = KeyFile::new(version_for(params).ok_or(Error::UnsupportedKdf)?, rng);
+        let store = Self::with(dir, &key_file, key_file.derive(passphrase)?);
+        profile.expire(time::now());
+        store.write(&store.kek, &profile, key_file, None, Write::Create, rng)?;
+        Ok(Some((store, profile)))
+    }
+
+    /// With the lock held and the key derived: the normal open or the
+    /// duress one, each ending in the same save.
+    fn open_locked(
+        self,
+        key_file: KeyFile,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(Self, Profile), Error> {
+        let duress = key_file.unwrap(&self.kek, DURESS_SLOT);
+        match (open_data(&self.dir, &key_file, &self.kek, true)?, duress) {
+            (Some((index, generation, mut profile)), _) => {
+                profile.expire(time::now());
+                let active = Some((index, generation));
+                self.write(&self.kek, &profile, key_file, active, Write::Save, rng)?;
+                Ok((self, profile))
+            }
+            (None, Some(mut duress)) => {
+                // The same work as a normal open: the data file is read and
+                // run through the cipher, then an empty profile is saved.
+                if let Some(data) = read_bounded(&self.dir.join(DATA_FILE), MAX_DATA_FILE)? {
+                    datafile::same_work_as_open(&data, &duress.data_key);
+                }
+                let mut empty = Profile::new(rng, time::now());
+                empty.home_relay = duress.relay.take().map(super::StoredRelay::new);
+                drop(duress);
+                self.write(&self.kek, &empty, key_file, None, Write::Duress, rng)?;
+                Ok((self, empty))
+            }
+            (None, None) => Err(Error::CannotOpen),
+        }
+    }
+
+    /// Seals `profile` under a fresh data key and writes it as the next
+    /// generation, in the four steps of the module's documentation.
+    fn write(
+        &self,
+        kek: &Kek,
+        profile: &Profile,
+        mut key_file: KeyFile,
+        active: Option<(usize, u64)>,
+        how: Write,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(), Error> {
+        let [first, second] = REAL_SLOTS;
+        let (index, previous, generation) = match active {
+            Some((i, g)) if i == first => (second, first, g.saturating_add(1)),
+            Some((i, g)) => (first, i, g.saturating_add(1)),
+            None => (first, second, 1),
+        };
+        let data_key = random_key(rng);
+        let sealed = datafile::seal(profile, &data_key, key_file.version(), generation, rng)?;
+        let content = SlotContent {
+            generation,
+            data_key,
+            relay: None,
+        };
+        key_file.wrap(kek, index, &content, rng)?;
+        drop(content);
+        if how == Write::Duress {
+            key_file.erase(previous, rng);
+            key_file.erase(DURESS_SLOT, rng);
+        }
+        let dir = &self.dir;
+        let key_path = dir.join(KEY_FILE);
+        let result = (|| {
+            write_synced(&dir.join(DATA_TEMP), &sealed)?;
+            if how == Write::Create {
+                write_synced(&key_path, key_file.as_bytes())?;
+                sync_dir(dir)?;
+            } else {
+                overwrite_synced(&key_path, key_file.as_bytes())?;
+            }
+            rename_synced(dir, DATA_TEMP, DATA_FILE)?;
+            key_file.erase(previous, rng);
+            overwrite_synced(&key_path, key_file.as_bytes())?;
+            // What an earlier format left: destroyed once format 3 is safe.
+            let mut destroyed = false;
+            for name in [LEGACY_FILE, LEGACY_TEMP] {
+                let path = dir.join(name);
+                if path.exists() {
+                    destroy(&path, rng)?;
+                    destroyed = true;
+                }
+            }
+            if destroyed {
+                sync_dir(dir)?;
+            }
+            Ok(())
+        })();
+        result.map_err(|e| {
+            let _ = std::fs::remove_file(dir.join(DATA_TEMP));
+            Error::io("cannot save the profile", e)
+        })
     }
 
     /// The profile directory.
@@ -309,175 +423,208 @@ impl Store {
     /// Takes the profile lock, waiting for another command to finish.
     /// Hold it across [`Store::load`] .. [`Store::save`].
     pub fn lock(&self) -> Result<LockGuard, Error> {
-        let mut options = OpenOptions::new();
-        options.create(true).truncate(false).write(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let file = options
-            .open(self.dir.join(LOCK_FILE))
-            .map_err(|e| Error::io("cannot open the profile lock", e))?;
-        file.lock()
-            .map_err(|e| Error::io("cannot lock the profile", e))?;
-        Ok(LockGuard { file })
+        let mut guard = exclusive_lock(&self.dir)?;
+        self.held.store(true, Ordering::SeqCst);
+        guard.held = Some(self.held.clone());
+        Ok(guard)
     }
 
-    /// Reads and decrypts the current profile. Call with the lock held when
+    /// Reads and decrypts the current profile (under a shared lock, unless
+    /// this store holds the exclusive one). Call with the lock held when
     /// the result will be saved back.
     pub fn load(&self) -> Result<Profile, Error> {
         if !Self::exists(&self.dir) {
             return Err(Error::NoProfile(self.dir.clone()));
         }
-        self.decrypt(&read_store_file(&self.dir)?)
+        let _shared = if self.held.load(Ordering::SeqCst) {
+            None
+        } else {
+            let file = open_lock_file(&self.dir)?;
+            file.lock_shared()
+                .map_err(|e| Error::io("cannot lock the profile", e))?;
+            Some(LockGuard { file, held: None })
+        };
+        self.find(false).map(|found| found.profile)
     }
 
-    fn decrypt(&self, file: &[u8]) -> Result<Profile, Error> {
-        let (header, nonce) = Header::decode(file)?;
-        // A store whose salt or parameters changed since it was opened was
-        // replaced (wiped and re-created): the key does not fit it.
-        if header.salt != self.header.salt || header.params != self.header.params {
+    /// The profile on disk and which slot opens it, the lock held.
+    fn find(&self, repair: bool) -> Result<Found, Error> {
+        let bytes = read_bounded(&self.dir.join(KEY_FILE), KEY_FILE_LEN as u64)?
+            .ok_or_else(|| Error::NoProfile(self.dir.clone()))?;
+        let key_file = KeyFile::parse(&bytes)?;
+        // A store replaced since it was opened (wiped and made again) has
+        // another salt: the key does not fit it.
+        if !key_file.same_profile(&self.opened) {
             return Err(Error::CannotOpen);
         }
-        let (aad, ciphertext) = file.split_at_checked(HEADER_LEN).ok_or(Error::CannotOpen)?;
-        let cipher = XChaCha20Poly1305::new(&(*self.key).into());
-        let plain = Zeroizing::new(
-            cipher
-                .decrypt(
-                    &XNonce::from(nonce),
-                    Payload {
-                        msg: ciphertext,
-                        aad,
-                    },
-                )
-                .map_err(|_| Error::CannotOpen)?,
-        );
-        // The header decoded, so the version is there and readable.
-        let format = file
-            .get(8..10)
-            .and_then(|b| b.try_into().ok())
-            .map_or(FORMAT_VERSION, u16::from_be_bytes);
-        legacy::decode(format, &plain)
+        let (index, generation, profile) =
+            open_data(&self.dir, &key_file, &self.kek, repair)?.ok_or(Error::CannotOpen)?;
+        Ok(Found {
+            key_file,
+            active: Some((index, generation)),
+            profile,
+        })
     }
 
-    /// Encrypts `profile` and replaces the store atomically. Call with the
-    /// lock held.
+    /// Encrypts `profile` as the next generation under a fresh data key
+    /// (the store's documentation says how). Call with the lock held.
     pub fn save(&self, profile: &Profile, rng: &mut impl CryptoRng) -> Result<(), Error> {
-        let size = postcard::experimental::serialized_size(profile).map_err(|_| Error::Encode)?;
-        // Serialize into a buffer of exactly the right size, so the
-        // plaintext is never reallocated (and copies left behind).
-        let mut plain = Zeroizing::new(vec![0u8; size]);
-        postcard::to_slice(profile, &mut plain).map_err(|_| Error::Encode)?;
-        let mut nonce = [0u8; NONCE_LEN];
-        rng.fill_bytes(&mut nonce);
-        let mut file = self.header.encode(&nonce);
-        let cipher = XChaCha20Poly1305::new(&(*self.key).into());
-        let ciphertext = cipher
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: &plain,
-                    aad: &file,
-                },
-            )
-            .map_err(|_| Error::Encode)?;
-        file.extend_from_slice(&ciphertext);
-        write_atomically(&self.dir, &file)
+        let found = self.find(true)?;
+        self.write(
+            &self.kek,
+            profile,
+            found.key_file,
+            found.active,
+            Write::Save,
+            rng,
+        )
     }
 
-    /// Applies `change` to the profile under the lock and saves it;
-    /// nothing is saved if `change` fails.
+    /// Applies `change` to the profile under the lock, drops what is past
+    /// its timer, and saves it; nothing is saved if `change` fails.
     pub fn update<T>(
         &self,
         change: impl FnOnce(&mut Profile) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let _lock = self.lock()?;
-        let mut profile = self.load()?;
-        let result = change(&mut profile)?;
-        self.save(&profile, &mut rand::rng())?;
+        let mut found = self.find(true)?;
+        let result = change(&mut found.profile)?;
+        self.save_found(&self.kek, found)?;
         Ok(result)
     }
-}
 
-fn read_store_file(dir: &Path) -> Result<Vec<u8>, Error> {
-    let mut f =
-        File::open(dir.join(STORE_FILE)).map_err(|e| Error::io("cannot read the profile", e))?;
-    let mut bytes = Vec::new();
-    Read::by_ref(&mut f)
-        .take(MAX_STORE_LEN + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io("cannot read the profile", e))?;
-    if bytes.len() as u64 > MAX_STORE_LEN {
-        return Err(Error::CannotOpen);
+    /// Drops what is past its timer from `found` and writes it as the
+    /// next generation, its slot sealed under `kek`.
+    fn save_found(&self, kek: &Kek, mut found: Found) -> Result<(), Error> {
+        found.profile.expire(time::now());
+        let Found {
+            key_file,
+            active,
+            profile,
+        } = found;
+        self.write(
+            kek,
+            &profile,
+            key_file,
+            active,
+            Write::Save,
+            &mut rand::rng(),
+        )
     }
-    Ok(bytes)
-}
 
-fn create_private_dir(dir: &Path) -> Result<(), Error> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .map_err(|e| Error::io("cannot create the profile directory", e))
-}
-
-fn open_private_file(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
-}
-
-/// Write to a temporary file, fsync it, rename it over the store, fsync
-/// the directory so the rename itself is durable.
-fn write_atomically(dir: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let tmp = dir.join(TEMP_FILE);
-    let result = (|| {
-        let mut f = open_private_file(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, dir.join(STORE_FILE))?;
-        sync_dir(dir)
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        Error::io("cannot save the profile", e)
-    })
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
+    /// Changes the passphrase: the next generation's slot is sealed under
+    /// the new one, the old slot erased. A kill half-way leaves a profile
+    /// that opens with one of the two. Refuses the duress passphrase.
+    pub fn change_passphrase(&mut self, new: &Passphrase) -> Result<(), Error> {
+        let lock = self.lock()?;
+        let found = self.find(true)?;
+        let kek = found.key_file.derive(new)?;
+        if found.key_file.unwrap(&kek, DURESS_SLOT).is_some() {
+            return Err(Error::DuressReused);
+        }
+        self.save_found(&kek, found)?;
+        drop(lock);
+        self.kek = kek;
         Ok(())
     }
+
+    /// Sets the duress passphrase: slot 2, overwritten in place, opens
+    /// with it and keeps the home relay for the empty profile a duress
+    /// open leaves. Refuses the profile's own passphrase.
+    pub fn set_duress(&self, duress: &Passphrase) -> Result<(), Error> {
+        let _lock = self.lock()?;
+        let Found {
+            mut key_file,
+            profile,
+            ..
+        } = self.find(true)?;
+        let kek = key_file.derive(duress)?;
+        if REAL_SLOTS
+            .iter()
+            .any(|&i| key_file.unwrap(&kek, i).is_some())
+        {
+            return Err(Error::DuressReused);
+        }
+        let mut rng = rand::rng();
+        let data_key = random_key(&mut rng);
+        let content = SlotContent {
+            generation: 0,
+            data_key,
+            relay: profile
+                .home_relay
+                .as_ref()
+                .and_then(|r| r.address().ok().cloned()),
+        };
+        key_file.wrap(&kek, DURESS_SLOT, &content, &mut rng)?;
+        overwrite_synced(&self.dir.join(KEY_FILE), key_file.as_bytes())
+            .map_err(|e| Error::io("cannot save the profile", e))
+    }
+
+    /// Clears the duress passphrase: slot 2 becomes random bytes again.
+    pub fn clear_duress(&self) -> Result<(), Error> {
+        let _lock = self.lock()?;
+        let Found { mut key_file, .. } = self.find(true)?;
+        key_file.erase(DURESS_SLOT, &mut rand::rng());
+        overwrite_synced(&self.dir.join(KEY_FILE), key_file.as_bytes())
+            .map_err(|e| Error::io("cannot save the profile", e))
+    }
 }
 
-/// Destroys the profile in `dir`: every file the client made there is
-/// overwritten with random bytes, fsynced and removed, then the directory
-/// is removed if nothing else is in it. Needs no passphrase: under duress
-/// there may be no time to type one.
-///
-/// The header (salt and parameters) is overwritten with the rest, so the
-/// key can no longer be derived even with the passphrase; see
-/// `docs/client.md` for what storage hardware can still keep.
+/// What an examiner holding the passphrase can do with copies of a key
+/// file and data files found on a disk: for tests that check old copies
+/// no longer decrypt. One argon2id run, for the salt of the key file it
+/// is made from.
+pub struct Examiner {
+    salt_of: KeyFile,
+    kek: Kek,
+}
+
+impl std::fmt::Debug for Examiner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Examiner(..)")
+    }
+}
+
+impl Examiner {
+    /// The passphrase's key for the salt of `key_file` (a key file's
+    /// bytes, any version of it).
+    pub fn new(key_file: &[u8], passphrase: &Passphrase) -> Result<Self, Error> {
+        let salt_of = KeyFile::parse(key_file)?;
+        let kek = salt_of.derive(passphrase)?;
+        Ok(Self { salt_of, kek })
+    }
+
+    /// Whether `data` (a data file's bytes) decrypts with a slot of
+    /// `key_file` (a key file's bytes with the same salt) that the
+    /// passphrase opens; the duress slot counts too.
+    pub fn opens(&self, key_file: &[u8], data: &[u8]) -> bool {
+        self.open(key_file, data).is_some()
+    }
+
+    /// The profile `data` holds, if it decrypts as [`Examiner::opens`]
+    /// says.
+    pub fn open(&self, key_file: &[u8], data: &[u8]) -> Option<Profile> {
+        let key_file = KeyFile::parse(key_file).ok()?;
+        if !key_file.same_profile(&self.salt_of) {
+            return None;
+        }
+        (0..=DURESS_SLOT).find_map(|i| {
+            let c = key_file.unwrap(&self.kek, i)?;
+            datafile::open(data, &c.data_key, key_file.version(), c.generation).ok()
+        })
+    }
+}
+
+/// Destroys the profile in `dir`: the key file first (its slots hold the
+/// only copy of the data key), then every other file the client made
+/// there, each overwritten with random bytes, fsynced and removed; then
+/// the directory, if nothing else is in it. Needs no passphrase: under
+/// duress there may be no time to type one.
 pub fn wipe(dir: &Path, rng: &mut impl CryptoRng) -> Result<(), Error> {
-    if !Store::exists(dir) {
+    if !OWN_FILES
+        .iter()
+        .any(|name| *name != LOCK_FILE && dir.join(name).exists())
+    {
         return Err(Error::NoProfile(dir.to_owned()));
     }
     // Wait (briefly) for a running command to finish its update: one that
@@ -485,17 +632,13 @@ pub fn wipe(dir: &Path, rng: &mut impl CryptoRng) -> Result<(), Error> {
     // wipe. Never wait forever: under duress the wipe must go ahead.
     let _lock = lock_for_wipe(dir);
     for name in OWN_FILES {
-        let path = dir.join(name);
-        match overwrite_and_remove(&path, rng) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("cannot wipe the profile", e)),
-        }
+        destroy(&dir.join(name), rng).map_err(|e| Error::io("cannot wipe the profile", e))?;
     }
     sync_dir(dir).map_err(|e| Error::io("cannot wipe the profile", e))?;
     // Anything else in the directory was not made by enlace: leave it, and
     // the directory, alone.
-    match fs::remove_dir(dir) {
+    step("remove the directory");
+    match std::fs::remove_dir(dir) {
         Ok(()) => Ok(()),
         Err(_) if dir.exists() => Ok(()),
         Err(e) => Err(Error::io("cannot remove the profile directory", e)),
@@ -508,11 +651,11 @@ fn lock_for_wipe(dir: &Path) -> Option<File> {
         .write(true)
         .open(dir.join(LOCK_FILE))
         .ok()?;
-    let deadline = crate::time::instant() + WIPE_LOCK_WAIT;
+    let deadline = time::instant() + WIPE_LOCK_WAIT;
     loop {
         match file.try_lock() {
             Ok(()) => return Some(file),
-            Err(_) if crate::time::instant() < deadline => {
+            Err(_) if time::instant() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
             Err(_) => return None,
@@ -524,255 +667,5 @@ fn lock_for_wipe(dir: &Path) -> Option<File> {
 /// lock for one read-modify-write, far less than this.
 const WIPE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-fn overwrite_and_remove(path: &Path, rng: &mut impl CryptoRng) -> io::Result<()> {
-    let len = fs::metadata(path)?.len();
-    let mut f = OpenOptions::new().write(true).open(path)?;
-    let mut block = Zeroizing::new(vec![0u8; 64 * 1024]);
-    let mut left = len;
-    while left > 0 {
-        let n = usize::try_from(left.min(block.len() as u64)).unwrap_or(block.len());
-        let chunk = block.get_mut(..n).unwrap_or_default();
-        rng.fill_bytes(chunk);
-        f.write_all(chunk)?;
-        left -= n as u64;
-    }
-    f.sync_all()?;
-    drop(f);
-    fs::remove_file(path)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::profile::StoredRelay;
-
-    /// The weakest parameters a header may carry, to keep tests quick.
-    const TEST_PARAMS: KdfParams = KdfParams {
-        memory_kib: KDF_MIN_MEMORY_KIB,
-        time: 1,
-        lanes: 1,
-    };
-
-    fn pass(s: &str) -> Passphrase {
-        Passphrase::new(s.to_owned())
-    }
-
-    fn new_store(dir: &Path) -> Store {
-        let mut profile = Profile::new(&mut rand::rng(), 1_700_000_000);
-        profile.home_relay = Some(StoredRelay::from_text("secret-relay-host".into()));
-        Store::create(
-            dir,
-            &pass("correct horse"),
-            TEST_PARAMS,
-            &profile,
-            &mut rand::rng(),
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn round_trip_and_reopen() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("p");
-        let store = new_store(&dir);
-        let mut p = store.load().unwrap();
-        p.home_relay = Some(StoredRelay::from_text("other".into()));
-        store.save(&p, &mut rand::rng()).unwrap();
-        let (_, again) = Store::open(&dir, &pass("correct horse")).unwrap();
-        assert_eq!(
-            again.home_relay.as_ref().map(StoredRelay::as_str),
-            Some("other")
-        );
-        assert!(!dir.join(TEMP_FILE).exists());
-        let bytes = fs::read(dir.join(STORE_FILE)).unwrap();
-        assert!(!bytes.windows(5).any(|w| w == b"other"));
-    }
-
-    #[test]
-    fn wrong_passphrase_and_every_tampered_byte_fail_alike() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("p");
-        new_store(&dir);
-        let original = fs::read(dir.join(STORE_FILE)).unwrap();
-        assert!(matches!(
-            Store::open(&dir, &pass("wrong horse")),
-            Err(Error::CannotOpen)
-        ));
-        // Flip one bit in every header field and in the ciphertext. The
-        // KDF bounds stop absurd parameters before any work is done.
-        for i in [0, 9, 10, 14, 18, 22, 30, 60, 80, original.len() - 1] {
-            let mut bad = original.clone();
-            // Byte 9 (the format's low byte): 2 becomes 1, an older format
-            // whose header no longer matches what was authenticated.
-            bad[i] ^= if i == 9 { 3 } else { 1 };
-            fs::write(dir.join(STORE_FILE), &bad).unwrap();
-            assert!(
-                matches!(
-                    Store::open(&dir, &pass("correct horse")),
-                    Err(Error::CannotOpen)
-                ),
-                "byte {i}"
-            );
-            assert_eq!(fs::read(dir.join(STORE_FILE)).unwrap(), bad);
-        }
-        fs::write(dir.join(STORE_FILE), &original[..40]).unwrap();
-        assert!(matches!(
-            Store::open(&dir, &pass("correct horse")),
-            Err(Error::CannotOpen)
-        ));
-    }
-
-    #[test]
-    fn newer_format_is_named() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("p");
-        new_store(&dir);
-        let mut bytes = fs::read(dir.join(STORE_FILE)).unwrap();
-        bytes[9] = 4;
-        fs::write(dir.join(STORE_FILE), &bytes).unwrap();
-        assert!(matches!(
-            Store::open(&dir, &pass("correct horse")),
-            Err(Error::NewerStore(4))
-        ));
-    }
-
-    #[test]
-    fn format_1_store_opens_and_is_rewritten_as_format_3() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("p");
-        let store = new_store(&dir);
-        // Write the profile as a format 1 client did: its postcard without
-        // the fields format 2 appended, under a header saying 1.
-        let profile = store.load().unwrap();
-        let v2 = postcard::to_allocvec(&profile).unwrap();
-        let v1 = &v2[..v2.len() - legacy::FORMAT_1_TAIL.len()];
-        let mut file = store.header.encode(&[5; NONCE_LEN]);
-        file[8..10].copy_from_slice(&1u16.to_be_bytes());
-        let cipher = XChaCha20Poly1305::new(&(*store.key).into());
-        let ct = cipher
-            .encrypt(
-                &XNonce::from([5; NONCE_LEN]),
-                Payload {
-                    msg: v1,
-                    aad: &file,
-                },
-            )
-            .unwrap();
-        file.extend_from_slice(&ct);
-        fs::write(dir.join(STORE_FILE), &file).unwrap();
-        let (store, back) = Store::open(&dir, &pass("correct horse")).unwrap();
-        assert_eq!(
-            back.home_relay.as_ref().map(StoredRelay::as_str),
-            Some("secret-relay-host")
-        );
-        assert!(back.nuclei.is_empty());
-        store.save(&back, &mut rand::rng()).unwrap();
-        let bytes = fs::read(dir.join(STORE_FILE)).unwrap();
-        assert_eq!(&bytes[8..10], &FORMAT_VERSION.to_be_bytes());
-        assert!(Store::open(&dir, &pass("correct horse")).is_ok());
-    }
-
-    #[test]
-    fn create_refuses_existing_profile() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("p");
-        new_store(&dir);
-        let before = fs::read(dir.join(STORE_FILE)).unwrap();
-        let p = Profile::new(&mut rand::rng(), 0);
-        assert!(matches!(
-            Store::create(&dir, &pass("x"), TEST_PARAMS, &p, &mut rand::rng()),
-            Err(Error::ProfileExists(_))
-        ));
-        assert_eq!(fs::read(dir.join(STORE_FILE)).unwrap(), before);
-    }
-
-    #[test]
-    fn wipe_waits_for_an_update_in_progress() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("p");
-        let store = new_store(&dir);
-        // An update has read the profile and is about to save it.
-        let guard = store.lock().unwrap();
-        let profile = store.load().unwrap();
-        let wiper = {
-            let dir = dir.clone();
-            std::thread::spawn(move || wipe(&dir, &mut rand::rng()))
-        };
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        store.save(&profile, &mut rand::rng()).unwrap();
-        drop(guard);
-        wiper.join().unwrap().unwrap();
-        // The wipe came after the save: nothing of the profile is left.
-        assert!(!dir.join(STORE_FILE).exists());
-        assert!(matches!(store.load(), Err(Error::NoProfile(_))));
-    }
-
-    #[test]
-    fn wipe_removes_own_files_only() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("p");
-        let store = new_store(&dir);
-        drop(store.lock().unwrap());
-        fs::write(dir.join("notes.txt"), b"mine").unwrap();
-        wipe(&dir, &mut rand::rng()).unwrap();
-        assert!(!dir.join(STORE_FILE).exists());
-        assert!(!dir.join(LOCK_FILE).exists());
-        assert_eq!(fs::read(dir.join("notes.txt")).unwrap(), b"mine");
-        assert!(matches!(
-            Store::open(&dir, &pass("correct horse")),
-            Err(Error::NoProfile(_))
-        ));
-        assert!(matches!(store.load(), Err(Error::NoProfile(_))));
-
-        let dir2 = tmp.path().join("q");
-        new_store(&dir2);
-        wipe(&dir2, &mut rand::rng()).unwrap();
-        assert!(!dir2.exists());
-        assert!(matches!(
-            wipe(&dir2, &mut rand::rng()),
-            Err(Error::NoProfile(_))
-        ));
-    }
-
-    /// A store written by the code of commit 5f48a08 (format 2, passphrase
-    /// `correct horse battery staple`, the weakest parameters, the golden
-    /// profile of `profile`'s tests) opens to exactly that profile, and is
-    /// written back as format 3.
-    #[test]
-    fn golden_store_opens_to_the_golden_profile() {
-        let text = include_str!("../../testdata/profile-format-2.hex");
-        let golden = hex::decode(text.split_whitespace().collect::<String>()).unwrap();
-        let file = include_bytes!("../../testdata/profile-format-2.enlace");
-        assert_eq!(&file[..8], MAGIC);
-        assert_eq!(&file[8..10], &2u16.to_be_bytes());
-        let tmp = tempfile::tempdir().unwrap();
-        fs::write(tmp.path().join(STORE_FILE), file).unwrap();
-        let (store, profile) =
-            Store::open(tmp.path(), &pass("correct horse battery staple")).unwrap();
-        let want = legacy::decode(2, &golden).unwrap();
-        assert_eq!(
-            postcard::to_allocvec(&profile).unwrap(),
-            postcard::to_allocvec(&want).unwrap()
-        );
-        assert_eq!(profile.nuclei[0].ops_v1.len(), 2);
-        assert!(matches!(
-            Store::open(tmp.path(), &pass("correct horse battery stapler")),
-            Err(Error::CannotOpen)
-        ));
-        store.save(&profile, &mut rand::rng()).unwrap();
-        let rewritten = fs::read(tmp.path().join(STORE_FILE)).unwrap();
-        assert_eq!(&rewritten[8..10], &FORMAT_VERSION.to_be_bytes());
-        let (_, again) = Store::open(tmp.path(), &pass("correct horse battery staple")).unwrap();
-        assert_eq!(
-            postcard::to_allocvec(&again).unwrap(),
-            postcard::to_allocvec(&want).unwrap()
-        );
-    }
-
-    const _: () = assert!(KDF_MEMORY_KIB >= 64 * 1024 && KDF_TIME >= 3);
-
-    #[test]
-    fn default_params_are_accepted_on_read() {
-        assert!(KdfParams::DEFAULT.in_bounds());
-    }
-}
+mod tests;

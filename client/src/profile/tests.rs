@@ -1,8 +1,9 @@
 //! The profile's encoding, pinned: a profile with something in every
 //! field, as the code of commit 5f48a08 wrote it in store format 2 (before
-//! the ids and relay addresses had types of their own), must decode to the
-//! same values; the same profile with the fields format 3 added to nuclei
-//! must encode to the format 3 bytes and back.
+//! the ids and relay addresses had types of their own), must read as the
+//! same values, its nucleus's operations as version 1; the same profile
+//! with the fields format 3 added (version-2 nucleus state, timers) must
+//! encode to the format 3 bytes and back.
 
 use enlace_protocol::group::{Action, ActionV1, Introduction, NucleusId, Op, OpV1, Role, Verdict};
 
@@ -29,7 +30,7 @@ fn pk(seed: u8) -> [u8; 32] {
 /// A profile with something in every field of format 2: written by the
 /// code of commit 5f48a08 as `client/testdata/profile-format-2.hex`, and
 /// read today with its nucleus's operations as version 1.
-fn golden_profile() -> Profile {
+pub(super) fn golden_profile() -> Profile {
     let nucleus = NucleusId([0x61; 16]);
     let create = OpV1::sign(&key(0x11), nucleus, 1, ActionV1::Create, pk(0x11), "barrio").unwrap();
     let add = OpV1::sign(&key(0x11), nucleus, 2, ActionV1::Add, pk(2), "Ana").unwrap();
@@ -173,9 +174,11 @@ fn golden_profile() -> Profile {
     p
 }
 
-/// [`golden_profile`] with something in every field format 3 added:
-/// written by this code as `client/testdata/profile-format-3.hex`.
-fn golden_profile_3() -> Profile {
+/// [`golden_profile`] with something in every field format 3 added (the
+/// nucleus's version-2 state, a timer for the contact and one for the
+/// nucleus, and their notices): written by this code as
+/// `client/testdata/profile-format-3.*`.
+pub(super) fn golden_profile_3() -> Profile {
     let mut p = golden_profile();
     let n = &mut p.nuclei[0];
     let add = OpV1::decode_unverified(&n.ops_v1[1]).unwrap();
@@ -219,6 +222,22 @@ fn golden_profile_3() -> Profile {
             member: pk(6),
         },
     ];
+    let nucleus = n.id;
+    let hour = Timer::from_secs(3_600).unwrap();
+    assert!(p.set_timer(
+        Conversation::Contact(ContactId(1)),
+        hour,
+        1_790_000_800,
+        None,
+        1_790_000_801
+    ));
+    assert!(p.set_timer(
+        Conversation::Nucleus(nucleus),
+        Timer::OFF,
+        1_790_000_900,
+        Some(ContactId(1)),
+        1_790_000_901
+    ));
     p
 }
 
@@ -230,11 +249,15 @@ fn golden_bytes() -> Vec<u8> {
     hex_file(include_str!("../../testdata/profile-format-2.hex"))
 }
 
+fn golden_bytes_3() -> Vec<u8> {
+    hex_file(include_str!("../../testdata/profile-format-3.hex"))
+}
+
 /// Format 3 encodes the golden profile to the pinned bytes and reads them
-/// back unchanged.
+/// back unchanged, with the nucleus's version-2 state.
 #[test]
 fn golden_profile_encoding_is_unchanged() {
-    let golden = hex_file(include_str!("../../testdata/profile-format-3.hex"));
+    let golden = golden_bytes_3();
     let profile = golden_profile_3();
     assert_eq!(postcard::to_allocvec(&profile).unwrap(), golden);
     let back: Profile = postcard::from_bytes(&golden).unwrap();
@@ -251,7 +274,7 @@ fn golden_profile_encoding_is_unchanged() {
 /// version-2 change can build on them.
 #[test]
 fn format_2_golden_profile_reads_with_version_1_nucleus() {
-    let back = legacy::decode(2, &golden_bytes()).unwrap();
+    let back = upgrade::decode(2, &golden_bytes()).unwrap();
     assert_eq!(
         postcard::to_allocvec(&back).unwrap(),
         postcard::to_allocvec(&golden_profile()).unwrap()
@@ -302,4 +325,49 @@ fn format_2_golden_profile_reads_with_version_1_nucleus() {
     assert_eq!(back.introduced[0].local, 3);
     assert_eq!(back.introduced[0].invitation(), Some(InvitationId(3)));
     assert!(back.nuclei[0].id == NucleusId([0x61; 16]));
+}
+
+/// The format 3 golden's timers and their notices.
+#[test]
+fn golden_format_3_encoding_is_unchanged() {
+    let golden = golden_bytes_3();
+    assert_eq!(postcard::to_allocvec(&golden_profile_3()).unwrap(), golden);
+    let back: Profile = postcard::from_bytes(&golden).unwrap();
+    assert_eq!(postcard::to_allocvec(&back).unwrap(), golden);
+    assert!(back.timer(Conversation::Contact(ContactId(1))) == Timer::from_secs(3_600).unwrap());
+    assert!(back.timer(Conversation::Nucleus(NucleusId([0x61; 16]))) == Timer::OFF);
+    assert_eq!(back.timer_notices.len(), 2);
+    assert!(back.timer_notices[1].by == Some(ContactId(1)) && !back.timer_notices[1].shown);
+}
+
+/// Writes the format 3 goldens (`client/testdata/profile-format-3.*`):
+/// run by hand once, with `cargo test -p enlace-client -- --ignored
+/// write_format_3_goldens`, when format 3 was made; never again.
+#[test]
+#[ignore = "writes the goldens; run once by hand"]
+fn write_format_3_goldens() {
+    use std::fs;
+    let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let bytes = postcard::to_allocvec(&golden_profile_3()).unwrap();
+    let hex: String = bytes
+        .chunks(32)
+        .map(|line| format!("{}\n", hex::encode(line)))
+        .collect();
+    fs::write(testdata.join("profile-format-3.hex"), hex).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    store::Store::create(
+        &dir,
+        &store::Passphrase::new("correct horse battery staple".into()),
+        store::KdfParams::WEAKEST,
+        &golden_profile_3(),
+        &mut rand::rng(),
+    )
+    .unwrap();
+    for (from, to) in [
+        (store::KEY_FILE, "profile-format-3.key"),
+        (store::DATA_FILE, "profile-format-3.data"),
+    ] {
+        fs::copy(dir.join(from), testdata.join(to)).unwrap();
+    }
 }

@@ -14,8 +14,11 @@
 mod abuse;
 mod cli;
 mod durability;
+mod forensic;
 mod forwarding;
+mod hardening;
 mod load;
 mod mailbox;
 mod nuclei;
 mod pinning;
+mod readme;

@@ -78,7 +78,7 @@ fn found(owner: &Home, nucleus: &str, members: &[(&Home, &str)]) {
 
 /// `nucleus send` with the text on standard input; must succeed.
 fn send(home: &Home, nucleus: &str, text: &str) -> Vec<Value> {
-    let (lines, code) = home.nucleus_send(nucleus, text);
+    let (lines, code) = home.nucleus_send_json(nucleus, text);
     assert_eq!(code, Some(0), "{lines:?}");
     lines
 }

@@ -71,7 +71,7 @@ fn an_invited_contact_receives_nothing_and_makes_nothing_until_it_joins() {
     assert!(after.nucleus_tasks.is_empty() && after.outbox.is_empty());
     assert_eq!(after.contacts.len(), 1);
     // Not joined: it cannot send either.
-    let (_, code) = ben.nucleus_send("barrio", "hola");
+    let (_, code) = ben.nucleus_send_json("barrio", "hola");
     assert_eq!(code, Some(1));
     // Cai is told Ben was invited, not that he is in.
     let events = cai.read();
@@ -193,7 +193,7 @@ fn receipts_leave_a_down_members_copy_queued_until_its_relay_returns() {
     relay2.kill_9();
     relay1.kill_9();
     relay1.restart();
-    let (sent, _) = ana.nucleus_send("barrio", "asamblea mañana");
+    let (sent, _) = ana.nucleus_send_json("barrio", "asamblea mañana");
     assert_eq!(sent[0]["to"].as_array().unwrap().len(), 2, "{sent:?}");
     assert_eq!(read_group(&ben).len(), 1);
     // Ben's receipt arrives; Cai's copy stays queued.

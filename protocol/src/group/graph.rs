@@ -16,7 +16,7 @@ use super::op::{Op, OpHash};
 use super::op_v1::OpV1;
 
 /// A set of positions in the order, as bits.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Bits(Vec<u64>);
 
 impl Bits {

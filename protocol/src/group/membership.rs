@@ -1,39 +1,35 @@
 //! The membership fold: the member list, with roles, that a set of
-//! operations yields.
+//! operations yields (`docs/protocol.md`, section 13.4).
 //!
 //! 1. Place the operations in the causal order of [`super::graph`]
 //!    (version 1 first, then version 2 by depth and hash).
-//! 2. Start with no members and apply each in turn. Version-1 operations
-//!    follow the version-1 rules, with implicit roles: the pinned
-//!    creator's `create` makes an owner, any member's `add` a joined
-//!    member, any member's `remove` removes. A version-2 operation counts
-//!    only if [`Role`]'s rules allow it at that point: the pinned `create`
-//!    (first, on an empty list) makes its author owner; an `add` needs a
-//!    joined owner or admin and a target that is not a member; a `remove`
-//!    of oneself always counts (leaving, declining), of another needs a
-//!    joined author whose role may manage the target's; a role change
-//!    needs a joined author who may manage the target and grant the role;
-//!    a `join` needs an invited, not yet joined author. Nobody removes or
-//!    demotes the last owner but itself, and it may only leave.
-//! 3. A removal or demotion that counts voids every change by its target
-//!    that neither descends from it nor precedes it (that needed the
-//!    role, for a demotion): a member cannot escape its removal by naming
-//!    old parents. Applied until nothing more is voided.
+//! 2. Check each version-2 operation in its own past (its ancestors,
+//!    resolved the same way): whether its author, with the role it had
+//!    there, may make it ([`Role`]'s rules: the pinned `create` first; an
+//!    `add` by a joined owner or admin of a non-member; a `remove` of
+//!    oneself, or of another by a joined member whose role may manage the
+//!    target's; a `role` change by one who may manage the target and grant
+//!    the role; a `join` by an invited member; never removing or demoting
+//!    the last owner but by itself, which may only leave; at most
+//!    [`MAX_OPS_PER_AUTHOR`] changes but removals and demotions by one
+//!    author in its past). That verdict never changes.
+//! 3. Resolve what counted ([`super::resolve`]): removals and demotions
+//!    take effect; what needed a role its author lost concurrently is
+//!    void; concurrent admissions and removals of one member: the removal.
 //!
 //! The result depends on the set of operations, not on the order they
-//! arrived in. [`History::admit`] is the check a member makes when an
-//! operation arrives: it must count in the fold of its own past (its
-//! author's view when it signed), which refuses an operation whose author
-//! was not a member there (not descending from its admission, or from
-//! after its removal) or lacked the role.
+//! arrived in, and no concurrent operation's place in the order changes
+//! it. [`History::admit`] is the check of step 2 for one operation.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::graph::{Bits, Graph, Node};
-use super::limits::MAX_MEMBERS;
+use super::graph::{Graph, Node};
+use super::limits::{MAX_MEMBERS, MAX_OPS_PER_AUTHOR};
 use super::op::{Action, Op, OpHash};
-use super::op_v1::{ActionV1, OpV1};
+use super::op_v1::OpV1;
+use super::resolve::{Checked, Resolver, View};
 use super::role::Role;
+use super::verdict::{Refusal, Verdict};
 
 /// A member as the fold sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,42 +52,9 @@ pub struct Member {
     /// The identity key of the author of the last operation about it
     /// that counted.
     pub changed_by: [u8; 32],
-}
-
-/// Why an operation does not count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// A `create` other than the nucleus's pinned one, or not first.
-    NotTheCreate,
-    /// Its author is not a member there: never added, removed, or its
-    /// admission is not in the operation's past.
-    NotMember,
-    /// Its author is invited but has not joined: it can only join or
-    /// decline.
-    NotJoined,
-    /// Its author's role does not allow it.
-    NoRole,
-    /// It would remove or demote the last owner.
-    LastOwner,
-    /// Its target is not in the state it needs: adding a member, removing
-    /// or changing a non-member, giving a role it has, joining twice.
-    Target,
-    /// The nucleus has [`MAX_MEMBERS`] members already.
-    Full,
-    /// Its author's removal or demotion counts and the operation does not
-    /// descend from it: made without it, or backdated past it.
-    Superseded,
-}
-
-/// What the fold made of one version-2 operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// It counts.
-    Counts,
-    /// It does not count, for this reason.
-    Refused(Refusal),
-    /// Some parent (or an ancestor's) is missing: not placed yet.
-    Waits,
+    /// Whether it was admitted by a version-1 operation (it gave no
+    /// consent: version 1 had none).
+    pub version_1: bool,
 }
 
 /// The result of a fold.
@@ -126,290 +89,211 @@ pub struct History<'a> {
     pub ops: &'a [Op],
 }
 
-/// A counted removal or demotion: its position, its target, and whether
-/// it removed (rather than demoted).
-type Demotion = (usize, [u8; 32], bool);
-
-struct State {
-    members: BTreeMap<[u8; 32], Member>,
-    gone: BTreeMap<[u8; 32], [u8; 32]>,
-    created: bool,
+/// Whether `author`, standing as `view` says, may make `op` there: the
+/// check in the operation's own past.
+fn check(op: &Op, view: &View, root: Option<OpHash>, own: usize) -> Checked {
+    let (author, target) = (op.author(), op.target());
+    let mut c = Checked {
+        refusal: None,
+        author_role: view.members.get(author).map(|m| m.role),
+        target_role: view.members.get(target).map(|m| m.role),
+    };
+    c.refusal = refusal(op, view, root, own).err();
+    c
 }
 
-impl State {
-    fn admit(&mut self, key: [u8; 32], member: Member) {
-        self.gone.remove(&key);
-        self.members.insert(key, member);
-    }
-
-    fn joined(&self, key: &[u8; 32]) -> Result<&Member, Refusal> {
-        let m = self.members.get(key).ok_or(Refusal::NotMember)?;
+fn refusal(op: &Op, view: &View, root: Option<OpHash>, own: usize) -> Result<(), Refusal> {
+    let (author, target) = (op.author(), op.target());
+    let joined = |key: &[u8; 32]| -> Result<Role, Refusal> {
+        let m = view.members.get(key).ok_or(Refusal::NotMember)?;
         if m.joined {
-            Ok(m)
+            Ok(m.role)
         } else {
             Err(Refusal::NotJoined)
         }
-    }
-
-    fn owners(&self) -> usize {
-        self.members
-            .values()
-            .filter(|m| m.role == Role::Owner)
-            .count()
-    }
-
-    fn apply_v1(&mut self, op: &OpV1, at: usize, creator: Option<[u8; 32]>) {
-        let (author, target) = (*op.author(), *op.target());
-        let joined = |role, added_by| Member {
-            role,
-            joined: true,
-            suggested_name: op.name().to_owned(),
-            added_by,
-            since: at,
-            joined_at: Some(at),
-            changed_by: author,
-        };
-        match op.action() {
-            ActionV1::Create => {
-                if !self.created && Some(author) == creator && self.members.is_empty() {
-                    self.created = true;
-                    self.admit(author, joined(Role::Owner, author));
-                }
-            }
-            ActionV1::Add => {
-                if self.members.contains_key(&author)
-                    && !self.members.contains_key(&target)
-                    && self.members.len() < MAX_MEMBERS
-                {
-                    self.admit(target, joined(Role::Member, author));
-                }
-            }
-            ActionV1::Remove => {
-                if self.members.contains_key(&author) && self.members.remove(&target).is_some() {
-                    self.gone.insert(target, author);
-                }
-            }
+    };
+    let restrictive = match op.action() {
+        Action::Remove => true,
+        Action::SetRole(to) => view.members.get(target).is_some_and(|m| to > m.role),
+        _ => false,
+    };
+    let quota = || {
+        if own >= MAX_OPS_PER_AUTHOR && !restrictive {
+            Err(Refusal::Quota)
+        } else {
+            Ok(())
         }
-    }
-
-    /// Applies a version-2 operation at position `at`; a counted removal or
-    /// demotion is returned.
-    fn apply(
-        &mut self,
-        op: &Op,
-        at: usize,
-        root: Option<OpHash>,
-    ) -> Result<Option<Demotion>, Refusal> {
-        let (author, target) = (*op.author(), *op.target());
-        match op.action() {
-            Action::Create => {
-                if self.created || Some(op.hash()) != root || !self.members.is_empty() {
-                    return Err(Refusal::NotTheCreate);
-                }
-                self.created = true;
-                self.admit(
-                    author,
-                    Member {
-                        role: Role::Owner,
-                        joined: true,
-                        suggested_name: op.name().to_owned(),
-                        added_by: author,
-                        since: at,
-                        joined_at: Some(at),
-                        changed_by: author,
-                    },
-                );
-                Ok(None)
+    };
+    match op.action() {
+        Action::Create => {
+            // A create has no parents: its past is empty.
+            if Some(op.hash()) != root || !view.members.is_empty() || !view.gone.is_empty() {
+                return Err(Refusal::NotTheCreate);
             }
-            Action::Add => {
-                if !self.joined(&author)?.role.manages() {
+            Ok(())
+        }
+        Action::Add => {
+            if !joined(author)?.manages() {
+                return Err(Refusal::NoRole);
+            }
+            if view.members.contains_key(target) {
+                return Err(Refusal::Target);
+            }
+            quota()?;
+            if view.members.len() >= MAX_MEMBERS {
+                return Err(Refusal::Full);
+            }
+            Ok(())
+        }
+        Action::Remove => {
+            let missing = if target == author {
+                Refusal::NotMember
+            } else {
+                Refusal::Target
+            };
+            let role = view.members.get(target).ok_or(missing)?.role;
+            if target != author {
+                if !joined(author)?.may_manage(role) {
                     return Err(Refusal::NoRole);
                 }
-                if self.members.contains_key(&target) {
-                    return Err(Refusal::Target);
-                }
-                if self.members.len() >= MAX_MEMBERS {
-                    return Err(Refusal::Full);
-                }
-                self.admit(
-                    target,
-                    Member {
-                        role: Role::Member,
-                        joined: false,
-                        suggested_name: op.name().to_owned(),
-                        added_by: author,
-                        since: at,
-                        joined_at: None,
-                        changed_by: author,
-                    },
-                );
-                Ok(None)
-            }
-            Action::Remove => {
-                let missing = if target == author {
-                    Refusal::NotMember
-                } else {
-                    Refusal::Target
-                };
-                let role = self.members.get(&target).ok_or(missing)?.role;
-                if target != author {
-                    if !self.joined(&author)?.role.may_manage(role) {
-                        return Err(Refusal::NoRole);
-                    }
-                    if role == Role::Owner && self.owners() == 1 {
-                        return Err(Refusal::LastOwner);
-                    }
-                }
-                self.members.remove(&target);
-                self.gone.insert(target, author);
-                Ok(Some((at, target, true)))
-            }
-            Action::SetRole(to) => {
-                let by = self.joined(&author)?.role;
-                let from = self.members.get(&target).ok_or(Refusal::Target)?.role;
-                if !by.may_manage(from) || !by.may_grant(to) {
-                    return Err(Refusal::NoRole);
-                }
-                if from == to {
-                    return Err(Refusal::Target);
-                }
-                if from == Role::Owner && self.owners() == 1 {
+                if role == Role::Owner && view.owners() == 1 {
                     return Err(Refusal::LastOwner);
                 }
-                let m = self.members.get_mut(&target).ok_or(Refusal::Target)?;
-                m.role = to;
-                m.changed_by = author;
-                // Roles sort highest first: a larger one is a demotion.
-                Ok((to > from).then_some((at, target, false)))
             }
-            Action::Join => {
-                let m = self.members.get_mut(&author).ok_or(Refusal::NotMember)?;
-                if m.joined {
-                    return Err(Refusal::Target);
-                }
-                m.joined = true;
-                m.joined_at = Some(at);
-                m.changed_by = author;
-                Ok(None)
+            Ok(())
+        }
+        Action::SetRole(to) => {
+            let by = joined(author)?;
+            let from = view.members.get(target).ok_or(Refusal::Target)?.role;
+            if !by.may_manage(from) || !by.may_grant(to) {
+                return Err(Refusal::NoRole);
             }
+            if from == to {
+                return Err(Refusal::Target);
+            }
+            if from == Role::Owner && view.owners() == 1 {
+                return Err(Refusal::LastOwner);
+            }
+            quota()
+        }
+        Action::Join => {
+            let m = view.members.get(author).ok_or(Refusal::NotMember)?;
+            if m.joined {
+                return Err(Refusal::Target);
+            }
+            Ok(())
         }
     }
 }
 
-/// Whether an operation needs more than the member role.
-fn needs_role(op: &Op) -> bool {
-    match op.action() {
-        Action::Add | Action::SetRole(_) => true,
-        Action::Remove => op.author() != op.target(),
-        Action::Create | Action::Join => false,
-    }
-}
-
-/// One pass over the graph with the operations at `excluded` left out:
-/// the state, each position's refusal (`None`: it counts), and the
-/// removals and demotions that counted.
-fn pass(
-    graph: &Graph<'_>,
-    history: &History<'_>,
-    excluded: &Bits,
-) -> (State, Vec<Option<Refusal>>, Vec<Demotion>) {
-    let mut state = State {
-        members: BTreeMap::new(),
-        gone: BTreeMap::new(),
-        created: false,
-    };
-    let mut refused = Vec::with_capacity(graph.nodes.len());
-    let mut demotions = Vec::new();
+/// Checks every placed version-2 operation in its own past, in order.
+/// The view of an operation with one version-2 parent is its parent's
+/// view with the parent applied (nothing in it is concurrent with the
+/// parent); any other is resolved afresh.
+fn checks<'g, 'a>(graph: &'g Graph<'a>, history: &History<'_>) -> Resolver<'g, 'a> {
+    let mut r = Resolver::new(graph, history.creator);
+    let mut views: Vec<Option<View>> = Vec::with_capacity(graph.nodes.len());
+    let mut by_author: BTreeMap<[u8; 32], Vec<usize>> = BTreeMap::new();
     for (at, node) in graph.nodes.iter().enumerate() {
-        let result = match node {
-            Node::V1(op) => {
-                state.apply_v1(op, at, history.creator);
-                None
-            }
-            Node::V2(_) if excluded.contains(at) => Some(Refusal::Superseded),
-            Node::V2(op) => match state.apply(op, at, history.root) {
-                Ok(demotion) => {
-                    demotions.extend(demotion);
-                    None
-                }
-                Err(why) => Some(why),
-            },
+        let Node::V2(op) = node else {
+            r.record(at, Checked::default());
+            views.push(None);
+            continue;
         };
-        refused.push(result);
-    }
-    (state, refused, demotions)
-}
-
-/// Operations by the target of a counted removal or demotion, concurrent
-/// with it, that counted (and needed the role, for a demotion). `by_author`
-/// lists each author's version-2 positions, so the work is bounded by one
-/// author's share, not the whole history.
-fn superseded(
-    graph: &Graph<'_>,
-    by_author: &BTreeMap<[u8; 32], Vec<usize>>,
-    refused: &[Option<Refusal>],
-    demotions: &[Demotion],
-) -> Vec<usize> {
-    let mut out = Vec::new();
-    for (at, target, removal) in demotions {
-        for &x in by_author.get(target).map(Vec::as_slice).unwrap_or_default() {
-            let Some(Node::V2(op)) = graph.nodes.get(x) else {
-                continue;
-            };
-            let counted = matches!(refused.get(x), Some(None));
-            if counted && graph.concurrent(*at, x) && (*removal || needs_role(op)) {
-                out.push(x);
+        let parents: Vec<usize> = op
+            .parents()
+            .iter()
+            .filter_map(|p| graph.position.get(p).copied())
+            .collect();
+        let single = match parents[..] {
+            [p] => views
+                .get(p)
+                .and_then(Option::as_ref)
+                .zip(graph.nodes.get(p)),
+            _ => None,
+        };
+        let view = match single {
+            Some((parent_view, Node::V2(parent))) => {
+                let counted = r
+                    .checked
+                    .get(parents[0])
+                    .is_some_and(|c| c.refusal.is_none());
+                if counted {
+                    parent_view.clone().then(parent, parents[0])
+                } else {
+                    parent_view.clone()
+                }
             }
-        }
+            _ => {
+                let past = |i: usize| graph.precedes(i, at);
+                r.settle(&past).0
+            }
+        };
+        let mine = by_author.entry(*op.author()).or_default();
+        let own = mine.iter().filter(|&&i| graph.precedes(i, at)).count();
+        mine.push(at);
+        r.record(at, check(op, &view, history.root, own));
+        views.push(Some(view));
     }
-    out
+    r
 }
 
 impl History<'_> {
     /// Folds the operations (see the module's documentation).
     pub fn fold(&self) -> Fold {
         let graph = Graph::new(self.v1, self.ops);
-        let mut by_author: BTreeMap<[u8; 32], Vec<usize>> = BTreeMap::new();
-        for (x, node) in graph.nodes.iter().enumerate() {
-            if let Node::V2(op) = node {
-                by_author.entry(*op.author()).or_default().push(x);
-            }
-        }
-        let mut excluded = Bits::with_len(graph.nodes.len());
-        let (state, refused) = loop {
-            let (state, refused, demotions) = pass(&graph, self, &excluded);
-            let more: Vec<usize> = superseded(&graph, &by_author, &refused, &demotions)
-                .into_iter()
-                .filter(|&x| !excluded.contains(x))
-                .collect();
-            if more.is_empty() {
-                break (state, refused);
-            }
-            // Each round excludes at least one more operation: at most one
-            // round per operation.
-            for x in more {
-                excluded.insert(x);
-            }
-        };
+        let resolver = checks(&graph, self);
+        let (view, why) = resolver.settle(&|_| true);
         let mut verdicts: BTreeMap<OpHash, Verdict> = self
             .ops
             .iter()
             .map(|o| (o.hash(), Verdict::Waits))
             .collect();
-        for ((node, hash), why) in graph.nodes.iter().zip(&graph.hashes).zip(&refused) {
+        for ((node, hash), refusal) in graph.nodes.iter().zip(&graph.hashes).zip(&why) {
             if let Node::V2(_) = node {
-                let verdict = why.map_or(Verdict::Counts, Verdict::Refused);
+                let verdict = refusal.map_or(Verdict::Counts, Verdict::Refused);
                 verdicts.insert(*hash, verdict);
             }
         }
+        let author_at = |at: usize| match graph.nodes.get(at) {
+            Some(Node::V1(op)) => Some((*op.author(), op.name().to_owned(), true)),
+            Some(Node::V2(op)) => Some((*op.author(), op.name().to_owned(), false)),
+            None => None,
+        };
+        let members = view
+            .members
+            .iter()
+            .filter_map(|(key, s)| {
+                let (added_by, name, version_1) = author_at(s.since)?;
+                let (changed_by, _, _) = author_at(s.changed)?;
+                Some((
+                    *key,
+                    Member {
+                        role: s.role,
+                        joined: s.joined,
+                        suggested_name: name,
+                        added_by,
+                        since: s.since,
+                        joined_at: s.joined_at,
+                        changed_by,
+                        version_1,
+                    },
+                ))
+            })
+            .collect();
+        let gone = view
+            .gone
+            .iter()
+            .filter_map(|(key, &at)| Some((*key, author_at(at)?.0)))
+            .collect();
         let heads = graph
             .heads()
             .into_iter()
             .filter_map(|i| graph.hashes.get(i).copied())
             .collect();
         Fold {
-            members: state.members,
-            gone: state.gone,
+            members,
+            gone,
             verdicts,
             heads,
             order: graph.hashes.clone(),
@@ -417,9 +301,9 @@ impl History<'_> {
     }
 
     /// What a member makes of `op` when it arrives: [`Verdict::Waits`]
-    /// while a parent is missing, else whether it counts in the fold of
-    /// its own past (its author's view when signing). An operation refused
-    /// here is refused by every member, whatever else they hold.
+    /// while a parent is missing, else whether it counts in its own past
+    /// (its author's view when signing). An operation refused here is
+    /// refused by every member, whatever else they hold.
     pub fn admit(&self, op: &Op) -> Verdict {
         let Some(past) = self.past_of(op) else {
             return Verdict::Waits;
@@ -433,7 +317,7 @@ impl History<'_> {
         let mut ops: Vec<Op> = self
             .ops
             .iter()
-            .filter(|o| past.contains(&o.hash()))
+            .filter(|o| past.contains(&o.hash()) && o.hash() != op.hash())
             .cloned()
             .collect();
         ops.push(op.clone());
@@ -442,11 +326,15 @@ impl History<'_> {
             ops: &ops,
             ..*self
         };
-        own.fold()
-            .verdicts
-            .get(&op.hash())
-            .copied()
-            .unwrap_or(Verdict::Waits)
+        let graph = Graph::new(own.v1, own.ops);
+        let Some(&at) = graph.position.get(&op.hash()) else {
+            return Verdict::Waits;
+        };
+        let resolver = checks(&graph, &own);
+        match resolver.checked.get(at).and_then(|c| c.refusal) {
+            None => Verdict::Counts,
+            Some(why) => Verdict::Refused(why),
+        }
     }
 
     /// The hashes of `op` and of every operation it descends from, if all

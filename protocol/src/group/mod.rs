@@ -28,16 +28,19 @@ pub mod limits;
 mod membership;
 mod op;
 mod op_v1;
+mod resolve;
 mod role;
 mod signed;
 #[cfg(test)]
 mod testing;
 mod text;
+mod verdict;
 
 pub use id::{NUCLEUS_ID_LEN, NucleusId};
 pub use introduction::Introduction;
-pub use membership::{Fold, History, Member, Refusal, Verdict};
+pub use membership::{Fold, History, Member};
 pub use op::{Action, OP_HASH_LEN, Op, OpHash};
 pub use op_v1::{ActionV1, OpId, OpV1, OrderKey};
 pub use role::Role;
 pub use text::{GroupText, TextPart};
+pub use verdict::{Refusal, Verdict};

@@ -89,6 +89,7 @@ fn refusal_name(r: Refusal) -> &'static str {
         Refusal::Target => "target",
         Refusal::Full => "full",
         Refusal::Superseded => "superseded",
+        Refusal::Quota => "quota",
     }
 }
 
@@ -329,7 +330,7 @@ fn admissions() -> Vec<(&'static str, Vec<Op>, Op, Refusal)> {
 
 /// Stored (they count in their own past) but refused by the fold: the
 /// backdated add by 0x02, naming the parents it had as admin, concurrent
-/// with its demotion; the same after its removal.
+/// with its demotion; another after its removal.
 fn backdated() -> Vec<(&'static str, Vec<Op>, Op)> {
     let s = story();
     let ops: Vec<Op> = s.iter().map(|n| n.op.clone()).collect();
@@ -346,15 +347,9 @@ fn backdated() -> Vec<(&'static str, Vec<Op>, Op)> {
     .unwrap();
     let mut removed = ops.clone();
     removed.push(rm2);
-    let rm1 = Op::sign(
-        &key(2),
-        NUCLEUS,
-        Action::Remove,
-        pk(4),
-        &[ops[5].hash()],
-        "",
-    )
-    .unwrap();
+    // A removal would count (removals take effect on their own past's
+    // authority); an add needs the role its author lost concurrently.
+    let rm1 = Op::sign(&key(2), NUCLEUS, Action::Add, pk(7), &[ops[5].hash()], "y").unwrap();
     vec![
         ("fold-backdated-below-demotion", ops, add),
         ("fold-backdated-below-removal", removed, rm1),

@@ -159,6 +159,9 @@ fn members(ctx: &Ctx<'_>, out: &mut Out<'_>, name: &str) -> Result<(), Error> {
         if !member.joined {
             text.push_str("  invited, not joined");
         }
+        if member.version_1 {
+            text.push_str("  version 1, no consent recorded");
+        }
         if who.state != "you" {
             text.push_str(&format!("  {}", who.state));
         }
@@ -168,7 +171,8 @@ fn members(ctx: &Ctx<'_>, out: &mut Out<'_>, name: &str) -> Result<(), Error> {
         out.emit(
             &text,
             json!({"nucleus": n.name, "member": who.name, "role": role,
-                   "joined": member.joined, "verification": who.state,
+                   "joined": member.joined, "version_1": member.version_1,
+                   "verification": who.state,
                    "session": session, "introduced_by": introduced,
                    "fingerprint": fingerprint(key).map(|f| hex(&f.0))}),
         )?;

@@ -11,13 +11,20 @@ pub const MAX_MEMBERS: usize = 64;
 /// this no more changes are made or accepted.
 pub const MAX_OPS: usize = 512;
 
-/// Most operations one author may have in a nucleus, so that one member
-/// alone cannot use up [`MAX_OPS`] for everyone.
+/// Most operations beyond [`MAX_OPS`] a nucleus keeps for removals and
+/// demotions: a member who fills the nucleus can still be removed.
+pub const MAX_RESERVED_OPS: usize = 128;
+
+/// Most operations other than removals and demotions that count by one
+/// author, counted in each operation's own past (so every member decides
+/// the same): one member alone cannot use up [`MAX_OPS`].
 pub const MAX_OPS_PER_AUTHOR: usize = 128;
 
-/// Most operations kept while some of their parents are missing: an
+/// Most operations kept while some of their parents are missing, per
+/// author (and as many for authors the nucleus does not know): an
 /// operation can arrive before its parents, but what never gets its
-/// parents must not fill the nucleus.
+/// parents must not fill the nucleus, and one author's must not push out
+/// another's.
 pub const MAX_WAITING_OPS: usize = 32;
 
 /// Most causal parents one operation names: its author's heads, which

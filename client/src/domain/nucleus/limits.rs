@@ -20,3 +20,8 @@ pub(crate) const MAX_TASKS: usize = 64;
 /// Most membership changes waiting to be shown per nucleus (the oldest
 /// go first): what others' changes make us keep before a `read`.
 pub(crate) const MAX_NOTICES: usize = 64;
+
+/// Most refused changes by one author waiting to be shown per nucleus: a
+/// refused change costs its sender nothing, so refusals must not crowd out
+/// the changes [`MAX_NOTICES`] keeps.
+pub(crate) const MAX_REFUSALS_PER_AUTHOR: usize = 4;

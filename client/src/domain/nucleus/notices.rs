@@ -5,7 +5,7 @@
 
 use enlace_protocol::group::{Action, ActionV1, Fold, Op, Refusal, Role};
 
-use super::limits::MAX_NOTICES;
+use super::limits::{MAX_NOTICES, MAX_REFUSALS_PER_AUTHOR};
 use crate::opaque::opaque_debug;
 use crate::profile::{Notice, NoticeKind, Nucleus, Profile};
 
@@ -77,6 +77,7 @@ fn refusal_code(why: Refusal) -> u8 {
         Refusal::Target => 6,
         Refusal::Full => 7,
         Refusal::Superseded => 8,
+        Refusal::Quota => 9,
     }
 }
 
@@ -90,17 +91,35 @@ fn reason(code: u8) -> &'static str {
         5 => "it would leave the nucleus without an owner",
         6 => "there was nothing to change",
         7 => "the nucleus is full",
+        9 => "its author has made too many changes already",
         _ => "its author was removed or lost the role, and it does not come after that",
     }
 }
 
-/// Keeps `notices` for nucleus `n`, dropping the oldest past
-/// [`MAX_NOTICES`].
+/// Keeps `notices` for nucleus `n`. Refusals cost their sender nothing,
+/// so they never push out a change: at most [`MAX_REFUSALS_PER_AUTHOR`]
+/// wait per author, and past [`MAX_NOTICES`] the oldest refusal goes
+/// first (the oldest change only when there are no refusals).
 pub(crate) fn keep(n: &mut Nucleus, notices: Vec<Notice>) {
-    n.notices.extend(notices);
-    if n.notices.len() > MAX_NOTICES {
-        let excess = n.notices.len() - MAX_NOTICES;
-        n.notices.drain(..excess);
+    for notice in notices {
+        if let NoticeKind::Refused { .. } = notice.what {
+            let by_author = n
+                .notices
+                .iter()
+                .filter(|m| matches!(m.what, NoticeKind::Refused { .. }) && m.by == notice.by)
+                .count();
+            if by_author >= MAX_REFUSALS_PER_AUTHOR {
+                continue;
+            }
+        }
+        n.notices.push(notice);
+        if n.notices.len() > MAX_NOTICES {
+            let refusal = n
+                .notices
+                .iter()
+                .position(|m| matches!(m.what, NoticeKind::Refused { .. }));
+            n.notices.remove(refusal.unwrap_or(0));
+        }
     }
 }
 
@@ -216,10 +235,12 @@ fn describe(p: &Profile, n: &Nucleus, notice: &Notice) -> ShownChange {
                 .iter()
                 .filter(|(k, _)| **k != notice.member)
                 .map(|(k, mem)| {
-                    let role = if mem.joined {
-                        mem.role.as_str()
-                    } else {
-                        "invited"
+                    let role = match (mem.version_1, mem.joined) {
+                        // Version 1 had no consent: the inviter alone says
+                        // they are in it.
+                        (true, _) => "version 1, no consent recorded",
+                        (false, true) => mem.role.as_str(),
+                        (false, false) => "invited",
                     };
                     format!("{}, {role}", with_state(&party(p, n, k)))
                 })

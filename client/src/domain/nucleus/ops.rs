@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use enlace_protocol::group::limits::{MAX_OPS, MAX_OPS_PER_AUTHOR, MAX_WAITING_OPS};
+use enlace_protocol::group::limits::{MAX_OPS, MAX_RESERVED_OPS, MAX_WAITING_OPS};
 use enlace_protocol::group::{Action, ActionV1, Fold, History, Op, OpHash, OpV1, Refusal, Verdict};
 
 use super::introductions::plan;
@@ -49,22 +49,15 @@ fn invites(op: &Incoming, me: &[u8; 32], peer: &[u8; 32]) -> bool {
 
 /// Whether one more invitation from `peer` may wait.
 fn invitation_room(p: &Profile, peer: &[u8; 32]) -> bool {
-    let me = p.own_key();
-    let waiting: Vec<&Nucleus> = p
-        .nuclei
-        .iter()
-        .filter(|n| n.invited_by.is_some() && !joined(n, &me))
-        .collect();
+    // `join` clears `invited_by`: an invitation still waiting is one that
+    // has it (no fold of every invitation for every arriving operation).
+    let waiting: Vec<&Nucleus> = p.nuclei.iter().filter(|n| n.invited_by.is_some()).collect();
     waiting.len() < MAX_INVITATIONS
         && waiting
             .iter()
             .filter(|n| n.invited_by.as_ref() == Some(peer))
             .count()
             < MAX_INVITATIONS_PER_CONTACT
-}
-
-fn joined(n: &Nucleus, me: &[u8; 32]) -> bool {
-    matches!(standing(n, &n.fold(), me), Standing::Joined(_))
 }
 
 /// A verified operation from `peer`: keep it if acceptable, place what can
@@ -121,7 +114,8 @@ pub(crate) fn handle_op(
     let arrived = match incoming {
         Incoming::V1(op)
             if matches!(was, Standing::Invited | Standing::Welcoming)
-                && n.invited_by == Some(peer_key) =>
+                && n.invited_by == Some(peer_key)
+                && n.root.is_none() =>
         {
             keep_v1(n, op);
             None
@@ -131,6 +125,7 @@ pub(crate) fn handle_op(
                 n,
                 &op,
                 matches!(was, Standing::Welcoming | Standing::Invited),
+                &me,
             ) =>
         {
             Some(op.hash())
@@ -186,21 +181,64 @@ fn keep_v1(n: &mut Nucleus, op: OpV1) {
 }
 
 /// Keeps a version-2 operation among those waiting, unless it is held
-/// already or its author has used up its share. While we are invited (a
-/// welcome, or the history before a withdrawal), up to [`MAX_OPS`] wait;
-/// otherwise [`MAX_WAITING_OPS`], the oldest dropped for a new one.
-/// Returns whether it was kept.
-fn keep_v2(n: &mut Nucleus, op: &Op, welcoming: bool) -> bool {
-    let held: Vec<Op> = n.v2_ops().into_iter().chain(n.waiting_ops()).collect();
-    if held.iter().any(|o| o.hash() == op.hash())
-        || held.iter().filter(|o| o.author() == op.author()).count() >= MAX_OPS_PER_AUTHOR
-        || n.ops.len() >= MAX_OPS
-    {
+/// already. Placed operations are bounded by [`MAX_OPS`], except removals
+/// and demotions, which may use [`MAX_RESERVED_OPS`] more (so that a
+/// member who fills the nucleus can still be removed). While we are
+/// invited (a welcome, or the history before a withdrawal), up to
+/// [`MAX_OPS`] wait; otherwise at most [`MAX_WAITING_OPS`] per author, and
+/// as many by authors the nucleus does not know (neither members nor
+/// invited by an operation held): a new one drops the oldest of its own
+/// author (or of the unknown ones), never another author's. Returns
+/// whether it was kept.
+fn keep_v2(n: &mut Nucleus, op: &Op, welcoming: bool, me: &[u8; 32]) -> bool {
+    let placed = n.v2_ops();
+    let waiting = n.waiting_ops();
+    if placed.iter().chain(&waiting).any(|o| o.hash() == op.hash()) {
         return false;
     }
-    let bound = if welcoming { MAX_OPS } else { MAX_WAITING_OPS };
-    if n.waiting.len() >= bound {
-        n.waiting.remove(0);
+    let fold = n.fold();
+    let restrictive = match op.action() {
+        Action::Remove => true,
+        Action::SetRole(to) => fold.members.get(op.target()).is_some_and(|m| to > m.role),
+        _ => false,
+    };
+    let room = if restrictive {
+        MAX_OPS + MAX_RESERVED_OPS
+    } else {
+        MAX_OPS
+    };
+    if n.ops.len() >= room {
+        return false;
+    }
+    if welcoming {
+        if n.waiting.len() >= MAX_OPS {
+            return false;
+        }
+        n.waiting.push(op.as_bytes().to_vec());
+        return true;
+    }
+    let known = |key: &[u8; 32]| {
+        key == me
+            || fold.members.contains_key(key)
+            || fold.gone.contains_key(key)
+            || placed
+                .iter()
+                .chain(&waiting)
+                .any(|o| o.action() == Action::Add && o.target() == key)
+    };
+    let bucket = |o: &Op| known(o.author()).then_some(*o.author());
+    let mine = bucket(op);
+    let same: Vec<usize> = waiting
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| bucket(o) == mine)
+        .map(|(i, _)| i)
+        .collect();
+    if same.len() >= MAX_WAITING_OPS
+        && let Some(&oldest) = same.first()
+        && oldest < n.waiting.len()
+    {
+        n.waiting.remove(oldest);
     }
     n.waiting.push(op.as_bytes().to_vec());
     true
@@ -238,6 +276,10 @@ fn pin(n: &mut Nucleus, me: &[u8; 32]) {
         if let [create] = creates[..] {
             n.root = Some(create.hash().0);
             n.name = String::new();
+            // A nucleus founded with version 2 has no version-1 past: any
+            // version-1 operation slipped into its welcome would only make
+            // our own operations name what nobody else holds.
+            n.ops_v1.clear();
             return;
         }
     }

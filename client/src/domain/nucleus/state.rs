@@ -1,7 +1,7 @@
 //! Where we stand in a nucleus, and our own operations: their parents,
 //! the check that they count, and what sends them.
 
-use enlace_protocol::group::limits::{MAX_OPS, MAX_OPS_PER_AUTHOR, MAX_PARENTS};
+use enlace_protocol::group::limits::{MAX_OPS, MAX_OPS_PER_AUTHOR, MAX_PARENTS, MAX_RESERVED_OPS};
 use enlace_protocol::group::{Action, Fold, Op, OpHash, Refusal, Role, Verdict};
 use rand_core::CryptoRng;
 
@@ -49,9 +49,20 @@ pub(crate) fn standing(n: &Nucleus, fold: &Fold, me: &[u8; 32]) -> Standing {
 }
 
 /// The parents of our next operation: the heads, latest first, at most
-/// [`MAX_PARENTS`] (the rest stay heads for the next one).
-pub(crate) fn parents(fold: &Fold) -> Vec<OpHash> {
-    fold.heads.iter().take(MAX_PARENTS).copied().collect()
+/// [`MAX_PARENTS`] (the rest stay heads for the next one), our own last
+/// operation and removals and demotions first: what we sign must show
+/// what we saw of them.
+pub(crate) fn parents(fold: &Fold, me: &[u8; 32], held: &[Op]) -> Vec<OpHash> {
+    let first = |h: &OpHash| {
+        held.iter().any(|o| {
+            o.hash() == *h
+                && (o.author() == me || matches!(o.action(), Action::Remove | Action::SetRole(_)))
+        })
+    };
+    let (mut out, rest): (Vec<OpHash>, Vec<OpHash>) = fold.heads.iter().copied().partition(first);
+    out.extend(rest);
+    out.truncate(MAX_PARENTS);
+    out
 }
 
 /// What a refusal of our own change means to the person making it.
@@ -74,6 +85,9 @@ fn refused(n: &Nucleus, action: Action, why: Refusal) -> Error {
             },
         ),
         Refusal::Target => Error::NotAllowed(name, "there is nothing to change"),
+        Refusal::Quota => Error::NucleusLimit(format!(
+            "at most {MAX_OPS_PER_AUTHOR} changes by one member, removals and demotions aside"
+        )),
         Refusal::NotTheCreate | Refusal::Superseded => Error::BrokenState("nucleus"),
     }
 }
@@ -91,16 +105,33 @@ pub(crate) fn sign_own(
     let identity = p.identity_key_pair();
     let me = p.own_key();
     let n = p.nuclei.get(index).ok_or(Error::BrokenState("nucleus"))?;
-    let held = n.v2_ops();
-    if held.len() >= MAX_OPS
-        || held.iter().filter(|o| o.author() == &me).count() >= MAX_OPS_PER_AUTHOR
-    {
+    let fold = n.fold();
+    let restrictive = match action {
+        Action::Remove => true,
+        Action::SetRole(to) => fold.members.get(&target).is_some_and(|m| to > m.role),
+        _ => false,
+    };
+    // Removals and demotions have room of their own: filling the nucleus
+    // never stops a member from being removed.
+    let room = if restrictive {
+        MAX_OPS + MAX_RESERVED_OPS
+    } else {
+        MAX_OPS
+    };
+    if n.ops.len() >= room {
         return Err(Error::NucleusLimit(format!(
-            "at most {MAX_OPS} membership changes per nucleus, {MAX_OPS_PER_AUTHOR} by one member"
+            "at most {MAX_OPS} membership changes per nucleus, {MAX_RESERVED_OPS} more removals"
         )));
     }
-    let op = Op::sign(&identity, n.id, action, target, &parents(&n.fold()), name)
-        .map_err(|_| Error::InvalidName("longer than 64 characters"))?;
+    let op = Op::sign(
+        &identity,
+        n.id,
+        action,
+        target,
+        &parents(&fold, &me, &n.v2_ops()),
+        name,
+    )
+    .map_err(|_| Error::InvalidName("longer than 64 characters"))?;
     match n.with_history(|h| h.admit(&op)) {
         Verdict::Counts => {}
         Verdict::Refused(why) => return Err(refused(n, action, why)),

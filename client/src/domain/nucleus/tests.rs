@@ -24,6 +24,8 @@ use crate::profile::{
     SEEN_GROUP_KEPT, SeenGroupMessage, SendId, Status, StoredRelay,
 };
 
+#[path = "tests_attacks.rs"]
+mod attacks;
 #[path = "tests_roles.rs"]
 mod roles;
 

@@ -171,8 +171,9 @@ fn op_budget_cannot_be_exhausted() {
     }
     assert_eq!(net.p(1).nuclei[0].waiting.len(), MAX_WAITING_OPS);
     net.p(1).nuclei[0].waiting.clear();
-    // As admin, 2 signs as many role changes as it can: its share ends at
-    // MAX_OPS_PER_AUTHOR, the rest is not kept.
+    // As admin, 2 signs as many role changes as it can: past
+    // MAX_OPS_PER_AUTHOR in their own past, its promotions are refused by
+    // every member (demotions stay possible), and what follows waits.
     set_role(net.p(1), "n", "c2", Role::Admin, &mut rand::rng(), clear).unwrap();
     add(net.p(1), "n", "c3", &mut rand::rng(), clear).unwrap();
     net.settle();
@@ -194,7 +195,7 @@ fn op_budget_cannot_be_exhausted() {
         .iter()
         .filter(|o| o.author() == &pk(2))
         .count();
-    assert_eq!(by_2, MAX_OPS_PER_AUTHOR);
+    assert!(by_2 <= MAX_OPS_PER_AUTHOR + 1, "{by_2}");
     // The others can still change membership.
     remove(net.p(1), "n", "c3", &mut rand::rng(), clear).unwrap();
     assert!(!net.p(1).nuclei[0].members().contains_key(&pk(3)));

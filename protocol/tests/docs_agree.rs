@@ -205,6 +205,7 @@ fn nucleus_limits_table() {
     assert_eq!(value("MAX_MEMBERS"), limits::MAX_MEMBERS);
     assert_eq!(value("MAX_OPS"), limits::MAX_OPS);
     assert_eq!(value("MAX_OPS_PER_AUTHOR"), limits::MAX_OPS_PER_AUTHOR);
+    assert_eq!(value("MAX_RESERVED_OPS"), limits::MAX_RESERVED_OPS);
     assert_eq!(value("MAX_WAITING_OPS"), limits::MAX_WAITING_OPS);
     assert_eq!(value("MAX_PARENTS"), limits::MAX_PARENTS);
     assert_eq!(value("MAX_NAME_BYTES"), limits::MAX_NAME_BYTES);

@@ -209,17 +209,15 @@ fn checks<'g, 'a>(graph: &'g Graph<'a>, history: &History<'_>) -> Resolver<'g, '
             [p] => views
                 .get(p)
                 .and_then(Option::as_ref)
-                .zip(graph.nodes.get(p)),
+                .zip(graph.nodes.get(p))
+                .map(|(v, node)| (v, node, p)),
             _ => None,
         };
         let view = match single {
-            Some((parent_view, Node::V2(parent))) => {
-                let counted = r
-                    .checked
-                    .get(parents[0])
-                    .is_some_and(|c| c.refusal.is_none());
+            Some((parent_view, Node::V2(parent), p)) => {
+                let counted = r.checked.get(p).is_some_and(|c| c.refusal.is_none());
                 if counted {
-                    parent_view.clone().then(parent, parents[0])
+                    parent_view.clone().then(parent, p)
                 } else {
                     parent_view.clone()
                 }

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use enlace_protocol::group::limits::MAX_MEMBERS;
+use enlace_protocol::group::limits::{MAX_MEMBERS, MAX_WAITING_OPS};
 use enlace_protocol::group::{
     Action, ActionV1, Fold, GroupText, History, Introduction, NucleusId, Op, OpHash, OpV1, Role,
     TextPart, Verdict,
@@ -144,8 +144,9 @@ impl Member {
     }
 
     /// Receives `op` as a client does: placed if it counts in its own
-    /// past, dropped if refused, kept waiting while a parent is missing;
-    /// then whatever waited and can be placed now.
+    /// past, dropped if refused, kept waiting while a parent is missing
+    /// (within the client's per-author bound); then whatever waited and
+    /// can be placed now.
     fn receive(&mut self, root: OpHash, op: &Op) {
         if self
             .held
@@ -154,6 +155,14 @@ impl Member {
             .any(|o| o.hash() == op.hash())
         {
             return;
+        }
+        // The client's bound: at most MAX_WAITING_OPS waiting per author, a
+        // new one dropping only its own author's oldest.
+        let same: Vec<usize> = (0..self.waiting.len())
+            .filter(|&i| self.waiting[i].author() == op.author())
+            .collect();
+        if same.len() >= MAX_WAITING_OPS {
+            self.waiting.remove(same[0]);
         }
         self.waiting.push(op.clone());
         loop {

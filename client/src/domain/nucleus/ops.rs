@@ -12,14 +12,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use enlace_protocol::group::limits::{MAX_OPS, MAX_RESERVED_OPS, MAX_WAITING_OPS};
+use enlace_protocol::group::limits::{MAX_OPS, MAX_WAITING_OPS};
 use enlace_protocol::group::{Action, ActionV1, Fold, History, Op, OpHash, OpV1, Refusal, Verdict};
 
 use super::introductions::plan;
 use super::limits::{MAX_INVITATIONS, MAX_INVITATIONS_PER_CONTACT};
 use super::names::{contact_for, unique_nucleus_name};
 use super::notices::{changes, keep, refusal};
-use super::state::{Standing, history_for, standing};
+use super::state::{Standing, history_for, room, standing};
 use crate::domain::message::AppMessage;
 use crate::profile::{ContactId, Notice, NoticeKind, Nucleus, Profile};
 
@@ -182,7 +182,8 @@ fn keep_v1(n: &mut Nucleus, op: OpV1) {
 
 /// Keeps a version-2 operation among those waiting, unless it is held
 /// already. Placed operations are bounded by [`MAX_OPS`], except removals
-/// and demotions, which may use [`MAX_RESERVED_OPS`] more (so that a
+/// and demotions, which may use
+/// [`enlace_protocol::group::limits::MAX_RESERVED_OPS`] more (so that a
 /// member who fills the nucleus can still be removed). While we are
 /// invited (a welcome, or the history before a withdrawal), up to
 /// [`MAX_OPS`] wait; otherwise at most [`MAX_WAITING_OPS`] per author, and
@@ -197,17 +198,7 @@ fn keep_v2(n: &mut Nucleus, op: &Op, welcoming: bool, me: &[u8; 32]) -> bool {
         return false;
     }
     let fold = n.fold();
-    let restrictive = match op.action() {
-        Action::Remove => true,
-        Action::SetRole(to) => fold.members.get(op.target()).is_some_and(|m| to > m.role),
-        _ => false,
-    };
-    let room = if restrictive {
-        MAX_OPS + MAX_RESERVED_OPS
-    } else {
-        MAX_OPS
-    };
-    if n.ops.len() >= room {
+    if n.ops.len() >= room(&fold, op.action(), op.target()) {
         return false;
     }
     if welcoming {

@@ -65,6 +65,22 @@ pub(crate) fn parents(fold: &Fold, me: &[u8; 32], held: &[Op]) -> Vec<OpHash> {
     out
 }
 
+/// How many placed operations leave room for one more `action` about
+/// `target`: removals and demotions have room of their own, so filling
+/// the nucleus never stops a member from being removed.
+pub(crate) fn room(fold: &Fold, action: Action, target: &[u8; 32]) -> usize {
+    let restrictive = match action {
+        Action::Remove => true,
+        Action::SetRole(to) => fold.members.get(target).is_some_and(|m| to > m.role),
+        _ => false,
+    };
+    if restrictive {
+        MAX_OPS + MAX_RESERVED_OPS
+    } else {
+        MAX_OPS
+    }
+}
+
 /// What a refusal of our own change means to the person making it.
 fn refused(n: &Nucleus, action: Action, why: Refusal) -> Error {
     let name = n.name.clone();
@@ -106,19 +122,7 @@ pub(crate) fn sign_own(
     let me = p.own_key();
     let n = p.nuclei.get(index).ok_or(Error::BrokenState("nucleus"))?;
     let fold = n.fold();
-    let restrictive = match action {
-        Action::Remove => true,
-        Action::SetRole(to) => fold.members.get(&target).is_some_and(|m| to > m.role),
-        _ => false,
-    };
-    // Removals and demotions have room of their own: filling the nucleus
-    // never stops a member from being removed.
-    let room = if restrictive {
-        MAX_OPS + MAX_RESERVED_OPS
-    } else {
-        MAX_OPS
-    };
-    if n.ops.len() >= room {
+    if n.ops.len() >= room(&fold, action, &target) {
         return Err(Error::NucleusLimit(format!(
             "at most {MAX_OPS} membership changes per nucleus, {MAX_RESERVED_OPS} more removals"
         )));
